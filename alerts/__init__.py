@@ -1,0 +1,1 @@
+"""alerts (arrives with its own issue)."""

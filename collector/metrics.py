@@ -1,0 +1,216 @@
+"""Metric families and the per-service recorder that every adapter calls.
+
+The hot path is `Recorder.begin()` / `Recorder.end()`: labelled children are
+cached per (method, tool, status), so one operation costs a dict lookup, a
+counter increment, a histogram observation and a gauge inc/dec.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from collector import names
+
+
+@dataclass(frozen=True)
+class Families:
+    operations: Counter
+    duration: Histogram
+    active: Gauge
+    buckets: tuple[float, ...]
+
+
+_families: dict[int, Families] = {}
+_families_lock = threading.Lock()
+
+
+def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | None = None) -> Families:
+    """The three metric families of `registry`, created on first use.
+
+    Several services may share a registry (one process hosting two MCP
+    servers); they must then agree on the histogram buckets.
+    """
+    wanted = tuple(float(b) for b in (buckets or names.DEFAULT_BUCKETS))
+    if list(wanted) != sorted(set(wanted)) or not wanted:
+        raise ValueError(f"histogram buckets must be distinct and increasing, got {list(wanted)}")
+    with _families_lock:
+        found = _families.get(id(registry))
+        if found is not None:
+            if buckets is not None and found.buckets != wanted:
+                raise ValueError(
+                    f"this registry already has {names.OPERATION_DURATION} with buckets {list(found.buckets)}; "
+                    f"cannot also use {list(wanted)}"
+                )
+            return found
+        made = Families(
+            operations=Counter(
+                names.OPERATIONS_FAMILY,
+                "MCP operations handled, by outcome.",
+                names.OPERATION_LABELS,
+                registry=registry,
+            ),
+            duration=Histogram(
+                names.OPERATION_DURATION,
+                "Duration of MCP operations that completed (cancelled ones are not observed).",
+                names.DURATION_LABELS,
+                buckets=wanted,
+                registry=registry,
+            ),
+            active=Gauge(
+                names.OPERATIONS_ACTIVE,
+                "MCP operations in flight.",
+                names.ACTIVE_LABELS,
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            buckets=wanted,
+        )
+        _families[id(registry)] = made
+        return made
+
+
+def resolve_identity(service: str | None, version: str | None, *, fallback_service: str | None = None,
+                     fallback_version: str | None = None) -> tuple[str, str]:
+    """service and version from arguments, else the environment, else the fallbacks.
+
+    They come from whoever deploys the server, never from the MCP peer.
+    """
+    service = service or os.environ.get(names.SERVICE_ENV) or fallback_service
+    version = version or os.environ.get(names.VERSION_ENV) or fallback_version or "unknown"
+    if not service:
+        raise ValueError(f"no service name: pass service=... or set {names.SERVICE_ENV}")
+    return service, version
+
+
+class ToolNames:
+    """Bounds the `tool` label: known tools keep their name, the rest is `_other`.
+
+    A tool is known when it was registered, listed in a tools/list result, or
+    answered a call successfully. At most `limit` names are kept, so a client
+    sending arbitrary names cannot grow the number of series.
+    """
+
+    def __init__(
+        self,
+        limit: int = names.DEFAULT_MAX_TOOLS,
+        known: Iterable[str] = (),
+        lookup: Callable[[str], bool] | None = None,
+    ):
+        if limit < 1:
+            raise ValueError("the tool limit must be at least 1")
+        self.limit = limit
+        # Asked about a name not yet known (e.g. a server's tool registry), so tools
+        # added after start-up get their own label.
+        self.lookup = lookup
+        self._known: set[str] = set()
+        self.learn(known)
+
+    def learn(self, tool_names: Iterable[str]) -> None:
+        for name in tool_names:
+            if len(self._known) >= self.limit:
+                return
+            if isinstance(name, str) and name and name != names.OTHER_TOOL:
+                self._known.add(name)
+
+    def learn_from_list_result(self, result: object) -> None:
+        """Learn the names in a tools/list result (a dict as on the wire)."""
+        if isinstance(result, dict):
+            tools = result.get("tools")
+            if isinstance(tools, list):
+                self.learn(t.get("name") for t in tools if isinstance(t, dict))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._known
+
+    def label(self, name: object, *, confirmed: bool = False) -> str:
+        """The label for a called tool; `confirmed` when the call succeeded, which
+        proves the tool exists."""
+        if name in self._known:
+            return name  # type: ignore[return-value]
+        if isinstance(name, str) and (confirmed or (self.lookup is not None and self._exists(name))):
+            self.learn((name,))
+            if name in self._known:
+                return name
+        return names.OTHER_TOOL
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return bool(self.lookup(name))  # type: ignore[misc]
+        except Exception:
+            return False
+
+
+def method_label(method: object) -> str:
+    return method if method in names.CLIENT_METHODS else names.OTHER_METHOD  # type: ignore[return-value]
+
+
+class Recorder:
+    """Records MCP operations of one service and version.
+
+    Adapters call `begin()` when a request arrives and `end()` exactly once
+    when its outcome is known.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        version: str,
+        *,
+        registry: CollectorRegistry = REGISTRY,
+        buckets: Sequence[float] | None = None,
+        max_tools: int = names.DEFAULT_MAX_TOOLS,
+        tools: Iterable[str] = (),
+        tool_lookup: Callable[[str], bool] | None = None,
+    ):
+        self.service = service
+        self.version = version
+        self.families = families(registry, buckets)
+        self.tools = ToolNames(max_tools, tools, tool_lookup)
+        self._active = self.families.active.labels(service, version)
+        # (method, tool, status) -> (counter child, histogram child or None)
+        self._children: dict[tuple[str, str, str], tuple] = {}
+        self._lock = threading.Lock()
+
+    def begin(self) -> float:
+        self._active.inc()
+        return time.perf_counter()
+
+    def end(self, method: str, tool: str, status: str, started: float) -> None:
+        """Count one finished operation. `method` and `tool` must already be labels
+        (see `method_label` and `ToolNames.label`); `status` one of names.STATUSES."""
+        elapsed = time.perf_counter() - started
+        key = (method, tool, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._make_children(key)
+        children[0].inc()
+        if children[1] is not None:
+            children[1].observe(elapsed)
+        self._active.dec()
+
+    def _make_children(self, key: tuple[str, str, str]) -> tuple:
+        method, tool, status = key
+        if status not in names.STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._lock:
+            counter = self.families.operations.labels(self.service, self.version, method, tool, status)
+            # Cancelled operations are neither good nor bad: keep them out of the
+            # latency distribution so latency SLIs do not count them.
+            histogram = (
+                None if status == names.CANCELLED
+                else self.families.duration.labels(self.service, self.version, method, tool)
+            )
+            self._children[key] = (counter, histogram)
+            return counter, histogram
+
+    def tool_label(self, method: str, name: object, *, succeeded: bool = False) -> str:
+        """The `tool` label for a request: empty unless it is a tools/call."""
+        if method != "tools/call":
+            return ""
+        return self.tools.label(name, confirmed=succeeded)

@@ -1,0 +1,1 @@
+"""dashboard (arrives with its own issue)."""

@@ -1,0 +1,1 @@
+"""demo (arrives with its own issue)."""

@@ -1,0 +1,1 @@
+"""mcp-slo: SLO specs, PromQL, the engine and the command line."""

@@ -1,0 +1,66 @@
+"""Helpers shared by the tests: free ports, polling with a deadline, reading /metrics."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the thing polled may not be up yet
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
+        time.sleep(interval)
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Samples named `name` in exposition `text`, keyed by their sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name:
+                found[tuple(sorted(s.labels.items()))] = s.value
+    return found
+
+
+def operations(text: str, **match: str) -> dict[tuple[str, str, str], float]:
+    """mcp_operations_total as {(method, tool, status): count}, for samples matching `match`."""
+    out = {}
+    for labels, value in samples(text, "mcp_operations_total").items():
+        d = dict(labels)
+        if all(d.get(k) == v for k, v in match.items()) and value:
+            out[(d["method"], d["tool"], d["status"])] = value
+    return out
+
+
+def registry_text(registry: CollectorRegistry) -> str:
+    return generate_latest(registry).decode()
+
+
+def scrape(url: str) -> str:
+    r = httpx.get(url, timeout=5)
+    r.raise_for_status()
+    return r.text
