@@ -8,7 +8,6 @@ params are measured too.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,9 +18,8 @@ from collector import classify, names
 from collector.metrics import Recorder, method_label
 
 # How long a cancelled request waits for its notifications/cancelled (which
-# carries the reason) before it is counted as a plain cancellation. The SDK
-# cancels the handler first and delivers the notification right after.
-CANCEL_REASON_GRACE = 0.5
+# carries the reason) before it is counted as a plain cancellation.
+CANCEL_REASON_GRACE = 0.25
 
 
 def _tool_name(params: Any) -> object:
@@ -45,10 +43,10 @@ class MetricsMiddleware:
 
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
-        # (session, request id) -> cancellation reason, for requests in flight
+        # (connection, request id) -> the client's cancellation reason, once known
         self._in_flight: dict[tuple[int, Any], str | None] = {}
-        # (session, request id) -> (method, tool label, seconds it ran) awaiting their reason
-        self._awaiting_reason: dict[tuple[int, Any], tuple[str, str, float]] = {}
+        # (connection, request id) -> set when that request's notifications/cancelled arrives
+        self._waiting: dict[tuple[int, Any], anyio.Event] = {}
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.request_id is None:
@@ -65,7 +63,8 @@ class MetricsMiddleware:
         try:
             result = await call_next(ctx)
         except anyio.get_cancelled_exc_class() as exc:
-            self._on_cancelled(key, method, rec.tool_label(method, name), started, str(exc))
+            status, waited = await self._cancel_status(key, str(exc))
+            rec.end(method, rec.tool_label(method, name), status, started + waited)
             raise
         except BaseException as exc:
             self._in_flight.pop(key, None)
@@ -82,35 +81,46 @@ class MetricsMiddleware:
             rec.end(method, "", names.SUCCESS, started)
         return result
 
-    def _on_cancelled(self, key: tuple[int, Any], method: str, tool: str, started: float, message: str) -> None:
-        reason = self._in_flight.pop(key, None)
-        # An in-process client's own deadline shows in the cancel message itself.
-        if reason is not None or classify.cancel_status(message) == names.TIMEOUT:
-            self.recorder.end(method, tool, classify.cancel_status(reason or message), started)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.recorder.end(method, tool, names.CANCELLED, started)
-            return
-        self._awaiting_reason[key] = (method, tool, time.perf_counter() - started)
-        loop.call_later(CANCEL_REASON_GRACE, self._settle, key, None)
+    async def _cancel_status(self, key: tuple[int, Any], message: str) -> tuple[str, float]:
+        """timeout or cancelled, and how long we waited to learn which.
+
+        The SDK cancels the handler first and delivers the client's
+        notifications/cancelled (whose reason tells a client timeout from a user
+        cancel) right after, so wait a moment for it. An in-process client's own
+        deadline shows in the cancel message itself.
+        """
+        waited = 0.0
+        reason = self._in_flight.get(key)
+        if reason is None and classify.cancel_status(message) != names.TIMEOUT:
+            event = self._waiting[key] = anyio.Event()
+            began = time.perf_counter()
+            with anyio.move_on_after(CANCEL_REASON_GRACE, shield=True):
+                await event.wait()
+            waited = time.perf_counter() - began
+            self._waiting.pop(key, None)
+            reason = self._in_flight.get(key)
+        self._in_flight.pop(key, None)
+        return classify.cancel_status(reason if reason is not None else message), waited
 
     def _on_cancel_notification(self, ctx: Any) -> None:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
-        key = _connection_key(ctx, params.get("requestId"))
+        request_id = params.get("requestId")
         reason = params.get("reason")
         reason = reason if isinstance(reason, str) else ""
-        if key in self._awaiting_reason:
-            self._settle(key, reason)
-        elif key in self._in_flight:
-            self._in_flight[key] = reason
-
-    def _settle(self, key: tuple[int, Any], reason: str | None) -> None:
-        pending = self._awaiting_reason.pop(key, None)
-        if pending is not None:
-            method, tool, ran = pending
-            self.recorder.end(method, tool, classify.cancel_status(reason), time.perf_counter() - ran)
+        key = _connection_key(ctx, request_id)
+        if key in self._in_flight:
+            keys = [key]
+        else:
+            # On 2026-07-28 connections each request gets its own Connection
+            # object, so match on the id, preferring requests already cancelled.
+            keys = [k for k in self._waiting if k[1] == request_id] or [
+                k for k in self._in_flight if k[1] == request_id
+            ]
+        for k in keys:
+            self._in_flight[k] = reason
+            event = self._waiting.get(k)
+            if event is not None:
+                event.set()
 
 
 def _dump(model: Any) -> Any:

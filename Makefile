@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh Debian or Ubuntu machine:
+#   make demo   runs the whole stack locally
+#   make test   runs the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench venv system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	scripts/install-system-deps.sh test
+
+test: venv system-deps
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python -m bench
+
+demo: venv
+	scripts/install-system-deps.sh demo
+	$(BIN)/mcp-slo demo
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache
