@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 # subcommand -> (module, help). Each module has `add_arguments(parser)` and `run(args) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("collector.proxy.cli", "instrument any MCP server (stdio or streamable HTTP) from outside"),
+    "demo": ("demo.cli", "run the demo services under load with a real Prometheus"),
 }
 
 

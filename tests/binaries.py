@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, wait_until
+from demo.prometheus import start_prometheus
+from tests.support import free_port
 
 DEBIAN_PACKAGE = {
     "prometheus": "prometheus",
@@ -42,34 +41,14 @@ def require(binary: str) -> str:
 @contextmanager
 def prometheus(scrape_targets: list[str], scrape_interval: str = "1s") -> Iterator[str]:
     """A real Prometheus on a free port scraping `scrape_targets` (host:port); yields its URL."""
-    binary = require("prometheus")
+    require("prometheus")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="prom-") as work:
-        config = Path(work) / "prometheus.yml"
-        targets = ", ".join(f'"{t}"' for t in scrape_targets)
-        config.write_text(
-            f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
-            f"scrape_configs:\n  - job_name: mcp\n    static_configs:\n      - targets: [{targets}]\n"
-        )
-        log = open(Path(work) / "prometheus.log", "wb")
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={work}/data",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
+        proc = start_prometheus(Path(work), port, scrape_targets, scrape_interval)
         try:
-            wait_until(lambda: proc.poll() is None and httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
-                       timeout=30, what="prometheus /-/ready")
-            yield url
+            yield f"http://127.0.0.1:{port}"
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
+            proc.stop()
 
 
 def query(url: str, promql: str) -> list[dict]:

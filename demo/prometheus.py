@@ -1,0 +1,46 @@
+"""A real Prometheus as a managed child process, with a generated configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from demo.processes import ManagedProcess, find_binary
+
+
+def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_files: Sequence[str] = (),
+                      alertmanager: str | None = None) -> str:
+    lines = [
+        "global:",
+        f"  scrape_interval: {scrape_interval}",
+        f"  evaluation_interval: {scrape_interval}",
+        "scrape_configs:",
+        "  - job_name: mcp",
+        "    static_configs:",
+        "      - targets: [" + ", ".join(f'"{t}"' for t in targets) + "]",
+    ]
+    if rule_files:
+        lines += ["rule_files:"] + [f'  - "{f}"' for f in rule_files]
+    if alertmanager:
+        lines += ["alerting:", "  alertmanagers:", "    - static_configs:", f'        - targets: ["{alertmanager}"]']
+    return "\n".join(lines) + "\n"
+
+
+def start_prometheus(workdir: Path, port: int, targets: Sequence[str], scrape_interval: str = "5s",
+                     ready_timeout: float = 30.0) -> ManagedProcess:
+    """Start Prometheus on 127.0.0.1:port scraping `targets`; returns once /-/ready answers."""
+    binary = find_binary("prometheus")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "prometheus.yml"
+    config.write_text(prometheus_config(targets, scrape_interval))
+    proc = ManagedProcess(
+        "prometheus",
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+        workdir / "prometheus.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200, ready_timeout, "/-/ready")
+    return proc

@@ -1,0 +1,51 @@
+"""`mcp-slo demo` runs the demo services under load with a real Prometheus,
+prints its endpoints and stops cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+
+from tests import binaries
+from tests.support import free_port, wait_until
+
+
+@pytest.mark.integration
+def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
+    binaries.require("prometheus")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "15", "--prometheus-port", str(port),
+         "--scenario", "regression", "--rate", "40", "--seed", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: any(line.startswith(f"prometheus: {url}") for line in lines), timeout=30,
+                   what="the prometheus endpoint line")
+
+        def both_versions_of_both_services():
+            r = httpx.get(f"{url}/api/v1/query",
+                          params={"query": 'sum by (service, version) (mcp_operations_total{method="tools/call"})'})
+            got = {(s["metric"]["service"], s["metric"]["version"]) for s in r.json()["data"]["result"]}
+            return got == {("filesystem", "v1"), ("filesystem", "v2"), ("analytics", "v1"), ("analytics", "v2")}
+
+        wait_until(both_versions_of_both_services, timeout=20, what="samples of every service and version")
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(5)
+    output = "".join(lines)
+    for name in ("exporter filesystem v1: http://", "exporter analytics v2: http://", "demo stopped"):
+        assert name in output, output
+    # Prometheus went away with the demo: nothing answers on its port any more.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1)
