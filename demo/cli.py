@@ -11,6 +11,7 @@ import random
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import anyio
@@ -18,6 +19,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from collector import start_metrics_server
+from demo import history
 from demo.load import drive
 from demo.processes import MissingBinary
 from demo.prometheus import start_prometheus
@@ -32,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="calls per second per service (default 20)")
     parser.add_argument("--prometheus-port", type=int, default=9090)
     parser.add_argument("--seed", type=int, help="random seed for reproducible load")
+    parser.add_argument("--history-days", type=float, default=30.0,
+                        help="days of history to backfill before starting (0: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,11 +51,18 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     rng = random.Random(args.seed)
     behaviours = scenario(args.scenario)
+    try:
+        past = _history(args, workdir, behaviours)
+    except (MissingBinary, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     servers, exporters, targets = {}, [], []
     for service, versions in behaviours.items():
         for version, behaviour in versions.items():
             registry = CollectorRegistry()
             servers[service, version] = build_server(service, version, behaviour, registry, rng)
+            if past is not None:
+                history.seed_registry(registry, past, service, version)
             http_server, _ = start_metrics_server(0, registry=registry)
             exporters.append(http_server)
             target = f"127.0.0.1:{http_server.server_port}"
@@ -71,6 +82,26 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         for http_server in exporters:
             http_server.shutdown()
     return 0
+
+
+def _history(args: argparse.Namespace, workdir: Path, behaviours) -> history.History | None:
+    """Backfill 30 days into Prometheus's data directory, unless this workdir has them."""
+    marker = workdir / "prometheus" / "history-done"
+    if args.history_days <= 0 or marker.exists():
+        return None
+    say = lambda msg: print(msg, flush=True)  # noqa: E731
+    past = history.generate(behaviours, end=time.time(), days=args.history_days,
+                            rates={s: args.rate for s in behaviours}, split=SPLIT,
+                            seed=args.seed or 0, progress=say)
+    workdir.mkdir(parents=True, exist_ok=True)
+    openmetrics = workdir / "history.om"
+    history.write_openmetrics(past, openmetrics, progress=say)
+    say("history: loading into Prometheus blocks (promtool)")
+    history.backfill(openmetrics, workdir / "prometheus" / "data")
+    openmetrics.unlink()
+    marker.write_text("")
+    say("history: done")
+    return past
 
 
 async def _serve(servers, args, prometheus_url: str) -> None:

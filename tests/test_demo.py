@@ -20,7 +20,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "15", "--prometheus-port", str(port),
-         "--scenario", "regression", "--rate", "40", "--seed", "1"],
+         "--scenario", "regression", "--rate", "40", "--seed", "1", "--history-days", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
@@ -38,6 +38,11 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
             return got == {("filesystem", "v1"), ("filesystem", "v2"), ("analytics", "v1"), ("analytics", "v2")}
 
         wait_until(both_versions_of_both_services, timeout=20, what="samples of every service and version")
+        # the backfilled history is there, and live counters continued it without a reset
+        day_ago = httpx.get(f"{url}/api/v1/query", params={"query": "sum(mcp_operations_total offset 1d)"}).json()
+        assert float(day_ago["data"]["result"][0]["value"][1]) > 0
+        resets = httpx.get(f"{url}/api/v1/query", params={"query": "sum(resets(mcp_operations_total[1h]))"}).json()
+        assert float(resets["data"]["result"][0]["value"][1]) == 0
         assert proc.wait(timeout=40) == 0
     finally:
         if proc.poll() is None:

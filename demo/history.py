@@ -1,0 +1,211 @@
+"""30 days of realistic history for the demo services, backfilled into Prometheus.
+
+Traffic follows the day (low at 04:00 UTC, high at 16:00) and the week (quieter
+weekends); past incidents of different burn rates are written in; the canary
+(v2) starts two hours before now. Counts are drawn per step (Poisson traffic,
+binomial errors, multinomial latency buckets from a log-normal), accumulated
+into counters and written as OpenMetrics for `promtool tsdb
+create-blocks-from openmetrics`.
+
+The live exporters are then seeded with the final counter values
+(`seed_registry`), so backfilled and live series join without a reset or jump.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from collector import names
+from collector.metrics import families
+from demo.processes import find_binary
+from demo.services import TOOLS, VersionBehaviour
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Incident:
+    service: str
+    ago: float  # start, in seconds before the end of the history
+    duration: float
+    error_ratio: float | None = None  # replaces the normal error ratio while it lasts
+    latency_factor: float = 1.0  # multiplies the median latency while it lasts
+    versions: tuple[str, ...] = ("v1",)
+
+
+# Past incidents for the demo: a fast page-level outage, a slow ticket-level
+# burn, a latency regression, and a short old outage.
+DEMO_INCIDENTS = (
+    Incident("filesystem", ago=14 * DAY, duration=1800, error_ratio=0.5),
+    Incident("analytics", ago=6 * DAY, duration=10 * 3600, error_ratio=0.012),
+    Incident("filesystem", ago=3 * DAY, duration=2 * 3600, latency_factor=12.0),
+    Incident("analytics", ago=25 * DAY, duration=900, error_ratio=0.9),
+)
+
+
+def traffic_profile(ts: np.ndarray) -> np.ndarray:
+    """Relative traffic at unix times `ts`: 0.25 at 04:00 UTC up to 1.0 at 16:00; weekends x0.45."""
+    hour = (ts % DAY) / 3600.0
+    daily = 0.25 + 0.75 * 0.5 * (1 - np.cos(2 * np.pi * (hour - 4) / 24))
+    weekday = ((ts // DAY).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    return daily * np.where(weekday >= 5, 0.45, 1.0)
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+@dataclass
+class History:
+    """Cumulative series on a common time grid; `final` holds each series' last value."""
+
+    timestamps: np.ndarray
+    # (metric sample name, labels as a tuple of pairs) -> (first step index, cumulative values)
+    series: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {key: float(values[-1]) for key, (_, values) in self.series.items()}
+
+
+def generate(
+    behaviours: Mapping[str, Mapping[str, VersionBehaviour]],
+    *,
+    end: float,
+    days: float = 30.0,
+    step: float = 120.0,
+    rates: Mapping[str, float],
+    split: Mapping[str, float],
+    canary: str = "v2",
+    canary_age: float = 2 * 3600.0,
+    incidents: Sequence[Incident] = DEMO_INCIDENTS,
+    buckets: Sequence[float] = names.DEFAULT_BUCKETS,
+    seed: int = 0,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> History:
+    """Draw the history of every service and version from `end - days` to `end`.
+
+    `rates` are each service's calls per second at `end`; the rest of the
+    history follows `traffic_profile` around them, so live traffic picks up
+    where the history stops.
+    """
+    rng = np.random.default_rng(seed)
+    ts = np.arange(end - days * DAY, end + step / 2, step)[-int(days * DAY / step):]
+    ts = np.round(ts, 3)
+    history = History(timestamps=ts)
+    profile = traffic_profile(ts) / traffic_profile(np.array([end]))[0]
+    canary_from = int(np.searchsorted(ts, end - canary_age))
+    bounds = np.asarray(buckets, dtype=float)
+    for service, versions in behaviours.items():
+        progress(f"history: drawing {days:g} days of {service}")
+        for version, behaviour in versions.items():
+            first = canary_from if version == canary else 0
+            share = np.full(len(ts), split.get(version, 0.0))
+            if version != canary:  # before the canary exists the baseline takes all traffic
+                share[:canary_from] = 1.0
+            for tool, mix in TOOLS[service].items():
+                tb = behaviour.for_tool(tool)
+                error_ratio = np.full(len(ts), tb.error_ratio)
+                median = np.full(len(ts), tb.median_seconds)
+                for inc in incidents:
+                    if inc.service == service and version in inc.versions:
+                        during = (ts >= end - inc.ago) & (ts < end - inc.ago + inc.duration)
+                        if inc.error_ratio is not None:
+                            error_ratio[during] = inc.error_ratio
+                        median[during] *= inc.latency_factor
+                sl = slice(first, None)
+                calls = rng.poisson(rates[service] * profile[sl] * share[sl] * mix * step)
+                errors = rng.binomial(calls, error_ratio[sl])
+                cdf = _normal_cdf((np.log(bounds)[None, :] - np.log(median[sl])[:, None]) / tb.sigma)
+                probs = np.diff(np.concatenate([np.zeros((len(cdf), 1)), cdf, np.ones((len(cdf), 1))], axis=1), axis=1)
+                per_bucket = rng.multinomial(calls, np.clip(probs, 0, None))
+                seconds = calls * median[sl] * math.exp(tb.sigma**2 / 2)
+
+                base = (("service", service), ("version", version), ("method", "tools/call"), ("tool", tool))
+                history.series[names.OPERATIONS_TOTAL, base + (("status", names.SUCCESS),)] = (
+                    first, np.cumsum(calls - errors))
+                history.series[names.OPERATIONS_TOTAL, base + (("status", names.ERROR),)] = (first, np.cumsum(errors))
+                cumulative_buckets = np.cumsum(np.cumsum(per_bucket, axis=1), axis=0)
+                for i, bound in enumerate([*map(_le, bounds), "+Inf"]):
+                    history.series[f"{names.OPERATION_DURATION}_bucket", base + (("le", bound),)] = (
+                        first, cumulative_buckets[:, i])
+                history.series[f"{names.OPERATION_DURATION}_count", base] = (first, np.cumsum(calls))
+                history.series[f"{names.OPERATION_DURATION}_sum", base] = (first, np.cumsum(seconds))
+    return history
+
+
+def _le(bound: float) -> str:
+    # prometheus-client writes bucket bounds as floats ("1.0"); match it so live
+    # and backfilled buckets are the same series.
+    return repr(float(bound))
+
+
+_FAMILIES = (
+    (names.OPERATIONS_FAMILY, "counter", (names.OPERATIONS_TOTAL,)),
+    (names.OPERATION_DURATION, "histogram", tuple(f"{names.OPERATION_DURATION}_{s}" for s in ("bucket", "count", "sum"))),
+)
+
+
+def write_openmetrics(history: History, path: Path, progress: Callable[[str], None] = lambda _msg: None) -> int:
+    """Write `history` as OpenMetrics text, one series after another; returns the number of samples."""
+    written = 0
+    stamps = [f"{t:.3f}" for t in history.timestamps]
+    with open(path, "w") as out:
+        for family, kind, sample_names in _FAMILIES:
+            out.write(f"# TYPE {family} {kind}\n")
+            for (name, labels), (first, values) in history.series.items():
+                if name not in sample_names:
+                    continue
+                head = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "} "
+                fmt = "{:.6f}" if name.endswith("_sum") else "{:.0f}"
+                out.write("".join(f"{head}{fmt.format(v)} {t}\n" for v, t in zip(values, stamps[first:])))
+                written += len(values)
+            progress(f"history: wrote {written:,} samples")
+        out.write("# EOF\n")
+    return written
+
+
+def backfill(openmetrics: Path, data_dir: Path) -> None:
+    """Turn the OpenMetrics file into TSDB blocks in Prometheus's data directory.
+
+    168h blocks: promtool's default 2h blocks make a 30-day backfill ~50x slower.
+    """
+    promtool = find_binary("promtool")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=168h",
+         str(openmetrics), str(data_dir)],
+        capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"promtool could not backfill {openmetrics}:\n{done.stderr[-2000:]}")
+
+
+def seed_registry(registry: CollectorRegistry, history: History, service: str, version: str) -> None:
+    """Start the live counters of (service, version) where the history ends."""
+    fams = families(registry)
+    final = history.final
+    for (name, labels), value in final.items():
+        d = dict(labels)
+        if d["service"] != service or d["version"] != version:
+            continue
+        if name == names.OPERATIONS_TOTAL:
+            fams.operations.labels(service, version, d["method"], d["tool"], d["status"]).inc(value)
+        elif name == f"{names.OPERATION_DURATION}_count":
+            child = fams.duration.labels(service, version, d["method"], d["tool"])
+            base = tuple(labels)
+            # Histogram children hold per-bucket (not cumulative) counts; there
+            # is no public API to add many observations at once.
+            previous = 0.0
+            for i, bound in enumerate([*map(_le, fams.buckets), "+Inf"]):
+                cumulative = final[f"{names.OPERATION_DURATION}_bucket", base + (("le", bound),)]
+                child._buckets[i].inc(cumulative - previous)
+                previous = cumulative
+            child._sum.inc(final[f"{names.OPERATION_DURATION}_sum", base])

@@ -1,0 +1,112 @@
+"""The demo's backfilled history: realistic shape, and a seamless join with live counters."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from demo import history
+from demo.scenarios import SPLIT, scenario
+from demo.services import build_server
+from tests import binaries
+from tests.support import registry_text, samples
+
+END = 1_790_000_000.0  # a Monday, 13:33 UTC
+
+
+def make(days=30.0, **kw):
+    return history.generate(scenario("healthy"), end=END, days=days, rates={"filesystem": 20, "analytics": 10},
+                            split=SPLIT, seed=7, **kw)
+
+
+def series(h, name, **labels):
+    for (n, lbls), (first, values) in h.series.items():
+        d = dict(lbls)
+        if n == name and all(d.get(k) == v for k, v in labels.items()):
+            yield first, values
+
+
+def test_counters_only_grow_and_buckets_add_up():
+    h = make(days=3)
+    for (name, _), (_, values) in h.series.items():
+        assert np.all(np.diff(values) >= 0), name
+    for (name, labels), (_, count) in h.series.items():
+        if name.endswith("_count"):
+            inf = h.series["mcp_operation_duration_seconds_bucket", labels + (("le", "+Inf"),)][1]
+            assert np.array_equal(inf, count)
+
+
+def test_the_canary_starts_two_hours_before_the_end_and_takes_its_share():
+    h = make(days=2)
+    step = h.timestamps[1] - h.timestamps[0]
+    for first, values in series(h, "mcp_operations_total", version="v2"):
+        assert h.timestamps[first] >= END - 2 * 3600 - step
+    v2 = sum(v[-1] for _, v in series(h, "mcp_operation_duration_seconds_count", service="filesystem", version="v2"))
+    v1_since = sum(v[-1] - v[-61] for _, v in series(h, "mcp_operation_duration_seconds_count",
+                                                    service="filesystem", version="v1"))
+    assert 0.07 < v2 / (v1_since + v2) < 0.13  # 10% split, Poisson noise
+
+
+def test_traffic_follows_the_day_and_the_week():
+    ts = np.array([END - END % 86400 + 4 * 3600, END - END % 86400 + 16 * 3600])
+    low, high = history.traffic_profile(ts)
+    assert high / low == pytest.approx(4.0)
+    saturday = END - END % 86400 + 5 * 86400 + 16 * 3600
+    assert history.traffic_profile(np.array([saturday]))[0] == pytest.approx(0.45)
+
+
+def test_past_incidents_show_as_error_bursts():
+    h = make(days=30)
+    step = h.timestamps[1] - h.timestamps[0]
+    outage = history.DEMO_INCIDENTS[0]  # filesystem, 14 days ago, 30 min at 50% errors
+    i0 = int(np.searchsorted(h.timestamps, END - outage.ago))
+    i1 = i0 + int(outage.duration / step)
+    errors = sum(v[i1] - v[i0] for _, v in series(h, "mcp_operations_total", service="filesystem", version="v1",
+                                                  status="error"))
+    total = sum(v[i1] - v[i0] for _, v in series(h, "mcp_operation_duration_seconds_count",
+                                                service="filesystem", version="v1"))
+    assert errors / total == pytest.approx(0.5, abs=0.05)
+
+
+def test_live_counters_start_where_the_history_ends():
+    h = make(days=1)
+    registry = CollectorRegistry()
+    build_server("filesystem", "v1", scenario("healthy")["filesystem"]["v1"], registry)
+    history.seed_registry(registry, h, "filesystem", "v1")
+    live = samples(registry_text(registry), "mcp_operations_total")
+    for (name, labels), value in h.final.items():
+        if name == "mcp_operations_total" and dict(labels)["service"] == "filesystem" and dict(labels)["version"] == "v1":
+            assert live[tuple(sorted(labels))] == value
+    buckets = samples(registry_text(registry), "mcp_operation_duration_seconds_bucket")
+    for (name, labels), value in h.final.items():
+        d = dict(labels)
+        if name.endswith("_bucket") and d["service"] == "filesystem" and d["version"] == "v1":
+            assert buckets[tuple(sorted(labels))] == value
+
+
+@pytest.mark.integration
+def test_promtool_backfill_is_queryable_in_prometheus(tmp_path):
+    binaries.require("promtool")
+    end = time.time()
+    h = history.generate(scenario("healthy"), end=end, days=2, rates={"filesystem": 5, "analytics": 5},
+                         split=SPLIT, seed=1)
+    om = tmp_path / "history.om"
+    history.write_openmetrics(h, om)
+    history.backfill(om, tmp_path / "prometheus" / "data")
+    from demo.prometheus import start_prometheus
+    from tests.support import free_port
+
+    port = free_port()
+    proc = start_prometheus(tmp_path / "prometheus", port, [])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        got = binaries.query(url, 'sum(mcp_operations_total{service="filesystem",version="v1"})')
+        expected = sum(v for (n, lbls), v in h.final.items()
+                       if n == "mcp_operations_total" and dict(lbls)["service"] == "filesystem"
+                       and dict(lbls)["version"] == "v1")
+        assert float(got[0]["value"][1]) == expected
+    finally:
+        proc.stop()
