@@ -20,7 +20,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "15", "--prometheus-port", str(port),
-         "--scenario", "regression", "--rate", "40", "--seed", "1", "--history-days", "2"],
+         "--scenario", "regression", "--rate", "40", "--seed", "1", "--history-days", "2", "--alertmanager-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
@@ -49,8 +49,20 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
             proc.kill()
         reader.join(5)
     output = "".join(lines)
-    for name in ("exporter filesystem v1: http://", "exporter analytics v2: http://", "demo stopped"):
+    for name in ("exporter filesystem v1: http://", "exporter analytics v2: http://", "alertmanager: http://",
+                 "demo stopped"):
         assert name in output, output
     # Prometheus went away with the demo: nothing answers on its port any more.
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1)
+
+
+def test_a_missing_prometheus_gives_the_install_command_and_exit_code_2(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "1", "--workdir", str(tmp_path / "wd")],
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "prometheus is not on PATH" in done.stderr
+    assert "apt-get install --no-install-recommends prometheus" in done.stderr
+    assert not (tmp_path / "wd").exists()  # nothing started, nothing written

@@ -1,0 +1,134 @@
+"""The local stack: demo services with /metrics, history, Prometheus, Alertmanager.
+
+Used by `mcp-slo demo` and by the test suite's fixtures; `Stack.close()` stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+from prometheus_client import CollectorRegistry
+
+from collector import start_metrics_server
+from demo import history
+from demo.alertmanager import start_alertmanager
+from demo.processes import ManagedProcess, find_binary
+from demo.prometheus import start_prometheus
+from demo.scenarios import SPLIT, scenario
+from demo.services import build_server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class StackConfig:
+    workdir: Path
+    scenario: str = "healthy"
+    rate: float = 20.0  # calls per second per service
+    history_days: float = 30.0
+    prometheus_port: int = 0  # 0: a free port
+    alertmanager_port: int = 0
+    scrape_interval: str = "5s"
+    seed: int | None = None
+
+
+@dataclass
+class Stack:
+    config: StackConfig
+    servers: dict[tuple[str, str], MCPServer] = field(default_factory=dict)
+    exporters: dict[tuple[str, str], str] = field(default_factory=dict)  # -> host:port
+    history: history.History | None = None
+    prometheus_url: str = ""
+    alertmanager_url: str = ""
+    _processes: list[ManagedProcess] = field(default_factory=list)
+    _http_servers: list = field(default_factory=list)
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        out = [("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)]
+        out += [(f"exporter {s} {v}", f"http://{t}/metrics") for (s, v), t in self.exporters.items()]
+        return out
+
+    def processes(self) -> list[ManagedProcess]:
+        return list(self._processes)
+
+    def close(self) -> None:
+        for proc in reversed(self._processes):
+            proc.stop()
+        for http_server in self._http_servers:
+            http_server.shutdown()
+
+
+def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: None) -> Stack:
+    """Start everything; on any failure, stop what was started and raise.
+
+    Raises demo.processes.MissingBinary (with the install command) before
+    anything starts when prometheus, promtool or prometheus-alertmanager is missing.
+    """
+    for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
+        find_binary(binary)
+    stack = Stack(config)
+    try:
+        _start(stack, say)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def _start(stack: Stack, say: Callable[[str], None]) -> None:
+    config = stack.config
+    rng = random.Random(config.seed)
+    behaviours = scenario(config.scenario)
+    prom_dir = config.workdir / "prometheus"
+    marker = prom_dir / "history-done"
+    if config.history_days > 0 and not marker.exists():
+        stack.history = _backfill(config, behaviours, prom_dir, say)
+        marker.write_text("")
+
+    for service, versions in behaviours.items():
+        for version, behaviour in versions.items():
+            registry = CollectorRegistry()
+            stack.servers[service, version] = build_server(service, version, behaviour, registry, rng)
+            if stack.history is not None:
+                history.seed_registry(registry, stack.history, service, version)
+            http_server, _ = start_metrics_server(0, registry=registry)
+            stack._http_servers.append(http_server)
+            stack.exporters[service, version] = f"127.0.0.1:{http_server.server_port}"
+
+    am_port = config.alertmanager_port or free_port()
+    stack._processes.append(start_alertmanager(config.workdir / "alertmanager", am_port))
+    stack.alertmanager_url = f"http://127.0.0.1:{am_port}"
+
+    prom_port = config.prometheus_port or free_port()
+    stack._processes.append(start_prometheus(
+        prom_dir, prom_port, list(stack.exporters.values()), config.scrape_interval,
+        alertmanager=f"127.0.0.1:{am_port}",
+    ))
+    stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
+
+
+def _backfill(config: StackConfig, behaviours, prom_dir: Path, say: Callable[[str], None]) -> history.History:
+    past = history.generate(behaviours, end=time.time(), days=config.history_days,
+                            rates={s: config.rate for s in behaviours}, split=SPLIT,
+                            seed=config.seed or 0, progress=say)
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    openmetrics = config.workdir / "history.om"
+    try:
+        history.write_openmetrics(past, openmetrics, progress=say)
+        say("history: loading into Prometheus blocks (promtool)")
+        history.backfill(openmetrics, prom_dir / "data")
+    finally:
+        openmetrics.unlink(missing_ok=True)
+    say("history: done")
+    return past
