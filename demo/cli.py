@@ -15,13 +15,13 @@ import anyio
 
 from demo.load import drive
 from demo.processes import MissingBinary
-from demo.scenarios import SPLIT
-from demo.services import TOOLS
+from demo.scenario import ScenarioError, available
 from demo.stack import Stack, StackConfig, start_stack
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", default="healthy", choices=["healthy", "regression"])
+    parser.add_argument("--scenario", default="healthy",
+                        help=f"one of {', '.join(available())}, or a scenario YAML file (default healthy)")
     parser.add_argument("--workdir", type=Path, help="keep state here between runs (default: a temp dir)")
     parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="stop everything cleanly after this long")
     parser.add_argument("--rate", type=float, default=20.0, help="calls per second per service (default 20)")
@@ -53,6 +53,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     except MissingBinary as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -72,8 +75,9 @@ async def _serve(stack: Stack, args: argparse.Namespace) -> None:
         tg.start_soon(_stop_on_signal, stop)
         if args.exit_after is not None:
             tg.start_soon(_stop_after, stop, args.exit_after)
-        for service, mix in TOOLS.items():
-            versions = {v: (stack.servers[service, v], weight) for v, weight in SPLIT.items()}
+        scenario = stack.scenario
+        for service, mix in scenario.tools.items():
+            versions = {v: (stack.servers[service, v], weight) for v, weight in scenario.split.items()}
             tg.start_soon(drive, versions, mix, args.rate, stop)
         await stop.wait()
         tg.cancel_scope.cancel()

@@ -25,29 +25,9 @@ from prometheus_client import CollectorRegistry
 from collector import names
 from collector.metrics import families
 from demo.processes import find_binary
-from demo.services import TOOLS, VersionBehaviour
+from demo.scenario import Scenario
 
 DAY = 86400.0
-
-
-@dataclass(frozen=True)
-class Incident:
-    service: str
-    ago: float  # start, in seconds before the end of the history
-    duration: float
-    error_ratio: float | None = None  # replaces the normal error ratio while it lasts
-    latency_factor: float = 1.0  # multiplies the median latency while it lasts
-    versions: tuple[str, ...] = ("v1",)
-
-
-# Past incidents for the demo: a fast page-level outage, a slow ticket-level
-# burn, a latency regression, and a short old outage.
-DEMO_INCIDENTS = (
-    Incident("filesystem", ago=14 * DAY, duration=1800, error_ratio=0.5),
-    Incident("analytics", ago=6 * DAY, duration=10 * 3600, error_ratio=0.012),
-    Incident("filesystem", ago=3 * DAY, duration=2 * 3600, latency_factor=12.0),
-    Incident("analytics", ago=25 * DAY, duration=900, error_ratio=0.9),
-)
 
 
 def traffic_profile(ts: np.ndarray) -> np.ndarray:
@@ -76,16 +56,12 @@ class History:
 
 
 def generate(
-    behaviours: Mapping[str, Mapping[str, VersionBehaviour]],
+    scenario: Scenario,
     *,
     end: float,
     days: float = 30.0,
     step: float = 120.0,
     rates: Mapping[str, float],
-    split: Mapping[str, float],
-    canary: str = "v2",
-    canary_age: float = 2 * 3600.0,
-    incidents: Sequence[Incident] = DEMO_INCIDENTS,
     buckets: Sequence[float] = names.DEFAULT_BUCKETS,
     seed: int = 0,
     progress: Callable[[str], None] = lambda _msg: None,
@@ -94,35 +70,36 @@ def generate(
 
     `rates` are each service's calls per second at `end`; the rest of the
     history follows `traffic_profile` around them, so live traffic picks up
-    where the history stops.
+    where the history stops. Traffic is Poisson; errors are the expected
+    number carried over from step to step (no sampling noise), so the
+    history's error ratio over any long window is what the scenario says.
     """
     rng = np.random.default_rng(seed)
-    ts = np.arange(end - days * DAY, end + step / 2, step)[-int(days * DAY / step):]
-    ts = np.round(ts, 3)
+    ts = np.round(end - step * np.arange(int(days * DAY / step) - 1, -1, -1), 3)
     history = History(timestamps=ts)
     profile = traffic_profile(ts) / traffic_profile(np.array([end]))[0]
-    canary_from = int(np.searchsorted(ts, end - canary_age))
+    canary_from = int(np.searchsorted(ts, end - scenario.canary_age)) if scenario.canary else 0
     bounds = np.asarray(buckets, dtype=float)
-    for service, versions in behaviours.items():
+    for service, versions in scenario.versions.items():
         progress(f"history: drawing {days:g} days of {service}")
         for version, behaviour in versions.items():
-            first = canary_from if version == canary else 0
-            share = np.full(len(ts), split.get(version, 0.0))
-            if version != canary:  # before the canary exists the baseline takes all traffic
-                share[:canary_from] = 1.0
-            for tool, mix in TOOLS[service].items():
+            is_canary = version == scenario.canary
+            first = canary_from if is_canary else 0
+            share = np.full(len(ts), scenario.split.get(version, 0.0))
+            if scenario.canary and not is_canary:  # before the canary exists the others share all traffic
+                share[:canary_from] = scenario.split.get(version, 0.0) / (1 - scenario.split[scenario.canary])
+            for tool, mix in scenario.tools[service].items():
                 tb = behaviour.for_tool(tool)
                 error_ratio = np.full(len(ts), tb.error_ratio)
-                median = np.full(len(ts), tb.median_seconds)
-                for inc in incidents:
-                    if inc.service == service and version in inc.versions:
-                        during = (ts >= end - inc.ago) & (ts < end - inc.ago + inc.duration)
-                        if inc.error_ratio is not None:
-                            error_ratio[during] = inc.error_ratio
-                        median[during] *= inc.latency_factor
+                median = np.full(len(ts), tb.median)
+                for inc in scenario.incidents_for(service, version):
+                    during = (ts >= end + inc.start) & (ts < end + inc.start + inc.duration)
+                    if inc.error_ratio is not None:
+                        error_ratio[during] = inc.error_ratio
+                    median[during] *= inc.latency_factor
                 sl = slice(first, None)
                 calls = rng.poisson(rates[service] * profile[sl] * share[sl] * mix * step)
-                errors = rng.binomial(calls, error_ratio[sl])
+                errors = np.diff(np.floor(np.cumsum(calls * error_ratio[sl]) + 0.5), prepend=0).astype(np.int64)
                 cdf = _normal_cdf((np.log(bounds)[None, :] - np.log(median[sl])[:, None]) / tb.sigma)
                 probs = np.diff(np.concatenate([np.zeros((len(cdf), 1)), cdf, np.ones((len(cdf), 1))], axis=1), axis=1)
                 per_bucket = rng.multinomial(calls, np.clip(probs, 0, None))

@@ -21,7 +21,7 @@ from demo import history
 from demo.alertmanager import start_alertmanager
 from demo.processes import ManagedProcess, find_binary
 from demo.prometheus import start_prometheus
-from demo.scenarios import SPLIT, scenario
+from demo.scenario import Scenario, load
 from demo.services import build_server
 
 
@@ -34,7 +34,7 @@ def free_port() -> int:
 @dataclass
 class StackConfig:
     workdir: Path
-    scenario: str = "healthy"
+    scenario: str = "healthy"  # a name in demo/scenarios, or a YAML file
     rate: float = 20.0  # calls per second per service
     history_days: float = 30.0
     prometheus_port: int = 0  # 0: a free port
@@ -46,6 +46,7 @@ class StackConfig:
 @dataclass
 class Stack:
     config: StackConfig
+    scenario: Scenario | None = None
     servers: dict[tuple[str, str], MCPServer] = field(default_factory=dict)
     exporters: dict[tuple[str, str], str] = field(default_factory=dict)  # -> host:port
     history: history.History | None = None
@@ -89,17 +90,18 @@ def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: Non
 def _start(stack: Stack, say: Callable[[str], None]) -> None:
     config = stack.config
     rng = random.Random(config.seed)
-    behaviours = scenario(config.scenario)
+    stack.scenario = scenario = load(config.scenario)
     prom_dir = config.workdir / "prometheus"
     marker = prom_dir / "history-done"
     if config.history_days > 0 and not marker.exists():
-        stack.history = _backfill(config, behaviours, prom_dir, say)
+        stack.history = _backfill(config, scenario, prom_dir, say)
         marker.write_text("")
 
-    for service, versions in behaviours.items():
-        for version, behaviour in versions.items():
+    started_at = time.monotonic()  # live incidents are scheduled from here
+    for service, versions in scenario.versions.items():
+        for version in versions:
             registry = CollectorRegistry()
-            stack.servers[service, version] = build_server(service, version, behaviour, registry, rng)
+            stack.servers[service, version] = build_server(scenario, service, version, registry, rng, started_at)
             if stack.history is not None:
                 history.seed_registry(registry, stack.history, service, version)
             http_server, _ = start_metrics_server(0, registry=registry)
@@ -118,10 +120,10 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
 
 
-def _backfill(config: StackConfig, behaviours, prom_dir: Path, say: Callable[[str], None]) -> history.History:
-    past = history.generate(behaviours, end=time.time(), days=config.history_days,
-                            rates={s: config.rate for s in behaviours}, split=SPLIT,
-                            seed=config.seed or 0, progress=say)
+def _backfill(config: StackConfig, scenario: Scenario, prom_dir: Path,
+              say: Callable[[str], None]) -> history.History:
+    past = history.generate(scenario, end=time.time(), days=config.history_days,
+                            rates={s: config.rate for s in scenario.versions}, seed=config.seed or 0, progress=say)
     config.workdir.mkdir(parents=True, exist_ok=True)
     openmetrics = config.workdir / "history.om"
     try:

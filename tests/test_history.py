@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from demo import history
-from demo.scenarios import SPLIT, scenario
+from demo.scenario import load
 from demo.services import build_server
 from tests import binaries
 from tests.support import registry_text, samples
@@ -18,8 +18,8 @@ END = 1_790_000_000.0  # a Monday, 13:33 UTC
 
 
 def make(days=30.0, **kw):
-    return history.generate(scenario("healthy"), end=END, days=days, rates={"filesystem": 20, "analytics": 10},
-                            split=SPLIT, seed=7, **kw)
+    return history.generate(load("healthy"), end=END, days=days, rates={"filesystem": 20, "analytics": 10},
+                            seed=7, **kw)
 
 
 def series(h, name, **labels):
@@ -61,20 +61,43 @@ def test_traffic_follows_the_day_and_the_week():
 def test_past_incidents_show_as_error_bursts():
     h = make(days=30)
     step = h.timestamps[1] - h.timestamps[0]
-    outage = history.DEMO_INCIDENTS[0]  # filesystem, 14 days ago, 30 min at 50% errors
-    i0 = int(np.searchsorted(h.timestamps, END - outage.ago))
+    outage = load("healthy").incidents[0]  # filesystem, 14 days ago, 30 min at 50% errors
+    assert (outage.service, outage.start, outage.error_ratio) == ("filesystem", -14 * 86400, 0.5)
+    i0 = int(np.searchsorted(h.timestamps, END + outage.start))
     i1 = i0 + int(outage.duration / step)
-    errors = sum(v[i1] - v[i0] for _, v in series(h, "mcp_operations_total", service="filesystem", version="v1",
+    errors = sum(v[i1 - 1] - v[i0 - 1] for _, v in series(h, "mcp_operations_total", service="filesystem", version="v1",
                                                   status="error"))
-    total = sum(v[i1] - v[i0] for _, v in series(h, "mcp_operation_duration_seconds_count",
+    total = sum(v[i1 - 1] - v[i0 - 1] for _, v in series(h, "mcp_operation_duration_seconds_count",
                                                 service="filesystem", version="v1"))
-    assert errors / total == pytest.approx(0.5, abs=0.05)
+    assert errors / total == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_thirty_day_error_ratio_is_what_the_scenario_says():
+    """Expected ratio from the scenario alone (traffic profile x tool mix x error
+    ratios x incidents), against the drawn counts: within 0.5% relative."""
+    scenario = load("healthy")
+    h = make(days=30)
+    ts = h.timestamps
+    weight = history.traffic_profile(ts)
+    for service, mix in scenario.tools.items():
+        expected_errors = expected_calls = 0.0
+        behaviour = scenario.versions[service]["v1"]
+        for tool, share in mix.items():
+            ratio = np.full(len(ts), behaviour.for_tool(tool).error_ratio)
+            for inc in scenario.incidents_for(service, "v1"):
+                if inc.error_ratio is not None:
+                    ratio[(ts >= END + inc.start) & (ts < END + inc.start + inc.duration)] = inc.error_ratio
+            expected_errors += float(np.sum(weight * share * ratio))
+            expected_calls += float(np.sum(weight * share))
+        errors = sum(v[-1] for _, v in series(h, "mcp_operations_total", service=service, version="v1", status="error"))
+        calls = sum(v[-1] for _, v in series(h, "mcp_operation_duration_seconds_count", service=service, version="v1"))
+        assert errors / calls == pytest.approx(expected_errors / expected_calls, rel=0.005), service
 
 
 def test_live_counters_start_where_the_history_ends():
     h = make(days=1)
     registry = CollectorRegistry()
-    build_server("filesystem", "v1", scenario("healthy")["filesystem"]["v1"], registry)
+    build_server(load("healthy"), "filesystem", "v1", registry)
     history.seed_registry(registry, h, "filesystem", "v1")
     live = samples(registry_text(registry), "mcp_operations_total")
     for (name, labels), value in h.final.items():
@@ -91,8 +114,7 @@ def test_live_counters_start_where_the_history_ends():
 def test_promtool_backfill_is_queryable_in_prometheus(tmp_path):
     binaries.require("promtool")
     end = time.time()
-    h = history.generate(scenario("healthy"), end=end, days=2, rates={"filesystem": 5, "analytics": 5},
-                         split=SPLIT, seed=1)
+    h = history.generate(load("healthy"), end=end, days=2, rates={"filesystem": 5, "analytics": 5}, seed=1)
     om = tmp_path / "history.om"
     history.write_openmetrics(h, om)
     history.backfill(om, tmp_path / "prometheus" / "data")
