@@ -13,7 +13,6 @@ from pathlib import Path
 
 import anyio
 
-from demo.load import drive
 from demo.processes import MissingBinary
 from demo.scenario import ScenarioError, available
 from demo.stack import Stack, StackConfig, start_stack
@@ -75,10 +74,7 @@ async def _serve(stack: Stack, args: argparse.Namespace) -> None:
         tg.start_soon(_stop_on_signal, stop)
         if args.exit_after is not None:
             tg.start_soon(_stop_after, stop, args.exit_after)
-        scenario = stack.scenario
-        for service, mix in scenario.tools.items():
-            versions = {v: (stack.servers[service, v], weight) for v, weight in scenario.split.items()}
-            tg.start_soon(drive, versions, mix, args.rate, stop)
+        tg.start_soon(stack.drive, stop)
         await stop.wait()
         tg.cancel_scope.cancel()
 

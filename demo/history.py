@@ -70,12 +70,13 @@ def generate(
 
     `rates` are each service's calls per second at `end`; the rest of the
     history follows `traffic_profile` around them, so live traffic picks up
-    where the history stops. Traffic is Poisson; errors are the expected
-    number carried over from step to step (no sampling noise), so the
-    history's error ratio over any long window is what the scenario says.
+    where the history stops. Calls and errors per step are the expected
+    numbers, rounded with the remainder carried to the next step: no sampling
+    noise, so the history's error ratio over any window is exactly what the
+    scenario says (live traffic is random). Latencies are drawn.
     """
     rng = np.random.default_rng(seed)
-    ts = np.round(end - step * np.arange(int(days * DAY / step) - 1, -1, -1), 3)
+    ts = end - step * np.arange(int(days * DAY / step) - 1, -1, -1)
     history = History(timestamps=ts)
     profile = traffic_profile(ts) / traffic_profile(np.array([end]))[0]
     canary_from = int(np.searchsorted(ts, end - scenario.canary_age)) if scenario.canary else 0
@@ -98,8 +99,8 @@ def generate(
                         error_ratio[during] = inc.error_ratio
                     median[during] *= inc.latency_factor
                 sl = slice(first, None)
-                calls = rng.poisson(rates[service] * profile[sl] * share[sl] * mix * step)
-                errors = np.diff(np.floor(np.cumsum(calls * error_ratio[sl]) + 0.5), prepend=0).astype(np.int64)
+                calls = _carried(rates[service] * profile[sl] * share[sl] * mix * step)
+                errors = _carried(calls * error_ratio[sl])
                 cdf = _normal_cdf((np.log(bounds)[None, :] - np.log(median[sl])[:, None]) / tb.sigma)
                 probs = np.diff(np.concatenate([np.zeros((len(cdf), 1)), cdf, np.ones((len(cdf), 1))], axis=1), axis=1)
                 per_bucket = rng.multinomial(calls, np.clip(probs, 0, None))
@@ -118,6 +119,11 @@ def generate(
     return history
 
 
+def _carried(expected: np.ndarray) -> np.ndarray:
+    """Whole counts per step whose running total stays within 0.5 of the expected one."""
+    return np.diff(np.floor(np.cumsum(expected) + 0.5), prepend=0).astype(np.int64)
+
+
 def _le(bound: float) -> str:
     # prometheus-client writes bucket bounds as floats ("1.0"); match it so live
     # and backfilled buckets are the same series.
@@ -130,8 +136,14 @@ _FAMILIES = (
 )
 
 
-def write_openmetrics(history: History, path: Path, progress: Callable[[str], None] = lambda _msg: None) -> int:
-    """Write `history` as OpenMetrics text, one series after another; returns the number of samples."""
+def write_openmetrics(history: History, path: Path, targets: Mapping[tuple[str, str], Mapping[str, str]],
+                      progress: Callable[[str], None] = lambda _msg: None) -> int:
+    """Write `history` as OpenMetrics text, one series after another; returns the number of samples.
+
+    `targets` gives each (service, version) the labels Prometheus adds when it
+    scrapes that exporter (job, instance), so backfilled and live samples are
+    the same series.
+    """
     written = 0
     stamps = [f"{t:.3f}" for t in history.timestamps]
     with open(path, "w") as out:
@@ -140,7 +152,9 @@ def write_openmetrics(history: History, path: Path, progress: Callable[[str], No
             for (name, labels), (first, values) in history.series.items():
                 if name not in sample_names:
                     continue
-                head = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "} "
+                d = dict(labels)
+                scraped = targets[d["service"], d["version"]].items()
+                head = name + "{" + ",".join(f'{k}="{v}"' for k, v in (*labels, *scraped)) + "} "
                 fmt = "{:.6f}" if name.endswith("_sum") else "{:.0f}"
                 out.write("".join(f"{head}{fmt.format(v)} {t}\n" for v, t in zip(values, stamps[first:])))
                 written += len(values)

@@ -10,6 +10,9 @@ import httpx
 from demo.processes import ManagedProcess, find_binary
 
 
+JOB = "mcp"  # the scrape job of every exporter
+
+
 def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_files: Sequence[str] = (),
                       alertmanager: str | None = None) -> str:
     lines = [
@@ -17,7 +20,7 @@ def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_
         f"  scrape_interval: {scrape_interval}",
         f"  evaluation_interval: {scrape_interval}",
         "scrape_configs:",
-        "  - job_name: mcp",
+        f"  - job_name: {JOB}",
         "    static_configs:",
         "      - targets: [" + ", ".join(f'"{t}"' for t in targets) + "]",
     ]
@@ -39,7 +42,9 @@ def start_prometheus(workdir: Path, port: int, targets: Sequence[str], scrape_in
     proc = ManagedProcess(
         "prometheus",
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+         # the default 15d would drop most of the 30-day history and any 30d SLO window
+         "--storage.tsdb.retention.time=60d"],
         workdir / "prometheus.log",
     ).start()
     url = f"http://127.0.0.1:{port}"

@@ -6,21 +6,25 @@ everything it started.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry
 
 from collector import start_metrics_server
 from demo import history
 from demo.alertmanager import start_alertmanager
+from demo.load import drive
 from demo.processes import ManagedProcess, find_binary
-from demo.prometheus import start_prometheus
+from demo.prometheus import JOB, start_prometheus
 from demo.scenario import Scenario, load
 from demo.services import build_server
 
@@ -54,6 +58,9 @@ class Stack:
     alertmanager_url: str = ""
     _processes: list[ManagedProcess] = field(default_factory=list)
     _http_servers: list = field(default_factory=list)
+    _load_thread: threading.Thread | None = None
+    _load_loop: asyncio.AbstractEventLoop | None = None
+    _stop_load: anyio.Event | None = None
 
     def endpoints(self) -> list[tuple[str, str]]:
         out = [("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)]
@@ -63,7 +70,35 @@ class Stack:
     def processes(self) -> list[ManagedProcess]:
         return list(self._processes)
 
+    async def drive(self, stop: anyio.Event, rate: float | None = None) -> None:
+        """Run the load on every service until `stop` is set."""
+        rate = self.config.rate if rate is None else rate
+        async with anyio.create_task_group() as tg:
+            for service, mix in self.scenario.tools.items():
+                versions = {v: (self.servers[service, v], w) for v, w in self.scenario.split.items()}
+                tg.start_soon(drive, versions, mix, rate, stop)
+
+    def start_load(self) -> None:
+        """Run the load in a background thread (for tests); `close()` stops it."""
+        started = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                self._stop_load = anyio.Event()
+                self._load_loop = asyncio.get_running_loop()
+                started.set()
+                await self.drive(self._stop_load)
+
+            anyio.run(main)
+
+        self._load_thread = threading.Thread(target=run, name="demo-load", daemon=True)
+        self._load_thread.start()
+        started.wait(10)
+
     def close(self) -> None:
+        if self._load_thread is not None:
+            self._load_loop.call_soon_threadsafe(self._stop_load.set)
+            self._load_thread.join(10)
         for proc in reversed(self._processes):
             proc.stop()
         for http_server in self._http_servers:
@@ -92,21 +127,25 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     rng = random.Random(config.seed)
     stack.scenario = scenario = load(config.scenario)
     prom_dir = config.workdir / "prometheus"
-    marker = prom_dir / "history-done"
-    if config.history_days > 0 and not marker.exists():
-        stack.history = _backfill(config, scenario, prom_dir, say)
-        marker.write_text("")
-
     started_at = time.monotonic()  # live incidents are scheduled from here
+    registries = {}
     for service, versions in scenario.versions.items():
         for version in versions:
-            registry = CollectorRegistry()
+            registry = registries[service, version] = CollectorRegistry()
             stack.servers[service, version] = build_server(scenario, service, version, registry, rng, started_at)
-            if stack.history is not None:
-                history.seed_registry(registry, stack.history, service, version)
             http_server, _ = start_metrics_server(0, registry=registry)
             stack._http_servers.append(http_server)
             stack.exporters[service, version] = f"127.0.0.1:{http_server.server_port}"
+
+    # History, then live counters seeded where it ends, all before Prometheus
+    # starts scraping: backfilled and live samples join as one series.
+    marker = prom_dir / "history-done"
+    if config.history_days > 0 and not marker.exists():
+        targets = {key: {"job": JOB, "instance": target} for key, target in stack.exporters.items()}
+        stack.history = _backfill(config, scenario, targets, prom_dir, say)
+        for (service, version), registry in registries.items():
+            history.seed_registry(registry, stack.history, service, version)
+        marker.write_text("")
 
     am_port = config.alertmanager_port or free_port()
     stack._processes.append(start_alertmanager(config.workdir / "alertmanager", am_port))
@@ -120,14 +159,14 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
 
 
-def _backfill(config: StackConfig, scenario: Scenario, prom_dir: Path,
+def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
               say: Callable[[str], None]) -> history.History:
     past = history.generate(scenario, end=time.time(), days=config.history_days,
                             rates={s: config.rate for s in scenario.versions}, seed=config.seed or 0, progress=say)
     config.workdir.mkdir(parents=True, exist_ok=True)
     openmetrics = config.workdir / "history.om"
     try:
-        history.write_openmetrics(past, openmetrics, progress=say)
+        history.write_openmetrics(past, openmetrics, targets, progress=say)
         say("history: loading into Prometheus blocks (promtool)")
         history.backfill(openmetrics, prom_dir / "data")
     finally:

@@ -57,3 +57,11 @@ def query(url: str, promql: str) -> list[dict]:
     body = r.json()
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def wait_for_promql(url: str, promql: str, condition=bool, timeout: float = 30.0) -> list[dict]:
+    """Poll an instant query until `condition(result)` holds; returns the result."""
+    from tests.support import wait_until
+
+    return wait_until(lambda: (lambda r: r if condition(r) else None)(query(url, promql)), timeout=timeout,
+                      what=f"PromQL condition on {promql}")

@@ -116,7 +116,8 @@ def test_promtool_backfill_is_queryable_in_prometheus(tmp_path):
     end = time.time()
     h = history.generate(load("healthy"), end=end, days=2, rates={"filesystem": 5, "analytics": 5}, seed=1)
     om = tmp_path / "history.om"
-    history.write_openmetrics(h, om)
+    targets = {(s, v): {"job": "mcp", "instance": f"{s}-{v}"} for s in ("filesystem", "analytics") for v in ("v1", "v2")}
+    history.write_openmetrics(h, om, targets)
     history.backfill(om, tmp_path / "prometheus" / "data")
     from demo.prometheus import start_prometheus
     from tests.support import free_port

@@ -1,0 +1,40 @@
+"""Fixtures shared by the suite: the real local stack (demo services under load,
+30 days of history, Prometheus, Alertmanager) on free ports, started once per
+session and stopped at the end with nothing left running."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from demo.stack import Stack, StackConfig, start_stack
+from tests import binaries
+
+
+def _stack(tmp_path_factory, scenario: str, history_days: float) -> Iterator[Stack]:
+    for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
+        binaries.require(binary)
+    for noisy in ("httpx", "mcp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = StackConfig(workdir=tmp_path_factory.mktemp(f"stack-{scenario}"), scenario=scenario, rate=20.0,
+                         history_days=history_days, scrape_interval="1s", seed=42)
+    stack = start_stack(config)
+    stack.start_load()
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def regression_stack(tmp_path_factory) -> Iterator[Stack]:
+    """The demo under the regression scenario with 30 days of history."""
+    yield from _stack(tmp_path_factory, "regression", 30)
+
+
+@pytest.fixture(scope="session")
+def healthy_stack(tmp_path_factory) -> Iterator[Stack]:
+    """The demo under the healthy scenario with one day of history."""
+    yield from _stack(tmp_path_factory, "healthy", 1)

@@ -1,0 +1,99 @@
+"""The local stack in a real Prometheus: history of the documented shape, live
+samples arriving, and the regression scenario's canary measurably worse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from demo import history
+from tests import binaries
+
+pytestmark = pytest.mark.integration
+
+
+def by(result, label="service"):
+    return {r["metric"][label]: float(r["value"][1]) for r in result}
+
+
+def expected_error_ratio(stack, service: str, version: str) -> float:
+    """The scenario's error ratio over the history, weighted by the traffic profile."""
+    scenario = stack.scenario
+    ts = stack.history.timestamps
+    end = ts[-1]
+    weight = history.traffic_profile(ts)
+    errors = calls = 0.0
+    behaviour = scenario.versions[service][version]
+    for tool, share in scenario.tools[service].items():
+        ratio = np.full(len(ts), behaviour.for_tool(tool).error_ratio)
+        for inc in scenario.incidents_for(service, version):
+            if inc.error_ratio is not None:
+                ratio[(ts >= end + inc.start) & (ts < end + inc.start + inc.duration)] = inc.error_ratio
+        errors += float(np.sum(weight * share * ratio))
+        calls += float(np.sum(weight * share))
+    return errors / calls
+
+
+def test_thirty_days_of_history_with_the_scenario_error_ratio(regression_stack):
+    url = regression_stack.prometheus_url
+    oldest = binaries.query(url, 'min by (service) (timestamp(mcp_operations_total{version="v1"} offset 29d))')
+    assert set(by(oldest)) == {"filesystem", "analytics"}
+    ratio = by(binaries.query(
+        url,
+        'sum by (service) (mcp_operations_total{version="v1",status="error"})'
+        ' / sum by (service) (mcp_operations_total{version="v1"})',
+    ))
+    for service in ("filesystem", "analytics"):
+        assert ratio[service] == pytest.approx(expected_error_ratio(regression_stack, service, "v1"), rel=0.005)
+
+
+def test_the_canary_history_starts_two_hours_ago(regression_stack):
+    url = regression_stack.prometheus_url
+    assert binaries.query(url, 'mcp_operations_total{version="v2"} offset 150m') == []
+    assert binaries.query(url, 'mcp_operations_total{version="v2"} offset 100m') != []
+
+
+def test_live_samples_keep_arriving_without_resets(regression_stack):
+    url = regression_stack.prometheus_url
+    # backfilled and scraped samples are one series per label set, not two
+    per_labelset = binaries.query(url, "count by (service, version, tool, status) (mcp_operations_total)")
+    assert per_labelset and {float(r["value"][1]) for r in per_labelset} == {1.0}
+    scraped = binaries.query(url, 'mcp_operations_total{tool="read_file",version="v1",status="success"} offset 1d')
+    assert scraped[0]["metric"]["job"] == "mcp" and scraped[0]["metric"]["instance"].startswith("127.0.0.1:")
+    first = by(binaries.query(url, 'sum by (service) (mcp_operations_total{method="tools/call"})'))
+    binaries.wait_for_promql(
+        url, 'sum by (service) (mcp_operations_total{method="tools/call"})',
+        lambda r: all(v > first[s] for s, v in by(r).items()), timeout=20,
+    )
+    assert by(binaries.query(url, "sum by (service) (resets(mcp_operations_total[3h]))")) == {
+        "filesystem": 0, "analytics": 0}
+
+
+def test_regression_canary_is_measurably_worse(regression_stack):
+    url = regression_stack.prometheus_url
+    errors = by(binaries.query(
+        url, 'sum by (version) (increase(mcp_operations_total{status="error"}[90m]))'
+        ' / sum by (version) (increase(mcp_operations_total[90m]))'), "version")
+    assert errors["v2"] > 5 * errors["v1"]
+    p50 = by(binaries.query(
+        url, "histogram_quantile(0.5, sum by (version, le) (rate(mcp_operation_duration_seconds_bucket[90m])))"),
+        "version")
+    assert p50["v2"] > 2 * p50["v1"]
+
+
+def test_healthy_canary_is_not_worse(healthy_stack):
+    url = healthy_stack.prometheus_url
+    errors = by(binaries.query(
+        url, 'sum by (version) (increase(mcp_operations_total{status="error"}[90m]))'
+        ' / sum by (version) (increase(mcp_operations_total[90m]))'), "version")
+    assert errors["v2"] < 2 * errors["v1"]
+    p50 = by(binaries.query(
+        url, "histogram_quantile(0.5, sum by (version, le) (rate(mcp_operation_duration_seconds_bucket[90m])))"),
+        "version")
+    assert p50["v2"] == pytest.approx(p50["v1"], rel=0.25)
+
+
+def test_alertmanager_is_up(regression_stack):
+    import httpx
+
+    assert httpx.get(f"{regression_stack.alertmanager_url}/api/v2/status", timeout=5).status_code == 200
