@@ -11,9 +11,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import weakref
+from bisect import bisect_left
+from dataclasses import dataclass, field
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from collector import names
 
@@ -24,9 +26,14 @@ class Families:
     duration: Histogram
     active: Gauge
     buckets: tuple[float, ...]
+    # (service, version) -> [operations in flight], read by the gauge at scrape
+    # time (single-process mode only)
+    in_flight: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
 
-_families: dict[int, Families] = {}
+# Keyed by the registry object (weakly): an id() could be reused by a new
+# registry after the old one is garbage-collected.
+_families: "weakref.WeakKeyDictionary[CollectorRegistry, Families]" = weakref.WeakKeyDictionary()
 _families_lock = threading.Lock()
 
 
@@ -40,7 +47,7 @@ def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | 
     if list(wanted) != sorted(set(wanted)) or not wanted:
         raise ValueError(f"histogram buckets must be distinct and increasing, got {list(wanted)}")
     with _families_lock:
-        found = _families.get(id(registry))
+        found = _families.get(registry)
         if found is not None:
             if buckets is not None and found.buckets != wanted:
                 raise ValueError(
@@ -71,7 +78,7 @@ def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | 
             ),
             buckets=wanted,
         )
-        _families[id(registry)] = made
+        _families[registry] = made
         return made
 
 
@@ -126,14 +133,16 @@ class ToolNames:
                 self.learn(t.get("name") for t in tools if isinstance(t, dict))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._known
+        return isinstance(name, str) and name in self._known
 
     def label(self, name: object, *, confirmed: bool = False) -> str:
         """The label for a called tool; `confirmed` when the call succeeded, which
         proves the tool exists."""
+        if not isinstance(name, str):  # peer data: could be anything, even unhashable
+            return names.OTHER_TOOL
         if name in self._known:
-            return name  # type: ignore[return-value]
-        if isinstance(name, str) and (confirmed or (self.lookup is not None and self._exists(name))):
+            return name
+        if confirmed or (self.lookup is not None and self._exists(name)):
             self.learn((name,))
             if name in self._known:
                 return name
@@ -155,6 +164,13 @@ class Recorder:
 
     Adapters call `begin()` when a request arrives and `end()` exactly once
     when its outcome is known.
+
+    This is the hot path of every instrumented operation, so it skips
+    prometheus-client's per-call checks: the in-flight gauge reads a plain
+    integer at scrape time, and `end()` updates the cached value objects of the
+    counter and histogram children directly (one locked add each), finding the
+    bucket by bisection. In multiprocess mode, where values live in shared
+    files, the public methods are used.
     """
 
     def __init__(
@@ -172,27 +188,49 @@ class Recorder:
         self.version = version
         self.families = families(registry, buckets)
         self.tools = ToolNames(max_tools, tools, tool_lookup)
-        self._active = self.families.active.labels(service, version)
-        # (method, tool, status) -> (counter child, histogram child or None)
+        self._bounds = self.families.buckets
+        active = self.families.active.labels(service, version)
+        self._direct = values.ValueClass is values.MutexValue
+        if self._direct:
+            # Shared by every recorder of this service and version in the registry.
+            with _families_lock:
+                cell = self.families.in_flight.get((service, version))
+                if cell is None:
+                    cell = self.families.in_flight[(service, version)] = [0]
+                    active.set_function(lambda: cell[0])
+            self._in_flight = cell
+        else:
+            self._active = active
+        # (method, tool, status) -> (count, observe or None, per-bucket adds or None):
+        # direct value adds, or the public methods in multiprocess mode
         self._children: dict[tuple[str, str, str], tuple] = {}
         self._lock = threading.Lock()
 
     def begin(self) -> float:
-        self._active.inc()
+        if self._direct:
+            self._in_flight[0] += 1
+        else:
+            self._active.inc()
         return time.perf_counter()
 
     def end(self, method: str, tool: str, status: str, started: float) -> None:
         """Count one finished operation. `method` and `tool` must already be labels
         (see `method_label` and `ToolNames.label`); `status` one of names.STATUSES."""
         elapsed = time.perf_counter() - started
-        key = (method, tool, status)
-        children = self._children.get(key)
+        children = self._children.get((method, tool, status))
         if children is None:
-            children = self._make_children(key)
-        children[0].inc()
-        if children[1] is not None:
-            children[1].observe(elapsed)
-        self._active.dec()
+            children = self._make_children((method, tool, status))
+        count, observe, bucket_adds = children
+        count(1.0)
+        if observe is not None:
+            observe(elapsed)
+            if bucket_adds is not None:
+                # the first bound >= elapsed; past the last bound it is the +Inf bucket
+                bucket_adds[bisect_left(self._bounds, elapsed)](1.0)
+        if self._direct:
+            self._in_flight[0] -= 1
+        else:
+            self._active.dec()
 
     def _make_children(self, key: tuple[str, str, str]) -> tuple:
         method, tool, status = key
@@ -206,8 +244,16 @@ class Recorder:
                 None if status == names.CANCELLED
                 else self.families.duration.labels(self.service, self.version, method, tool)
             )
-            self._children[key] = (counter, histogram)
-            return counter, histogram
+            if self._direct:
+                children = (
+                    counter._value.inc,
+                    None if histogram is None else histogram._sum.inc,
+                    None if histogram is None else tuple(b.inc for b in histogram._buckets),
+                )
+            else:
+                children = (counter.inc, None if histogram is None else histogram.observe, None)
+            self._children[key] = children
+            return children
 
     def tool_label(self, method: str, name: object, *, succeeded: bool = False) -> str:
         """The `tool` label for a request: empty unless it is a tools/call."""
