@@ -9,6 +9,7 @@ params are measured too.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from collector.metrics import Recorder, method_label
 # How long a cancelled request waits for its notifications/cancelled (which
 # carries the reason) before it is counted as a plain cancellation.
 CANCEL_REASON_GRACE = 0.25
+MAX_REMEMBERED_REASONS = 1024
 
 
 def _tool_name(params: Any) -> object:
@@ -44,8 +46,10 @@ class MetricsMiddleware:
 
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
-        # (connection, request id) -> the client's cancellation reason, once known
-        self._in_flight: dict[tuple[int, Any], str | None] = {}
+        # (connection, request id) -> reason, from notifications/cancelled that
+        # arrived before their request unwound; bounded, as a notification may
+        # name a request that already finished.
+        self._reasons: OrderedDict[tuple[int, Any], str] = OrderedDict()
         # (connection, request id) -> set when that request's notifications/cancelled arrives
         self._waiting: dict[tuple[int, Any], anyio.Event] = {}
 
@@ -58,20 +62,16 @@ class MetricsMiddleware:
         rec = self.recorder
         method = method_label(ctx.method)
         name = _tool_name(ctx.params) if method == "tools/call" else None
-        key = _connection_key(ctx, ctx.request_id)
-        self._in_flight[key] = None
         started = rec.begin()
         try:
             result = await call_next(ctx)
         except anyio.get_cancelled_exc_class() as exc:
-            status, waited = await self._cancel_status(key, str(exc))
+            status, waited = await self._cancel_status(_connection_key(ctx, ctx.request_id), str(exc))
             rec.end(method, rec.tool_label(method, name), status, started + waited)
             raise
         except BaseException as exc:
-            self._in_flight.pop(key, None)
             rec.end(method, rec.tool_label(method, name), classify.exception_status(exc), started)
             raise
-        self._in_flight.pop(key, None)
         if method == "tools/call":
             failed = _is_tool_error(result)
             rec.end(method, rec.tool_label(method, name, succeeded=not failed),
@@ -91,16 +91,19 @@ class MetricsMiddleware:
         deadline shows in the cancel message itself.
         """
         waited = 0.0
-        reason = self._in_flight.get(key)
+        reason = self._reasons.pop(key, None)
+        if reason is None:
+            # 2026-07-28: the notification came on its own per-request Connection
+            same_id = next((k for k in reversed(self._reasons) if k[1] == key[1]), None)
+            reason = None if same_id is None else self._reasons.pop(same_id)
         if reason is None and classify.cancel_status(message) != names.TIMEOUT:
             event = self._waiting[key] = anyio.Event()
             began = time.perf_counter()
             with anyio.move_on_after(CANCEL_REASON_GRACE, shield=True):
                 await event.wait()
             waited = time.perf_counter() - began
-            self._waiting.pop(key, None)
-            reason = self._in_flight.get(key)
-        self._in_flight.pop(key, None)
+            del self._waiting[key]
+            reason = self._reasons.pop(key, None)
         return classify.cancel_status(reason if reason is not None else message), waited
 
     def _on_cancel_notification(self, ctx: Any) -> None:
@@ -109,19 +112,16 @@ class MetricsMiddleware:
         reason = params.get("reason")
         reason = reason if isinstance(reason, str) else ""
         key = _connection_key(ctx, request_id)
-        if key in self._in_flight:
-            keys = [key]
-        else:
+        if key not in self._waiting:
             # On 2026-07-28 connections each request gets its own Connection
-            # object, so match on the id, preferring requests already cancelled.
-            keys = [k for k in self._waiting if k[1] == request_id] or [
-                k for k in self._in_flight if k[1] == request_id
-            ]
-        for k in keys:
-            self._in_flight[k] = reason
-            event = self._waiting.get(k)
-            if event is not None:
-                event.set()
+            # object: match a cancelled request waiting for its reason by id.
+            key = next((k for k in self._waiting if k[1] == request_id), key)
+        self._reasons[key] = reason
+        while len(self._reasons) > MAX_REMEMBERED_REASONS:
+            self._reasons.popitem(last=False)
+        event = self._waiting.get(key)
+        if event is not None:
+            event.set()
 
 
 def _dump(model: Any) -> Any:
