@@ -1,0 +1,1 @@
+"""mcp-slo benchmarks: `python -m bench` (see bench/run.py and docs/PERFORMANCE.md)."""
