@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,11 +16,28 @@ from tests.support import free_port, wait_until
 
 
 @pytest.mark.integration
-def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
+def processes_using(path) -> dict[int, str]:
+    """PIDs (and command lines) of live processes whose command line mentions `path`."""
+    found = {}
+    for proc_dir in Path("/proc").iterdir():
+        if proc_dir.name.isdigit():
+            try:
+                cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(path) in cmdline:
+                found[int(proc_dir.name)] = cmdline
+    return found
+
+
+@pytest.mark.integration
+def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_path):
     binaries.require("prometheus")
     port = free_port()
+    workdir = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "15", "--prometheus-port", str(port),
+         "--workdir", str(workdir),
          "--scenario", "regression", "--rate", "40", "--seed", "1", "--history-days", "2", "--alertmanager-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -38,6 +56,9 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
             return got == {("filesystem", "v1"), ("filesystem", "v2"), ("analytics", "v1"), ("analytics", "v2")}
 
         wait_until(both_versions_of_both_services, timeout=20, what="samples of every service and version")
+        children = processes_using(workdir)
+        assert any("prometheus " in c or "/prometheus " in c for c in children.values()), children
+        assert any("alertmanager" in c for c in children.values()), children
         # the backfilled history is there, and live counters continued it without a reset
         day_ago = httpx.get(f"{url}/api/v1/query", params={"query": "sum(mcp_operations_total offset 1d)"}).json()
         assert float(day_ago["data"]["result"][0]["value"][1]) > 0
@@ -52,7 +73,8 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly():
     for name in ("exporter filesystem v1: http://", "exporter analytics v2: http://", "alertmanager: http://",
                  "demo stopped"):
         assert name in output, output
-    # Prometheus went away with the demo: nothing answers on its port any more.
+    # Every process the demo started is gone (by PID), and nothing answers on Prometheus's port.
+    assert {pid for pid in children if Path(f"/proc/{pid}").exists()} == set()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1)
 
