@@ -47,8 +47,13 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         prometheus_port=args.prometheus_port, alertmanager_port=args.alertmanager_port, seed=args.seed,
     )
     say = lambda msg: print(msg, flush=True)  # noqa: E731
+    # Until the event loop takes over signals, SIGTERM stops us like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack = start_stack(config, say)
+    except KeyboardInterrupt:
+        say("demo stopped")  # start_stack has stopped what it started
+        return 0
     except MissingBinary as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -62,10 +67,16 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         for name, url in stack.endpoints():
             say(f"{name}: {url}")
         anyio.run(_serve, stack, args)
+    except KeyboardInterrupt:
+        pass
     finally:
         stack.close()
     say("demo stopped")
     return 0
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 async def _serve(stack: Stack, args: argparse.Namespace) -> None:

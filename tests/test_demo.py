@@ -3,6 +3,7 @@ prints its endpoints and stops cleanly."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -36,9 +37,9 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
     port = free_port()
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "15", "--prometheus-port", str(port),
+        [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "40", "--prometheus-port", str(port),
          "--workdir", str(workdir),
-         "--scenario", "regression", "--rate", "40", "--seed", "1", "--history-days", "2", "--alertmanager-port", "0"],
+         "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
@@ -46,7 +47,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
     reader.start()
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: any(line.startswith(f"prometheus: {url}") for line in lines), timeout=30,
+        wait_until(lambda: any(line.startswith(f"prometheus: {url}") for line in lines), timeout=60,
                    what="the prometheus endpoint line")
 
         def both_versions_of_both_services():
@@ -59,12 +60,16 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
         children = processes_using(workdir)
         assert any("prometheus " in c or "/prometheus " in c for c in children.values()), children
         assert any("alertmanager" in c for c in children.values()), children
-        # the backfilled history is there, and live counters continued it without a reset
-        day_ago = httpx.get(f"{url}/api/v1/query", params={"query": "sum(mcp_operations_total offset 1d)"}).json()
-        assert float(day_ago["data"]["result"][0]["value"][1]) > 0
+        # 30 days of history for every service and version (the canary's two hours),
+        # and live counters continued it without a reset
+        for offset, versions in (("29d", {"v1"}), ("1h", {"v1", "v2"})):
+            old = httpx.get(f"{url}/api/v1/query", params={
+                "query": f"count by (service, version) (mcp_operations_total offset {offset})"}).json()
+            got = {(r["metric"]["service"], r["metric"]["version"]) for r in old["data"]["result"]}
+            assert got == {(s, v) for s in ("filesystem", "analytics") for v in versions}, (offset, got)
         resets = httpx.get(f"{url}/api/v1/query", params={"query": "sum(resets(mcp_operations_total[1h]))"}).json()
         assert float(resets["data"]["result"][0]["value"][1]) == 0
-        assert proc.wait(timeout=40) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -88,3 +93,48 @@ def test_a_missing_prometheus_gives_the_install_command_and_exit_code_2(tmp_path
     assert "prometheus is not on PATH" in done.stderr
     assert "apt-get install --no-install-recommends prometheus" in done.stderr
     assert not (tmp_path / "wd").exists()  # nothing started, nothing written
+
+
+def start_demo(tmp_path, *extra: str) -> tuple[subprocess.Popen, Path, list[str]]:
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slo.cli", "demo", "--prometheus-port", "0", "--alertmanager-port", "0",
+         "--history-days", "0", "--workdir", str(workdir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    wait_until(lambda: any(line.startswith("exporter analytics v2:") for line in lines), timeout=60,
+               what="the endpoint lines")
+    return proc, workdir, lines
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_everything(tmp_path):
+    binaries.require("prometheus")
+    proc, workdir, lines = start_demo(tmp_path)
+    children = processes_using(workdir)
+    assert len(children) >= 2, children
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert {pid for pid in children if Path(f"/proc/{pid}").exists()} == set()
+
+
+@pytest.mark.integration
+def test_a_crashed_demo_leaves_no_orphans(tmp_path):
+    binaries.require("prometheus")
+    proc, workdir, lines = start_demo(tmp_path)
+    children = processes_using(workdir)
+    assert len(children) >= 2, children
+    proc.kill()  # SIGKILL: no clean-up code runs in the demo
+    proc.wait(timeout=10)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in children),
+               timeout=15, what="the demo's children to exit after it was killed")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited and only waits for its parent's wait()
