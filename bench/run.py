@@ -57,7 +57,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("inprocess-async-control", "bench.bench_inprocess",
               "A/A control with the async tool",
               {"async_tool": True, "control": True}, default=False),
-    # Benchmark("proxy", "bench.bench_proxy", "mcp-slo proxy vs a direct connection"),
+    Benchmark("proxy-stdio", "bench.bench_proxy",
+              "mcp-slo proxy vs a direct connection over stdio (goals: +0.5 ms median, >= 90% throughput)"),
+    Benchmark("proxy-http", "bench.bench_proxy",
+              "mcp-slo proxy vs a direct connection over streamable HTTP", {"http": True}),
+    Benchmark("load", "bench.bench_load",
+              "demo load generator: achieved vs target rate, and memory over the run", {"seconds": 60.0}),
 )
 
 
@@ -92,9 +97,11 @@ def run_all(benchmarks: Sequence[Benchmark], *, quick: bool = False, out=sys.std
             print(f"{b.name}: FAILED\n{traceback.format_exc()}", file=out)
             results[b.name] = {"error": traceback.format_exc()}
             continue
-        print(result.report(), file=out)
+        # a benchmark returns one Result, or several measured in the same run
+        for one in result if isinstance(result, list) else [result]:
+            print(one.report(), file=out)
+            results[one.name] = one.as_dict()
         print(f"  ({time.perf_counter() - started:.1f} s)", file=out)
-        results[b.name] = result.as_dict()
         out.flush()
     return {"environment": env, "results": results}
 

@@ -45,6 +45,8 @@ class StackConfig:
     alertmanager_port: int = 0
     scrape_interval: str = "5s"
     seed: int | None = None
+    # Prometheus rule files; default: those generated into alerts/rules/ when there are any
+    rule_files: list[Path] | None = None
 
 
 @dataclass
@@ -105,6 +107,14 @@ class Stack:
             http_server.shutdown()
 
 
+def default_rule_files() -> list[Path]:
+    """The rule files generated from the demo's SLO spec into alerts/rules/, if any."""
+    import alerts
+
+    rules = Path(alerts.__file__).parent / "rules"
+    return sorted([*rules.glob("*.yml"), *rules.glob("*.yaml")]) if rules.is_dir() else []
+
+
 def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: None) -> Stack:
     """Start everything; on any failure, stop what was started and raise.
 
@@ -152,9 +162,10 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     stack.alertmanager_url = f"http://127.0.0.1:{am_port}"
 
     prom_port = config.prometheus_port or free_port()
+    rule_files = default_rule_files() if config.rule_files is None else config.rule_files
     stack._processes.append(start_prometheus(
         prom_dir, prom_port, list(stack.exporters.values()), config.scrape_interval,
-        alertmanager=f"127.0.0.1:{am_port}",
+        rule_files=[str(f) for f in rule_files], alertmanager=f"127.0.0.1:{am_port}",
     ))
     stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
 

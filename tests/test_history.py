@@ -133,3 +133,15 @@ def test_promtool_backfill_is_queryable_in_prometheus(tmp_path):
         assert float(got[0]["value"][1]) == expected
     finally:
         proc.stop()
+
+
+def test_prometheus_config_scrapes_exporters_loads_rules_and_alerts():
+    import yaml
+
+    from demo.prometheus import prometheus_config
+
+    config = yaml.safe_load(prometheus_config(["127.0.0.1:1", "127.0.0.1:2"], "5s", ["/r/slo.yml"], "127.0.0.1:9093"))
+    assert config["global"]["scrape_interval"] == "5s"
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert config["rule_files"] == ["/r/slo.yml"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
