@@ -98,7 +98,7 @@ class Result:
             f"  {'ratio':<{w}}  {self.ratio:10.4f}   (median of {self.rounds} paired rounds of {self.per_round} ops a side, "
             f"IQR {self.ratio_iqr[0]:.4f} .. {self.ratio_iqr[1]:.4f})",
             f"  goal: ratio <= {self.limit:g}: {'met' if self.met else 'NOT met'}" if self.limit is not None
-            else "  goal: none (a control)",
+            else "  goal: none on the ratio (a control, or see the notes)",
         ]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""`mcp-slo proxy`: instrument any MCP server from outside.
+
+    mcp-slo proxy --service NAME --metrics-port 9464 -- COMMAND ARGS...
+        runs COMMAND as a stdio MCP server and is itself one, on its stdin/stdout;
+        exits with the server's exit code.
+
+    mcp-slo proxy --service NAME --metrics-port 9464 --upstream http://HOST:PORT/mcp --listen 127.0.0.1:8080
+        serves streamable HTTP on --listen (same MCP path as the upstream) and
+        relays to the upstream server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from functools import partial
+
+import anyio
+
+from collector import names
+from collector.exposition import start_metrics_server
+from collector.metrics import Recorder, resolve_identity
+from collector.proxy.tracker import DEFAULT_REQUEST_TIMEOUT, Tracker
+
+logger = logging.getLogger("mcp_slo.proxy")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        "%(prog)s [options] --metrics-port PORT -- COMMAND [ARGS...]\n"
+        "       %(prog)s [options] --metrics-port PORT --upstream URL --listen HOST:PORT"
+    )
+    parser.add_argument("--service", help=f"service label (default: ${names.SERVICE_ENV})")
+    parser.add_argument("--version", help=f"version label (default: ${names.VERSION_ENV}, else 'unknown')")
+    parser.add_argument("--metrics-port", type=int, required=True, help="port to serve /metrics on (0: any)")
+    parser.add_argument("--metrics-addr", default="127.0.0.1", help="address to serve /metrics on (default: %(default)s)")
+    parser.add_argument(
+        "--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT, metavar="SECONDS",
+        help="answer a request the server has not answered in this time with a timeout error "
+             "(default: %(default)g)",
+    )
+    parser.add_argument("--max-tools", type=int, default=names.DEFAULT_MAX_TOOLS,
+                        help="at most this many distinct tool labels (default: %(default)s)")
+    parser.add_argument("--upstream", metavar="URL", help="streamable HTTP: the upstream MCP endpoint")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="streamable HTTP: where the proxy listens")
+    parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="(default: %(default)s)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="stdio: the server command, after --")
+
+
+def _fail(message: str) -> int:
+    print(f"mcp-slo proxy: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="mcp-slo proxy: %(levelname)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per relayed request otherwise
+    command = list(args.command or [])
+    if command and command[0] == "--":
+        command = command[1:]
+    if bool(command) == bool(args.upstream):
+        return _fail("give either a server command after -- (stdio) or --upstream URL --listen HOST:PORT (HTTP)")
+    if args.upstream and not args.listen:
+        return _fail("--upstream needs --listen HOST:PORT")
+    if args.request_timeout <= 0:
+        return _fail("--request-timeout must be positive")
+    try:
+        service, version = resolve_identity(args.service, args.version)
+    except ValueError as exc:
+        return _fail(f"{exc} (or pass --service)")
+
+    tracker = Tracker(Recorder(service, version, max_tools=args.max_tools), request_timeout=args.request_timeout)
+    try:
+        server, _ = start_metrics_server(args.metrics_port, args.metrics_addr)
+    except OSError as exc:
+        return _fail(f"cannot serve /metrics on {args.metrics_addr}:{args.metrics_port}: {exc}")
+    logger.info("serving /metrics on %s:%d", args.metrics_addr, server.server_port)
+
+    if command:
+        from collector.proxy.stdio import run_stdio_proxy
+
+        try:
+            return anyio.run(partial(run_stdio_proxy, command, tracker, handle_signals=True))
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:  # could not start it
+            print(f"mcp-slo proxy: cannot run {command[0]!r}: {exc}", file=sys.stderr)
+            return 127
+
+    from collector.proxy.http import parse_listen, serve_http_proxy
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        anyio.run(partial(serve_http_proxy, args.upstream, tracker, host=host, port=port, log_level=args.log_level))
+    except ValueError as exc:
+        return _fail(str(exc))
+    return 0

@@ -1,0 +1,545 @@
+"""The stdio proxy: runs an MCP server as a child process and relays its
+line-delimited JSON-RPC to and from the proxy's own stdin/stdout.
+
+Every line is forwarded byte for byte; a parsed copy goes to the `Tracker`.
+The proxy speaks for itself only with JSON-RPC error responses to requests
+the client is waiting on:
+
+- the server did not answer within the request timeout: -32001 "Request timed
+  out" (the late answer, if it ever comes, is dropped so the client never sees
+  two responses to one id; the server is not sent anything, so it sees exactly
+  what the client sent);
+- the server exited (or closed its stdout) with requests pending: -32000
+  "Connection closed", then the proxy exits with the server's exit code.
+
+A line from the client that is not JSON is forwarded unchanged and not
+counted (see `_to_server`).
+
+Runs on asyncio (what `anyio.run` uses by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import select
+import signal
+import stat
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.abc import ObjectSendStream, Process
+
+from collector.proxy.framing import NOT_JSON, LineSplitter, parse_json
+from collector.proxy.tracker import CONNECTION_CLOSED, REQUEST_TIMEOUT, Tracker, error_response
+
+logger = logging.getLogger("mcp_slo.proxy")
+
+READ_CHUNK = 1 << 16
+# After the client hangs up, how long the server gets to exit on its own once its
+# stdin is closed, and then after SIGTERM, before it is killed (MCP stdio shutdown).
+EXIT_GRACE = 5.0
+TERM_GRACE = 2.0
+# How long buffered output may take to flush when a pipe is closed.
+FLUSH_TIMEOUT = 5.0
+
+
+class ByteSource(Protocol):
+    async def receive(self) -> bytes: ...  # raises anyio.EndOfStream at the end
+
+
+class ByteSink(Protocol):
+    async def send(self, data: bytes) -> None: ...  # raises anyio.BrokenResourceError when the peer is gone
+
+    async def aclose(self) -> None: ...
+
+
+# -- pipes ----------------------------------------------------------------------
+#
+# Pipes and sockets (the server's stdin/stdout; the proxy's own when an MCP
+# client starts it) are read and written by the asyncio event loop directly:
+# one wake-up per message, which is most of the proxy's cost per message.
+# Anything else the proxy's stdin/stdout may be (a terminal, a file) is read
+# and written by daemon threads with blocking calls: that works for every kind
+# of file, leaves a terminal's flags alone, and never keeps the process alive.
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+class PipeReader:
+    """Reads a pipe or socket with the event loop; `receive()` returns chunks."""
+
+    def __init__(self, reader: asyncio.StreamReader, name: str):
+        self._reader = reader
+        self._name = name
+
+    @classmethod
+    async def open(cls, fd: int, *, owned: bool = False, name: str = "the client") -> PipeReader:
+        """`owned`: close `fd` at the end (else leave it open, like stdin)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_CHUNK, loop=loop)
+        pipe = os.fdopen(fd, "rb", buffering=0, closefd=owned)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+        return cls(reader, name)
+
+    async def receive(self) -> bytes:
+        try:
+            data = await self._reader.read(READ_CHUNK)
+        except OSError as exc:
+            logger.warning("reading from %s failed: %s", self._name, exc)
+            data = b""
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+
+class _WriteProtocol(asyncio.Protocol):
+    def __init__(self, name: str):
+        self.name = name
+        self.broken = anyio.Event()
+        self.closed = asyncio.Event()
+        self._resumed: asyncio.Event | None = None
+
+    def pause_writing(self) -> None:
+        self._resumed = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            logger.info("writing to %s failed: %s", self.name, exc)
+        self.broken.set()  # the reader went away, or the pipe was closed
+        self.closed.set()
+        self.resume_writing()
+
+    async def drain(self) -> None:
+        if self._resumed is not None:
+            await self._resumed.wait()
+
+
+class PipeWriter:
+    """Writes a pipe or socket with the event loop, in order, with backpressure.
+
+    `send` may be called by several tasks at once. `broken` is set when the
+    reader of the pipe went away.
+    """
+
+    def __init__(self, transport: asyncio.WriteTransport, protocol: _WriteProtocol):
+        self._transport = transport
+        self._protocol = protocol
+        self.broken = protocol.broken
+
+    @classmethod
+    async def open(cls, fd: int, *, owned: bool = False, name: str = "the client") -> PipeWriter:
+        """`owned`: close `fd` at the end (else leave it open, like stdout)."""
+        loop = asyncio.get_running_loop()
+        protocol = _WriteProtocol(name)
+        pipe = os.fdopen(fd, "wb", buffering=0, closefd=owned)
+        transport, _ = await loop.connect_write_pipe(lambda: protocol, pipe)
+        return cls(transport, protocol)  # type: ignore[arg-type]
+
+    async def send(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            raise anyio.BrokenResourceError
+        self._transport.write(data)
+        await self._protocol.drain()
+
+    async def aclose(self) -> None:
+        """Flush what was sent (bounded by FLUSH_TIMEOUT), then close."""
+        if not self._transport.is_closing():
+            self._transport.close()  # once the buffered data is written
+        with anyio.move_on_after(FLUSH_TIMEOUT):
+            await self._protocol.closed.wait()
+        if not self._protocol.closed.is_set():
+            self.abort()  # nobody reads: give up on the rest
+
+    def abort(self) -> None:
+        """Close at once, dropping what was not written yet."""
+        if not self._protocol.closed.is_set():
+            self._transport.abort()
+
+
+def _wait_fd(fd: int, write: bool) -> None:
+    select.select([], [fd], []) if write else select.select([fd], [], [])
+
+
+class FdReader:
+    """Reads a file descriptor in a daemon thread; `receive()` returns chunks."""
+
+    def __init__(self, fd: int = 0):
+        self.fd = fd
+        self._send, self._recv = anyio.create_memory_object_stream[bytes](4)
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self._run, args=(token,), name=f"mcp-slo-read-fd{fd}", daemon=True).start()
+
+    def _run(self, token: Any) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(self.fd, READ_CHUNK)
+                except BlockingIOError:
+                    _wait_fd(self.fd, write=False)
+                    continue
+                except OSError as exc:
+                    logger.warning("reading fd %d failed: %s", self.fd, exc)
+                    return
+                if not data:
+                    return
+                anyio.from_thread.run(self._send.send, data, token=token)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError):
+            return
+        finally:
+            try:
+                anyio.from_thread.run_sync(self._send.close, token=token)
+            except anyio.RunFinishedError:
+                pass
+
+    async def receive(self) -> bytes:
+        return await self._recv.receive()
+
+
+class FdWriter:
+    """Writes to a file descriptor from a daemon thread, in order, with backpressure.
+
+    `send` may be called by several tasks at once. `broken` is set when the
+    reader of the descriptor went away.
+    """
+
+    def __init__(self, fd: int = 1):
+        self.fd = fd
+        self._send, self._recv = anyio.create_memory_object_stream[bytes](16)
+        self._done = anyio.Event()
+        self.broken = anyio.Event()
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self._run, args=(token,), name=f"mcp-slo-write-fd{fd}", daemon=True).start()
+
+    def _run(self, token: Any) -> None:
+        broken = False
+        try:
+            while True:
+                try:
+                    data = anyio.from_thread.run(self._recv.receive, token=token)
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
+                if broken:
+                    continue  # drain, so senders never block on a dead peer
+                try:
+                    self._write_all(data)
+                except OSError as exc:
+                    logger.info("writing fd %d failed: %s", self.fd, exc)
+                    broken = True
+                    anyio.from_thread.run_sync(self.broken.set, token=token)
+        except anyio.RunFinishedError:
+            return
+        finally:
+            try:
+                anyio.from_thread.run_sync(self._done.set, token=token)
+            except anyio.RunFinishedError:
+                pass
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                _wait_fd(self.fd, write=True)
+
+    async def send(self, data: bytes) -> None:
+        if self.broken.is_set():
+            raise anyio.BrokenResourceError
+        await self._send.send(data)
+
+    async def aclose(self) -> None:
+        """Flush what was sent (bounded by FLUSH_TIMEOUT) and stop the thread."""
+        self._send.close()
+        with anyio.move_on_after(FLUSH_TIMEOUT):
+            await self._done.wait()
+
+
+class _Serialized:
+    """A sink that must not be sent to by two tasks at once (an anyio byte stream)."""
+
+    def __init__(self, sink: ByteSink):
+        self._sink = sink
+        self._lock = anyio.Lock()
+        self.broken = getattr(sink, "broken", None)
+
+    async def send(self, data: bytes) -> None:
+        async with self._lock:
+            await self._sink.send(data)
+
+    async def aclose(self) -> None:
+        await self._sink.aclose()
+
+
+async def open_stdio() -> tuple[ByteSource, ByteSink]:
+    """This process's stdin and stdout, for the client side of the proxy."""
+    reader = await PipeReader.open(0) if _is_pipe(0) else FdReader(0)
+    writer = await PipeWriter.open(1) if _is_pipe(1) else FdWriter(1)
+    return reader, writer
+
+
+# -- the proxy ------------------------------------------------------------------
+
+
+def exit_code(returncode: int) -> int:
+    """A process's exit status as a shell reports it (killed by signal N -> 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+class StdioProxy:
+    """Relays one client connection to one child MCP server, counting in `tracker`."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        tracker: Tracker,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ):
+        if not command:
+            raise ValueError("no server command to run")
+        self.command = list(command)
+        self.tracker = tracker
+        self.env = env
+        self.cwd = cwd
+        self._stopping = False
+
+    async def run(self, client_in: ByteSource, client_out: ByteSink, *, handle_signals: bool = False) -> int:
+        """Start the server, relay until it exits, and return its exit code.
+
+        `client_out.send` is called by several tasks; a sink that does not allow
+        that (not a PipeWriter, FdWriter or memory stream) is serialized.
+        """
+        if not isinstance(client_out, PipeWriter | FdWriter | ObjectSendStream):
+            client_out = _Serialized(client_out)
+        self._out = client_out
+        self._wake = anyio.Event()
+        process, self._server_in, self._server_out = await self._spawn()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._client_to_server, client_in, process)
+                tg.start_soon(self._expire_loop)
+                broken = getattr(client_out, "broken", None)
+                if isinstance(broken, anyio.Event):
+                    tg.start_soon(self._watch_client_gone, broken, process)
+                if handle_signals:
+                    tg.start_soon(self._forward_signals, process)
+                code = await self._server_to_client(process)
+                tg.cancel_scope.cancel()
+        finally:
+            if process.returncode is None:  # the proxy itself was cancelled or failed
+                process.kill()
+                with anyio.CancelScope(shield=True):
+                    await _exited_within(process, TERM_GRACE)
+        await client_out.aclose()
+        return code
+
+    async def _spawn(self) -> tuple[Process, PipeWriter, PipeReader]:
+        """Start the server with its stdin and stdout on pipes the event loop
+        drives; its stderr is the proxy's stderr."""
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        try:
+            process = await anyio.open_process(
+                self.command, stdin=stdin_r, stdout=stdout_w, stderr=None, env=self.env, cwd=self.cwd
+            )
+        except BaseException:
+            os.close(stdin_w)
+            os.close(stdout_r)
+            raise
+        finally:
+            os.close(stdin_r)
+            os.close(stdout_w)
+        logger.info("started %s (pid %d)", self.command[0], process.pid)
+        to_server = await PipeWriter.open(stdin_w, owned=True, name="the server")
+        from_server = await PipeReader.open(stdout_r, owned=True, name="the server")
+        return process, to_server, from_server
+
+    # -- client -> server --------------------------------------------------------
+
+    async def _client_to_server(self, client_in: ByteSource, process: Process) -> None:
+        splitter = LineSplitter()
+        while True:
+            try:
+                chunk = await client_in.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                break
+            # The lines that arrived together are accounted one by one, then
+            # written together: one write (and one wake-up of the server) for all.
+            await self._to_server(splitter.feed(chunk))
+        await self._to_server([splitter.rest()])
+        logger.info("the client closed its input; stopping the server")
+        await self._stop_server(process)
+
+    async def _to_server(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if not line.strip():
+                continue
+            parsed = parse_json(line)
+            if parsed is NOT_JSON:
+                # Not JSON: a transparent proxy forwards it unchanged and lets the
+                # server answer (the spec's -32700 parse error, id null), exactly as
+                # without the proxy. It is not a request, so it is not counted, and
+                # nothing waits on it, so the proxy cannot hang on it.
+                logger.warning(
+                    "the client sent a line that is not JSON (%d bytes: %r); forwarding it unchanged, not counted",
+                    len(line), line[:80],
+                )
+            elif self.tracker.from_client(parsed):
+                self._wake.set()
+        data = b"".join(lines)
+        if not data:
+            return
+        try:
+            await self._server_in.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the server is gone or going: _server_to_client answers what is pending
+
+    # -- server -> client --------------------------------------------------------
+
+    async def _server_to_client(self, process: Process) -> int:
+        splitter = LineSplitter()
+        while True:
+            try:
+                chunk = await self._server_out.receive()
+            except anyio.EndOfStream:
+                break
+            await self._to_client(splitter.feed(chunk))
+        await self._to_client([splitter.rest()])
+        code = exit_code(await self._wait_exit(process))
+        with anyio.CancelScope(shield=True):
+            for _, request_id in self.tracker.fail():
+                await self._send(_line(error_response(request_id, CONNECTION_CLOSED, "Connection closed")))
+        if not self._stopping or code:
+            logger.log(logging.WARNING if code else logging.INFO, "the server exited with code %d", code)
+        return code
+
+    async def _to_client(self, lines: list[bytes]) -> None:
+        forward = []
+        for line in lines:
+            if line.strip():
+                parsed = parse_json(line)
+                if parsed is NOT_JSON:
+                    logger.debug("the server wrote a line that is not JSON: %r", line[:80])
+                elif not self.tracker.from_server(parsed):
+                    continue  # a late answer to a request the proxy answered as timed out
+            forward.append(line)
+        data = b"".join(forward)
+        if data:
+            await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self._out.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the client is gone: _watch_client_gone stops the server
+
+    # -- timeouts ----------------------------------------------------------------
+
+    async def _expire_loop(self) -> None:
+        tracker = self.tracker
+        while True:
+            deadline = tracker.next_deadline()
+            if deadline is None:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            delay = deadline - tracker.clock()
+            if delay > 0:
+                # Later requests have later deadlines: nothing can expire sooner.
+                await anyio.sleep(delay)
+                continue
+            for _, request_id in tracker.expire():
+                logger.warning("request %r got no answer in %gs; answering it as timed out", request_id,
+                               tracker.request_timeout)
+                await self._send(_line(error_response(request_id, REQUEST_TIMEOUT, "Request timed out")))
+
+    # -- process lifetime --------------------------------------------------------
+
+    async def _watch_client_gone(self, broken: anyio.Event, process: Process) -> None:
+        await broken.wait()
+        logger.info("the client stopped reading; stopping the server")
+        await self._stop_server(process)
+
+    async def _forward_signals(self, process: Process) -> None:
+        """SIGTERM, SIGINT, SIGHUP: pass the signal on, then make sure the server stops."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                logger.info("got signal %d; passing it to the server", signum)
+                if process.returncode is None:
+                    process.send_signal(signum)
+                await self._stop_server(process)
+
+    async def _stop_server(self, process: Process) -> None:
+        """MCP stdio shutdown: close the server's stdin, wait, SIGTERM, wait, SIGKILL."""
+        self._stopping = True
+        await self._server_in.aclose()
+        if await _exited_within(process, EXIT_GRACE):
+            return
+        logger.warning("the server did not exit %gs after its input closed; terminating it", EXIT_GRACE)
+        process.terminate()
+        if not await _exited_within(process, TERM_GRACE):
+            process.kill()
+
+    async def _wait_exit(self, process: Process) -> int:
+        """The server closed its stdout: it is exiting, or about to be stopped."""
+        if not await _exited_within(process, EXIT_GRACE):
+            logger.warning("the server closed its stdout but is still running; terminating it")
+            process.terminate()
+            if not await _exited_within(process, TERM_GRACE):
+                process.kill()
+            while process.returncode is None:
+                await anyio.sleep(0.01)
+        self._server_in.abort()  # nothing can be delivered to a server that is gone
+        return process.returncode  # type: ignore[return-value]
+
+
+async def _exited_within(process: Process, seconds: float) -> bool:
+    # Polls returncode rather than process.wait(), which on asyncio also waits for
+    # the pipes to close (a grandchild holding them would look like a hung server).
+    with anyio.move_on_after(seconds):
+        while process.returncode is None:
+            await anyio.sleep(0.01)
+    return process.returncode is not None
+
+
+async def run_stdio_proxy(
+    command: Sequence[str],
+    tracker: Tracker,
+    *,
+    client_in: ByteSource | None = None,
+    client_out: ByteSink | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    handle_signals: bool = False,
+) -> int:
+    """Proxy between `client_in`/`client_out` (default: this process's stdin and
+    stdout) and `command`; returns the server's exit code."""
+    if client_in is None or client_out is None:
+        own_in, own_out = await open_stdio()
+        client_in = client_in if client_in is not None else own_in
+        client_out = client_out if client_out is not None else own_out
+    proxy = StdioProxy(command, tracker, env=env, cwd=cwd)
+    return await proxy.run(client_in, client_out, handle_signals=handle_signals)

@@ -1,0 +1,293 @@
+"""JSON-RPC accounting for the instrumenting proxy, shared by both transports.
+
+The transports forward the raw bytes unchanged and hand the tracker a parsed
+copy of every message. The tracker counts client-to-server requests, once,
+with the same labels as the in-process middleware:
+
+- a request opens an operation (`Recorder.begin`);
+- the server's response closes it: `result` -> `classify.result_status`,
+  `error` -> `classify.error_status(code)`;
+- a client `notifications/cancelled` for a pending request closes it at once
+  with `classify.cancel_status(reason)`; a later response is still forwarded
+  but not counted again;
+- a request unanswered by its deadline is closed as `timeout` by the
+  transport (which also answers the client); the late response is dropped;
+- requests pending when the connection ends are closed as `error`.
+
+Requests the server sends to the client (sampling, elicitation, roots) and the
+client's answers to them are never counted: they only pass through.
+
+Deadlines: every request gets `request_timeout` seconds, restarted whenever
+the server reports progress on it (the spec allows resetting the timeout on
+progress), except the requests that stay open by design
+(`LONG_LIVED_METHODS`), which never time out.
+
+Request ids are unique per connection, so every request is keyed by
+`(scope, id)`: the stdio proxy has one scope, the HTTP proxy uses the MCP
+session (or the single POST when there is no session).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Container, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from collector import classify, names
+from collector.metrics import Recorder, method_label
+
+logger = logging.getLogger("mcp_slo.proxy")
+
+DEFAULT_REQUEST_TIMEOUT = 300.0
+
+# Requests answered only when the client is done with them: a 2026-07-28
+# subscription stream, and the wait for a task's result.
+LONG_LIVED_METHODS = frozenset({"subscriptions/listen", "tasks/result"})
+
+# JSON-RPC error codes the proxy itself answers with (the MCP SDKs use the same).
+REQUEST_TIMEOUT = classify.REQUEST_TIMEOUT  # -32001
+CONNECTION_CLOSED = -32000
+
+# How many timed-out request ids are remembered so their late responses can be
+# dropped; beyond this the oldest are forgotten (a server that never answers
+# must not grow the proxy's memory).
+MAX_ABANDONED = 10_000
+
+Key = tuple[Hashable, Hashable]
+
+
+def is_request_id(value: object) -> bool:
+    """JSON-RPC ids the proxy can track: strings and numbers (MCP forbids null)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def messages(parsed: object) -> Iterator[dict[str, Any]]:
+    """The JSON-RPC messages in a parsed JSON value: one object, or a batch array."""
+    if isinstance(parsed, dict):
+        yield parsed
+    elif isinstance(parsed, list):
+        for item in parsed:
+            if isinstance(item, dict):
+                yield item
+
+
+def is_request(msg: dict[str, Any]) -> bool:
+    return isinstance(msg.get("method"), str) and is_request_id(msg.get("id"))
+
+
+def is_response(msg: dict[str, Any]) -> bool:
+    return "method" not in msg and ("result" in msg or "error" in msg) and "id" in msg
+
+
+def error_response(request_id: object, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def _progress_token(params: object) -> object:
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if is_request_id(token) else None
+
+
+@dataclass
+class _Pending:
+    method: str  # already a label
+    tool: object  # tools/call params.name as sent, labelled when the outcome is known
+    started: float  # Recorder.begin()
+    deadline: float  # on the tracker's clock; inf for long-lived requests
+    progress_token: object = None
+
+
+class Tracker:
+    """Counts the client's requests of one proxy in a `Recorder`.
+
+    Not thread-safe: call it from one event loop.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        *,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if not request_timeout > 0:
+            raise ValueError("the request timeout must be positive")
+        self.recorder = recorder
+        self.request_timeout = request_timeout
+        self.clock = clock
+        self._pending: dict[Key, _Pending] = {}
+        # The pending requests that have a deadline, in deadline order: every
+        # deadline is "now + request_timeout" when set, so appending keeps the
+        # order and the first entry is always the next to expire.
+        self._deadlines: dict[Key, None] = {}
+        # (scope, progress token) -> the pending request it reports on
+        self._progress: dict[Key, Key] = {}
+        # Requests the proxy answered itself on timeout: their late responses are dropped.
+        self._abandoned: OrderedDict[Key, None] = OrderedDict()
+
+    # -- messages -------------------------------------------------------------
+
+    def from_client(self, parsed: object, scope: Hashable = None) -> list[Key]:
+        """Account a parsed message (or batch) the client sent; returns the keys
+        of the requests it opened."""
+        opened = []
+        for msg in messages(parsed):
+            if is_request(msg):
+                opened.append(self._open(msg, scope))
+            elif msg.get("method") == "notifications/cancelled" and "id" not in msg:
+                params = msg.get("params")
+                if isinstance(params, dict) and is_request_id(params.get("requestId")):
+                    self._close([(scope, params["requestId"])], classify.cancel_status(params.get("reason")))
+            # Anything else is a notification or the client's answer to a
+            # server-to-client request: forwarded, never counted.
+        return opened
+
+    def from_server(self, parsed: object, scope: Hashable = None) -> bool:
+        """Account a parsed message (or batch) the server sent; False when it must
+        not be forwarded because it only answers requests the proxy already
+        answered (timed out)."""
+        forward = False
+        seen = False
+        for msg in messages(parsed):
+            seen = True
+            if not is_response(msg) or not is_request_id(msg.get("id")):
+                # server-to-client requests and notifications pass through
+                if msg.get("method") == "notifications/progress":
+                    self._on_progress(msg.get("params"), scope)
+                forward = True
+                continue
+            key = (scope, msg["id"])
+            pending = self._take(key)
+            if pending is None:
+                if key in self._abandoned:
+                    del self._abandoned[key]
+                    logger.info("dropping the late response to request %r, already answered as timed out", key[1])
+                    continue
+                forward = True  # unknown id, or a request already counted as cancelled
+                continue
+            forward = True
+            self._end(pending, self._status_of(pending, msg))
+        return forward or not seen
+
+    # -- outcomes decided by the transport ---------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When the next pending request times out, on `clock`; None if none can."""
+        for key in self._deadlines:
+            return self._pending[key].deadline
+        return None
+
+    def deadline_of(self, keys: Iterable[Key]) -> float:
+        """The earliest deadline of these requests still pending (inf if none)."""
+        return min((p.deadline for k in keys if (p := self._pending.get(k)) is not None), default=math.inf)
+
+    def expire(self, now: float | None = None, skip: Container[Key] = ()) -> list[Key]:
+        """Close every request whose deadline passed (except those in `skip`) as
+        `timeout`; returns their keys so the transport can answer the client."""
+        now = self.clock() if now is None else now
+        expired = []
+        for key in self._deadlines:
+            if self._pending[key].deadline > now:
+                break
+            if key not in skip:
+                expired.append(key)
+        return self.time_out(expired)
+
+    def time_out(self, keys: Iterable[Key]) -> list[Key]:
+        """Close these requests, if still pending, as `timeout`; their late
+        responses will be dropped. Returns the keys actually closed."""
+        closed = self._close(keys, names.TIMEOUT)
+        for key in closed:
+            self._abandoned[key] = None
+        while len(self._abandoned) > MAX_ABANDONED:
+            self._abandoned.popitem(last=False)
+        return closed
+
+    def cancel(self, keys: Iterable[Key], reason: object = None) -> list[Key]:
+        """Close these requests, if still pending, as cancelled by the client
+        (e.g. it closed the HTTP response stream)."""
+        return self._close(keys, classify.cancel_status(reason))
+
+    def fail(self, keys: Iterable[Key] | None = None, code: object = None) -> list[Key]:
+        """Close these requests (default: all pending), if still pending, as failed:
+        the connection ended before they were answered (`error`), or an error
+        with this JSON-RPC `code` answered them without naming their id."""
+        status = names.ERROR if code is None else classify.error_status(code)
+        return self._close(list(self._pending) if keys is None else keys, status)
+
+    def is_pending(self, key: Key) -> bool:
+        return key in self._pending
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _open(self, msg: dict[str, Any], scope: Hashable) -> Key:
+        key = (scope, msg["id"])
+        method = method_label(msg["method"])
+        params = msg.get("params")
+        tool = params.get("name") if method == "tools/call" and isinstance(params, dict) else None
+        self._abandoned.pop(key, None)
+        earlier = self._take(key)
+        if earlier is not None:
+            # The client reused the id of a request still in flight: its answer can
+            # no longer be told apart, so the client has given up on the first one.
+            logger.warning("request id %r reused while still pending; counting the first as cancelled", key[1])
+            self._end(earlier, names.CANCELLED)
+        long_lived = msg["method"] in LONG_LIVED_METHODS
+        deadline = math.inf if long_lived else self.clock() + self.request_timeout
+        pending = _Pending(method, tool, self.recorder.begin(), deadline, _progress_token(params))
+        self._pending[key] = pending
+        if not long_lived:
+            self._deadlines[key] = None
+        if pending.progress_token is not None:
+            self._progress[(scope, pending.progress_token)] = key
+        return key
+
+    def _on_progress(self, params: object, scope: Hashable) -> None:
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        key = self._progress.get((scope, token)) if is_request_id(token) else None
+        if key is None or key not in self._deadlines:
+            return
+        # The server is working on it: restart its clock (and keep the queue in order).
+        del self._deadlines[key]
+        self._deadlines[key] = None
+        self._pending[key].deadline = self.clock() + self.request_timeout
+
+    def _take(self, key: Key) -> _Pending | None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self._deadlines.pop(key, None)
+            if pending.progress_token is not None:
+                self._progress.pop((key[0], pending.progress_token), None)
+        return pending
+
+    def _status_of(self, pending: _Pending, msg: dict[str, Any]) -> str:
+        if "error" in msg:
+            error = msg["error"]
+            return classify.error_status(error.get("code") if isinstance(error, dict) else None)
+        result = msg.get("result")
+        status = classify.result_status(pending.method, result)
+        if pending.method == "tools/list" and status == names.SUCCESS:
+            self.recorder.tools.learn_from_list_result(result)
+        return status
+
+    def _close(self, keys: Iterable[Key], status: str) -> list[Key]:
+        closed = []
+        for key in keys:
+            pending = self._take(key)
+            if pending is not None:
+                self._end(pending, status)
+                closed.append(key)
+        return closed
+
+    def _end(self, pending: _Pending, status: str) -> None:
+        rec = self.recorder
+        tool = rec.tool_label(pending.method, pending.tool, succeeded=status == names.SUCCESS)
+        rec.end(pending.method, tool, status, pending.started)
