@@ -1,0 +1,326 @@
+"""The SLO spec: one YAML file, validated, resolved per service and tool.
+
+    version: 1
+    defaults:            # every service discovered in Prometheus gets these
+      objectives:
+        - {name: availability, kind: availability, target: 99.9, window: 30d}
+        - {name: latency, kind: latency, threshold: 0.5, target: 99, window: 30d}
+    services:
+      filesystem:
+        objectives:
+          - {name: availability, target: 99.95}     # overrides the default of that name
+        tools:
+          write_file:
+            objectives: [{name: availability, target: 99.5}]
+    alerting: {...}      # tiers, guards, labels, links, receivers
+    canary: {...}
+
+Errors name the file, the key path and what is wrong (`SpecError`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collector import names
+from slo import durations
+
+# Names that end up in label values, rule names and URLs: no quotes, braces,
+# whitespace or control characters, so a spec cannot smuggle PromQL or YAML.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
+SLO_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file and the key path."""
+
+
+def _duration(value: Any) -> str:
+    durations.parse(value)  # raises ValueError with the reason
+    return value
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Objective(_Model):
+    """One SLO: availability (good = success; bad = error or timeout) or latency
+    (good = finished within `threshold` seconds, a histogram bucket bound)."""
+
+    name: str
+    kind: Literal["availability", "latency"]
+    target: float = Field(description="percent of good events, e.g. 99.9")
+    window: Duration = "30d"
+    threshold: float | None = Field(default=None, description="latency SLOs: seconds, a bucket bound")
+    methods: tuple[str, ...] = ("tools/call",)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not SLO_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid SLO name: lowercase letters, digits, '_' and '-', at most 63")
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: float) -> float:
+        if not (0 < v < 100) or math.isnan(v):
+            raise ValueError(f"target is a percentage strictly between 0 and 100, got {v}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in v if m not in names.CLIENT_METHODS]
+        if unknown or not v:
+            raise ValueError(f"methods must be MCP client methods ({', '.join(sorted(names.CLIENT_METHODS))}); got {unknown or 'none'}")
+        return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> Objective:
+        if self.kind == "latency" and self.threshold is None:
+            raise ValueError("a latency objective needs a threshold (seconds, a histogram bucket bound)")
+        if self.kind == "availability" and self.threshold is not None:
+            raise ValueError("an availability objective takes no threshold")
+        return self
+
+    @property
+    def objective(self) -> float:
+        """The target as a fraction, e.g. 0.999."""
+        return self.target / 100
+
+    @property
+    def error_budget(self) -> float:
+        return 1 - self.objective
+
+    @property
+    def window_seconds(self) -> float:
+        return durations.parse(self.window)
+
+
+class ObjectiveOverride(_Model):
+    """A service's or tool's change to a default objective of the same name, or a
+    new objective (then `kind` and `target` are required). `disabled: true`
+    removes a default."""
+
+    name: str
+    kind: Literal["availability", "latency"] | None = None
+    target: float | None = None
+    window: Duration | None = None
+    threshold: float | None = None
+    methods: tuple[str, ...] | None = None
+    description: str | None = None
+    disabled: bool = False
+
+
+class Tier(_Model):
+    """A multiwindow burn-rate alert: fires when the burn rate over both windows
+    exceeds `burn_rate`. Windows are given for a 30d SLO and scaled to others."""
+
+    name: str
+    severity: Literal["page", "ticket"]
+    burn_rate: float = Field(gt=0)
+    long_window: Duration
+    short_window: Duration
+    for_: Duration = Field(default="2m", alias="for")
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _windows(self) -> Tier:
+        if durations.parse(self.short_window) >= durations.parse(self.long_window):
+            raise ValueError(f"short_window {self.short_window} must be shorter than long_window {self.long_window}")
+        return self
+
+
+# The SRE Workbook's multiwindow, multi-burn-rate alerts for a 30-day SLO.
+WORKBOOK_TIERS = (
+    Tier(name="page-fast", severity="page", burn_rate=14.4, long_window="1h", short_window="5m", for_="2m"),
+    Tier(name="page-slow", severity="page", burn_rate=6, long_window="6h", short_window="30m", for_="15m"),
+    Tier(name="ticket-fast", severity="ticket", burn_rate=3, long_window="1d", short_window="2h", for_="1h"),
+    Tier(name="ticket-slow", severity="ticket", burn_rate=1, long_window="3d", short_window="6h", for_="3h"),
+)
+
+
+class Receivers(_Model):
+    page: str | None = None
+    ticket: str | None = None
+    release: str | None = None
+
+
+class Alerting(_Model):
+    tiers: tuple[Tier, ...] = WORKBOOK_TIERS
+    # Low-traffic guard: no burn-rate alert unless the long window holds this many events.
+    min_events: int = Field(default=50, ge=0)
+    absent_for: Duration = "10m"
+    budget_exhausted_alert: bool = True
+    labels: dict[str, str] = Field(default_factory=dict)
+    runbook_url: str = "https://runbooks.example.com/mcp-slo/{slo}"
+    dashboard_url: str = "http://127.0.0.1:8050/services/{service}"
+    receivers: Receivers = Receivers()
+
+    @field_validator("tiers")
+    @classmethod
+    def _unique_tiers(cls, v: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        seen = [t.name for t in v]
+        dupes = sorted({n for n in seen if seen.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate tier names {dupes}")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = {"severity", "service", "slo", "tier", "alertname"}
+        for key in v:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", key) or key in reserved:
+                raise ValueError(f"label {key!r} is not a valid label name or is reserved ({sorted(reserved)})")
+        return v
+
+
+class Canary(_Model):
+    baseline: str | None = None  # default: the version with the most traffic
+    max_lookback: Duration = "24h"
+    min_requests: int = Field(default=200, ge=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+
+
+class ToolSpec(_Model):
+    objectives: tuple[ObjectiveOverride, ...] = ()
+
+
+class ServiceSpec(_Model):
+    objectives: tuple[ObjectiveOverride, ...] = ()
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    canary: Canary | None = None
+
+
+class Defaults(_Model):
+    objectives: tuple[Objective, ...] = ()
+
+
+class Spec(_Model):
+    version: Literal[1] = 1
+    buckets: tuple[float, ...] = names.DEFAULT_BUCKETS
+    defaults: Defaults = Defaults()
+    services: dict[str, ServiceSpec] = Field(default_factory=dict)
+    alerting: Alerting = Alerting()
+    canary: Canary = Canary()
+
+    @model_validator(mode="after")
+    def _check(self) -> Spec:
+        _unique("defaults.objectives", [o.name for o in self.defaults.objectives])
+        for o in self.defaults.objectives:
+            self._check_threshold(o, f"defaults.objectives.{o.name}")
+        for service, body in self.services.items():
+            if not NAME.match(service):
+                raise ValueError(f"services: {service!r} is not a valid service name "
+                                 "(letters, digits, '_', '.', ':', '/', '-'; no quotes, braces or spaces)")
+            for tool in body.tools:
+                if not NAME.match(tool):
+                    raise ValueError(f"services.{service}.tools: {tool!r} is not a valid tool name")
+            for o in self.objectives_for(service):
+                self._check_threshold(o, f"services.{service}.objectives.{o.name}")
+            for tool in body.tools:
+                for o in self.tool_objectives(service, tool):
+                    self._check_threshold(o, f"services.{service}.tools.{tool}.objectives.{o.name}")
+        return self
+
+    def _check_threshold(self, o: Objective, where: str) -> None:
+        if o.threshold is not None and not any(math.isclose(o.threshold, b) for b in self.buckets):
+            raise ValueError(f"{where}: threshold {o.threshold} is not a histogram bucket bound "
+                             f"(buckets: {', '.join(f'{b:g}' for b in self.buckets)})")
+
+    def objectives_for(self, service: str) -> list[Objective]:
+        """The service's objectives: the defaults with its overrides applied."""
+        body = self.services.get(service)
+        return _merge(self.defaults.objectives, body.objectives if body else (), f"services.{service}.objectives")
+
+    def tool_objectives(self, service: str, tool: str) -> list[Objective]:
+        """Objectives for one tool: the service's, with the tool's overrides applied."""
+        spec = self.services[service].tools[tool]
+        return _merge(self.objectives_for(service), spec.objectives, f"services.{service}.tools.{tool}.objectives",
+                      only_overridden=True)
+
+    def canary_for(self, service: str) -> Canary:
+        body = self.services.get(service)
+        return body.canary if body and body.canary else self.canary
+
+
+def _unique(where: str, items: list[str]) -> None:
+    dupes = sorted({n for n in items if items.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{where}: duplicate names {dupes}")
+
+
+def _merge(base: tuple[Objective, ...] | list[Objective], overrides: tuple[ObjectiveOverride, ...], where: str,
+           only_overridden: bool = False) -> list[Objective]:
+    """Apply overrides by name; with `only_overridden`, keep only what the overrides name
+    (a tool's objectives are the ones it lists)."""
+    _unique(where, [o.name for o in overrides])
+    by_name = {o.name: o for o in base}
+    out: dict[str, Objective] = {} if only_overridden else dict(by_name)
+    for o in overrides:
+        changes = o.model_dump(exclude={"disabled"}, exclude_none=True)
+        if o.disabled:
+            out.pop(o.name, None)
+            continue
+        if o.name in by_name:
+            merged = by_name[o.name].model_dump() | changes
+        elif o.kind is None or o.target is None:
+            raise ValueError(f"{where}.{o.name}: not a default objective, so it needs kind and target")
+        else:
+            merged = changes
+        try:
+            out[o.name] = Objective.model_validate(merged)
+        except ValidationError as exc:
+            raise ValueError(f"{where}.{o.name}: {_first_error(exc)}") from None
+    return list(out.values())
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return err["msg"].removeprefix("Value error, ")
+
+
+def parse(raw: object, source: str = "<spec>") -> Spec:
+    """Validate a parsed YAML document; SpecError names `source` and the key path."""
+    if raw is None:
+        raise SpecError(f"{source}: the spec is empty")
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{source}: the spec must be a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{source}: {path}: {msg}")
+        raise SpecError("\n".join(problems)) from None
+
+
+def load(path: str | Path) -> Spec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse(raw, str(path))
