@@ -64,3 +64,29 @@ def scrape(url: str) -> str:
     r = httpx.get(url, timeout=5)
     r.raise_for_status()
     return r.text
+
+
+def active(text: str, service: str, version: str = "v1") -> float:
+    """mcp_operations_active of one service and version."""
+    return samples(text, "mcp_operations_active").get((("service", service), ("version", version)), 0.0)
+
+
+def assert_counts(read_text: Callable[[], str], service: str, expected, timeout: float = 5) -> None:
+    """Poll until the exposition shows exactly `expected` ({(method, tool, status): n})
+    for `service` and nothing in flight.
+
+    Polled because a cancelled request is settled when the client's
+    notifications/cancelled (which carries the reason) has arrived."""
+    expected = {k: v for k, v in dict(expected).items() if v}
+
+    def matches():
+        text = read_text()
+        return operations(text, service=service) == expected and active(text, service) == 0
+
+    try:
+        wait_until(matches, timeout=timeout, what=f"exact counts for {service}")
+    except AssertionError:
+        text = read_text()
+        assert operations(text, service=service) == expected
+        assert active(text, service) == 0
+        raise

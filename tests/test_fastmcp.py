@@ -27,8 +27,9 @@ from mcp.shared.exceptions import MCPError
 from prometheus_client import CollectorRegistry
 
 from collector import instrument
-from tests.servers import fastmcp_app
-from tests.support import free_port, operations, registry_text, samples, scrape, wait_until
+from tests.servers import fastmcp_app, mcpserver_app
+from tests.session import cancel_call
+from tests.support import active, assert_counts, free_port, operations, registry_text, samples, scrape, wait_until
 
 # Pings are part of the handshake-era sessions on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:ping is removed")
@@ -39,42 +40,6 @@ HANDSHAKE = {"legacy": "initialize", "auto": "server/discover"}
 
 
 # --- helpers -------------------------------------------------------------------
-
-
-def active(text: str, service: str, version: str = "v1") -> float:
-    return samples(text, "mcp_operations_active").get((("service", service), ("version", version)), 0.0)
-
-
-def assert_counts(read_text, service: str, expected) -> None:
-    """Poll until the exposition shows exactly `expected` for `service` and nothing in flight.
-
-    Polled because a cancelled request is settled when the client's
-    notifications/cancelled (which carries the reason) has arrived."""
-    expected = {k: v for k, v in dict(expected).items() if v}
-
-    def matches():
-        text = read_text()
-        return operations(text, service=service) == expected and active(text, service) == 0
-
-    try:
-        wait_until(matches, timeout=5, what=f"exact counts for {service}")
-    except AssertionError:
-        text = read_text()
-        assert operations(text, service=service) == expected
-        assert active(text, service) == 0
-        raise
-
-
-async def cancel_call(client: Client, name: str, after: float = 0.2) -> None:
-    """Start a call and cancel it explicitly (a user cancel, not a deadline)."""
-    async with anyio.create_task_group() as tg:
-
-        async def call() -> None:
-            await client.call_tool(name, {})
-
-        tg.start_soon(call)
-        await anyio.sleep(after)
-        tg.cancel_scope.cancel()
 
 
 async def call_unknown_method(client: Client) -> None:
@@ -157,41 +122,6 @@ async def exercise(client: Client, *, deadline_status: str) -> Counter:
     return expected
 
 
-def build_mcpserver():
-    """The official SDK's MCPServer with the same tools as tests/servers/fastmcp_app.py."""
-    from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
-
-    server = MCPServer("outcomes", version="1.0.0")
-
-    @server.tool()
-    def echo(text: str) -> str:
-        return text
-
-    @server.tool()
-    def refuse() -> str:
-        raise SDKToolError("refused on purpose")
-
-    @server.tool()
-    def crash() -> str:
-        raise RuntimeError("unexpected bug")
-
-    @server.tool()
-    async def slow(seconds: float = 5.0) -> str:
-        await anyio.sleep(seconds)
-        return "done"
-
-    @server.resource("note://readme")
-    def readme() -> str:
-        return "hello"
-
-    @server.prompt()
-    def greet(name: str) -> str:
-        return f"Hello {name}"
-
-    return server
-
-
 # --- the full session, in process and over stdio --------------------------------
 
 
@@ -239,7 +169,7 @@ def test_counts_match_the_official_sdk_mcpserver(mode):
     """The same client session gives the same counts on FastMCP as on MCPServer:
     same statuses for timeouts and cancellations, same labels."""
     results = {}
-    for kind, server in (("fastmcp", fastmcp_app.build()), ("mcpserver", build_mcpserver())):
+    for kind, server in (("fastmcp", fastmcp_app.build()), ("mcpserver", mcpserver_app.build())):
         registry = CollectorRegistry()
         instrument(server, service=kind, version="v1", registry=registry)
         target = server._mcp_server if kind == "fastmcp" else server

@@ -14,28 +14,10 @@ from prometheus_client import CollectorRegistry
 from collector import instrument
 from tests import session
 from tests.servers import mcpserver_app
-from tests.support import free_port, operations, registry_text, samples, scrape, wait_until
+from tests.support import assert_counts, free_port, operations, registry_text, samples, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["legacy", "auto"]
-
-
-def active(text: str, service: str) -> float:
-    return samples(text, "mcp_operations_active").get((("service", service), ("version", "v1")), 0.0)
-
-
-def assert_counts(read_text, service: str, expected) -> None:
-    """Poll until /metrics shows exactly `expected` and nothing in flight."""
-
-    def matches():
-        text = read_text()
-        return operations(text, service=service) == dict(expected) and active(text, service) == 0
-
-    try:
-        wait_until(matches, timeout=5, what="exact counts")
-    except AssertionError:
-        assert operations(read_text(), service=service) == dict(expected)
-        raise
 
 
 @pytest.mark.parametrize("mode", MODES)

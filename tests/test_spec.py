@@ -27,7 +27,7 @@ def test_a_default_can_be_disabled_and_new_objectives_need_kind_and_target():
            "services": {"a": {"objectives": [{"name": "availability", "disabled": True}]}}}
     assert spec.parse(raw).objectives_for("a") == []
     raw["services"]["a"]["objectives"] = [{"name": "fast", "target": 90}]
-    with pytest.raises(spec.SpecError, match="services.a.objectives.fast: not a default objective"):
+    with pytest.raises(spec.SpecError, match="services.a.objectives.0: .fast. is not a default objective"):
         spec.parse(raw, "x.yaml")
 
 
