@@ -160,15 +160,3 @@ def recorded(recorder: Any, method: str, tool: str, status: str) -> float:
                     and labels.get("tool") == tool and labels.get("status") == status):
                 total += s.value
     return total
-
-
-# collector.metrics.families() caches per id(registry): when a registry it has seen
-# is garbage-collected, a later registry can get the same id and the stale families.
-# Registries handed to collector code here are kept for the life of the process so
-# a benchmark run (or its smoke test) never leaves such a stale entry behind.
-_registries_kept: list[Any] = []
-
-
-def kept(registry: Any) -> Any:
-    _registries_kept.append(registry)
-    return registry

@@ -34,7 +34,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry
 
-from bench._common import Result, kept, paired_result, recorded
+from bench._common import Result, paired_result, recorded
 from collector import instrument, names
 from collector.mcpserver import MetricsMiddleware
 
@@ -64,7 +64,7 @@ def build_server(async_tool: bool = False) -> MCPServer:
 
 
 async def _measure(rounds: int, calls: int, warmup: int, sessions: int, async_tool: bool, control: bool):
-    registry = kept(CollectorRegistry())
+    registry = CollectorRegistry()
     plain = build_server(async_tool)
     other = build_server(async_tool)
     recorder = None

@@ -33,7 +33,7 @@ import anyio
 from mcp import Client
 from prometheus_client import CollectorRegistry
 
-from bench._common import kept, quartiles
+from bench._common import quartiles
 from bench.bench_inprocess import TOOL, build_server
 from collector.mcpserver import MetricsMiddleware
 from collector.metrics import Recorder
@@ -54,7 +54,7 @@ ARMS = ("plain", "passthrough", "begin/end only", "bookkeeping", "instrumented")
 
 def _servers(async_tool: bool, registries: list[CollectorRegistry]) -> dict[str, Any]:
     def recorder(cls: type[Recorder], service: str) -> Recorder:
-        registries.append(kept(CollectorRegistry()))
+        registries.append(CollectorRegistry())
         return cls(service, "v1", registry=registries[-1], tools=[TOOL])
 
     async def passthrough(ctx, call_next):
@@ -117,7 +117,7 @@ def tight_loop_ns(number: int = 100_000) -> dict[str, float]:
     """begin()+end() in a tight loop (warm caches), best of 5, ns per operation."""
     out = {}
     for cls in (Recorder,):
-        registry = kept(CollectorRegistry())
+        registry = CollectorRegistry()
         rec = cls("tight", "v1", registry=registry)
         stmt = "rec.end('tools/call', 'echo', 'success', rec.begin())"
         best = min(timeit.repeat(stmt, globals={"rec": rec}, number=number, repeat=5))
