@@ -151,6 +151,7 @@ def recorded(recorder: Any, method: str, tool: str, status: str) -> float:
     Read from the recorder's own metric families rather than a registry, so it
     is right whichever registry those families were registered in.
     """
+    recorder.flush()  # fold in what is still queued, as a scrape would
     total = 0.0
     for family in recorder.families.operations.collect():
         for s in family.samples:

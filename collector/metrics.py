@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 import weakref
+from collections import deque
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
@@ -29,6 +30,26 @@ class Families:
     # (service, version) -> [operations in flight], read by the gauge at scrape
     # time (single-process mode only)
     in_flight: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # recorders whose finished operations are folded in when the registry is
+    # collected; held strongly, so a dropped recorder's last operations still count
+    recorders: list[Recorder] = field(default_factory=list)
+
+
+class _Flush:
+    """Registered before the metric families: when the registry is collected
+    (a scrape), every recorder first folds its finished operations into them."""
+
+    def __init__(self, fams: list[Families]):
+        self._families = fams  # filled in right after the families exist
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        for fams in self._families:
+            for recorder in tuple(fams.recorders):
+                recorder.flush()
+        return []
 
 
 # Keyed by the registry object (weakly): an id() could be reused by a new
@@ -55,6 +76,9 @@ def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | 
                     f"cannot also use {list(wanted)}"
                 )
             return found
+        holder: list[Families] = []
+        flush = _Flush(holder)
+        registry.register(flush)  # type: ignore[arg-type]
         made = Families(
             operations=Counter(
                 names.OPERATIONS_FAMILY,
@@ -78,6 +102,7 @@ def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | 
             ),
             buckets=wanted,
         )
+        holder.append(made)
         _families[registry] = made
         return made
 
@@ -155,6 +180,12 @@ class ToolNames:
             return False
 
 
+# In single-process mode, fold finished operations in at least this often
+# between scrapes, so the queue stays small.
+FLUSH_EVERY = 256
+_STATUSES = frozenset(names.STATUSES)
+
+
 def method_label(method: object) -> str:
     return method if method in names.CLIENT_METHODS else names.OTHER_METHOD  # type: ignore[return-value]
 
@@ -165,12 +196,14 @@ class Recorder:
     Adapters call `begin()` when a request arrives and `end()` exactly once
     when its outcome is known.
 
-    This is the hot path of every instrumented operation, so it skips
-    prometheus-client's per-call checks: the in-flight gauge reads a plain
-    integer at scrape time, and `end()` updates the cached value objects of the
-    counter and histogram children directly (one locked add each), finding the
-    bucket by bisection. In multiprocess mode, where values live in shared
-    files, the public methods are used.
+    This is the hot path of every instrumented operation. In single-process
+    mode `end()` only appends the outcome to a queue and the in-flight gauge is
+    a plain integer read at scrape time; the queue is folded into the counter
+    and histogram when the registry is collected (every scrape), or every
+    `FLUSH_EVERY` operations, by `flush()`, which adds to the cached value
+    objects directly (bucket found by bisection). /metrics is therefore always
+    exact. In multiprocess mode, where values live in files other processes
+    read, `end()` records at once through the public methods.
     """
 
     def __init__(
@@ -205,6 +238,10 @@ class Recorder:
         # direct value adds, or the public methods in multiprocess mode
         self._children: dict[tuple[str, str, str], tuple] = {}
         self._lock = threading.Lock()
+        # finished operations not yet folded in: (method, tool, status, seconds);
+        # a deque because appends and pops from different threads are atomic
+        self._done: deque[tuple[str, str, str, float]] = deque()
+        self.families.recorders.append(self)
 
     def begin(self) -> float:
         if self._direct:
@@ -216,7 +253,28 @@ class Recorder:
     def end(self, method: str, tool: str, status: str, started: float) -> None:
         """Count one finished operation. `method` and `tool` must already be labels
         (see `method_label` and `ToolNames.label`); `status` one of names.STATUSES."""
-        elapsed = time.perf_counter() - started
+        if status not in _STATUSES:  # here, not at scrape time, where it would break /metrics
+            raise ValueError(f"unknown status {status!r}")
+        if self._direct:
+            self._done.append((method, tool, status, time.perf_counter() - started))
+            self._in_flight[0] -= 1
+            if len(self._done) >= FLUSH_EVERY:
+                self.flush()
+        else:
+            self._record(method, tool, status, time.perf_counter() - started)
+            self._active.dec()
+
+    def flush(self) -> None:
+        """Fold the finished operations into the metric families."""
+        done = self._done
+        while True:
+            try:
+                method, tool, status, elapsed = done.popleft()
+            except IndexError:
+                return
+            self._record(method, tool, status, elapsed)
+
+    def _record(self, method: str, tool: str, status: str, elapsed: float) -> None:
         children = self._children.get((method, tool, status))
         if children is None:
             children = self._make_children((method, tool, status))
@@ -227,15 +285,9 @@ class Recorder:
             if bucket_adds is not None:
                 # the first bound >= elapsed; past the last bound it is the +Inf bucket
                 bucket_adds[bisect_left(self._bounds, elapsed)](1.0)
-        if self._direct:
-            self._in_flight[0] -= 1
-        else:
-            self._active.dec()
 
     def _make_children(self, key: tuple[str, str, str]) -> tuple:
         method, tool, status = key
-        if status not in names.STATUSES:
-            raise ValueError(f"unknown status {status!r}")
         with self._lock:
             counter = self.families.operations.labels(self.service, self.version, method, tool, status)
             # Cancelled operations are neither good nor bad: keep them out of the

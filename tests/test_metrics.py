@@ -81,3 +81,47 @@ def test_a_failing_lookup_is_an_unknown_tool():
         raise RuntimeError("registry exploded")
 
     assert ToolNames(lookup=lookup).label("x") == "_other"
+
+
+def test_operations_of_a_dropped_recorder_still_count():
+    registry = CollectorRegistry()
+    rec = Recorder("gone", "v1", registry=registry)
+    rec.end("ping", "", names.SUCCESS, rec.begin())
+    del rec
+    gc.collect()
+    assert samples(registry_text(registry), "mcp_operations_total")[
+        (("method", "ping"), ("service", "gone"), ("status", "success"), ("tool", ""), ("version", "v1"))] == 1
+
+
+def test_the_queue_of_finished_operations_stays_small_between_scrapes():
+    from collector import metrics
+
+    rec = Recorder("busy", "v1", registry=CollectorRegistry())
+    for _ in range(10 * metrics.FLUSH_EVERY):
+        rec.end("ping", "", names.SUCCESS, rec.begin())
+        assert len(rec._done) < metrics.FLUSH_EVERY
+
+
+def test_scrapes_from_another_thread_lose_nothing():
+    import threading
+
+    registry = CollectorRegistry()
+    rec = Recorder("threads", "v1", registry=registry)
+    stop = threading.Event()
+
+    def scrape_often():
+        while not stop.is_set():
+            registry_text(registry)
+
+    scraper = threading.Thread(target=scrape_often)
+    scraper.start()
+    for _ in range(50_000):
+        rec.end("tools/call", "t", names.SUCCESS, rec.begin())
+    stop.set()
+    scraper.join()
+    text = registry_text(registry)
+    assert samples(text, "mcp_operations_total")[
+        (("method", "tools/call"), ("service", "threads"), ("status", "success"), ("tool", "t"), ("version", "v1"))
+    ] == 50_000
+    assert sum(v for k, v in samples(text, "mcp_operation_duration_seconds_bucket").items()
+               if dict(k)["le"] == "+Inf") == 50_000
