@@ -8,8 +8,8 @@ import httpx
 
 from demo.processes import ManagedProcess, find_binary
 
-# Until rules and routes are generated from the SLO spec, alerts go to a
-# receiver that notifies nobody; they still show in Alertmanager's UI and API.
+# A configuration that notifies nobody (alerts still show in Alertmanager's UI
+# and API). The demo stack uses alerts/alertmanager.yml, generated from its SLO spec.
 DEFAULT_CONFIG = """\
 route:
   receiver: nobody

@@ -47,6 +47,8 @@ class StackConfig:
     seed: int | None = None
     # Prometheus rule files; default: those generated into alerts/rules/ when there are any
     rule_files: list[Path] | None = None
+    # Alertmanager configuration; default: alerts/alertmanager.yml, generated from examples/slo.yaml
+    alertmanager_config: Path | None = None
 
 
 @dataclass
@@ -115,6 +117,13 @@ def default_rule_files() -> list[Path]:
     return sorted([*rules.glob("*.yml"), *rules.glob("*.yaml")]) if rules.is_dir() else []
 
 
+def default_alertmanager_config() -> Path:
+    """The Alertmanager configuration generated from the demo's SLO spec."""
+    import alerts
+
+    return Path(alerts.__file__).parent / "alertmanager.yml"
+
+
 def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: None) -> Stack:
     """Start everything; on any failure, stop what was started and raise.
 
@@ -158,7 +167,8 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
         marker.write_text("")
 
     am_port = config.alertmanager_port or free_port()
-    stack._processes.append(start_alertmanager(config.workdir / "alertmanager", am_port))
+    am_config = config.alertmanager_config or default_alertmanager_config()
+    stack._processes.append(start_alertmanager(config.workdir / "alertmanager", am_port, am_config.read_text()))
     stack.alertmanager_url = f"http://127.0.0.1:{am_port}"
 
     prom_port = config.prometheus_port or free_port()

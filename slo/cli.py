@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("collector.proxy.cli", "instrument any MCP server (stdio or streamable HTTP) from outside"),
     "demo": ("demo.cli", "run the demo services under load with a real Prometheus"),
+    "validate": ("slo.validate_cli", "check an SLO spec (mcp-slo, OpenSLO v1 or Sloth) and summarize it"),
+    "alertmanager": ("alerts.alertmanager_cli", "write the Alertmanager configuration for an SLO spec"),
 }
 
 

@@ -50,6 +50,17 @@ def _duration(value: Any) -> str:
 Duration = Annotated[str, BeforeValidator(_duration)]
 
 
+def _number(value: Any) -> Any:
+    # pydantic would read "99.9" as 99.9 and true as 1.0; a quoted or boolean
+    # target is more likely a mistake ("99.9%") than intended.
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"must be a number, not {type(value).__name__} {value!r}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -60,9 +71,9 @@ class Objective(_Model):
 
     name: str
     kind: Literal["availability", "latency"]
-    target: float = Field(description="percent of good events, e.g. 99.9")
+    target: Number = Field(description="percent of good events, e.g. 99.9")
     window: Duration = "30d"
-    threshold: float | None = Field(default=None, description="latency SLOs: seconds, a bucket bound")
+    threshold: Number | None = Field(default=None, description="latency SLOs: seconds, a bucket bound")
     methods: tuple[str, ...] = ("tools/call",)
     description: str = ""
 
@@ -117,9 +128,9 @@ class ObjectiveOverride(_Model):
 
     name: str
     kind: Literal["availability", "latency"] | None = None
-    target: float | None = None
+    target: Number | None = None
     window: Duration | None = None
-    threshold: float | None = None
+    threshold: Number | None = None
     methods: tuple[str, ...] | None = None
     description: str | None = None
     disabled: bool = False
@@ -154,9 +165,18 @@ WORKBOOK_TIERS = (
 
 
 class Receivers(_Model):
+    """Webhook URLs Alertmanager notifies; none configured: the receiver notifies nobody."""
+
     page: str | None = None
     ticket: str | None = None
     release: str | None = None
+
+    @field_validator("page", "ticket", "release")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s\"'{}]+$", v):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
 
 
 class Alerting(_Model):
@@ -184,8 +204,10 @@ class Alerting(_Model):
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         reserved = {"severity", "service", "slo", "tier", "alertname"}
         for key in v:
-            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", key) or key in reserved:
-                raise ValueError(f"label {key!r} is not a valid label name or is reserved ({sorted(reserved)})")
+            if key in reserved:
+                raise ValueError(f"label {key!r} is reserved: mcp-slo sets {', '.join(sorted(reserved))} itself")
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", key):
+                raise ValueError(f"label {key!r} is not a valid label name (letters, digits and '_')")
         return v
 
 
@@ -221,25 +243,30 @@ class Spec(_Model):
     @model_validator(mode="after")
     def _check(self) -> Spec:
         _unique("defaults.objectives", [o.name for o in self.defaults.objectives])
-        for o in self.defaults.objectives:
-            self._check_threshold(o, f"defaults.objectives.{o.name}")
+        for i, o in enumerate(self.defaults.objectives):
+            self._check_threshold(o.threshold, f"defaults.objectives.{i}.threshold")
         for service, body in self.services.items():
             if not NAME.match(service):
                 raise ValueError(f"services: {service!r} is not a valid service name "
                                  "(letters, digits, '_', '.', ':', '/', '-'; no quotes, braces or spaces)")
             for tool in body.tools:
                 if not NAME.match(tool):
-                    raise ValueError(f"services.{service}.tools: {tool!r} is not a valid tool name")
-            for o in self.objectives_for(service):
-                self._check_threshold(o, f"services.{service}.objectives.{o.name}")
+                    raise ValueError(f"services.{service}.tools: {tool!r} is not a valid tool name "
+                                     "(letters, digits, '_', '.', ':', '/', '-'; no quotes, braces or spaces)")
+            for i, o in enumerate(body.objectives):
+                self._check_threshold(o.threshold, f"services.{service}.objectives.{i}.threshold")
+            for tool, tool_spec in body.tools.items():
+                for i, o in enumerate(tool_spec.objectives):
+                    self._check_threshold(o.threshold, f"services.{service}.tools.{tool}.objectives.{i}.threshold")
+            # Resolving runs the override checks (kind and target of new objectives, ...).
+            self.objectives_for(service)
             for tool in body.tools:
-                for o in self.tool_objectives(service, tool):
-                    self._check_threshold(o, f"services.{service}.tools.{tool}.objectives.{o.name}")
+                self.tool_objectives(service, tool)
         return self
 
-    def _check_threshold(self, o: Objective, where: str) -> None:
-        if o.threshold is not None and not any(math.isclose(o.threshold, b) for b in self.buckets):
-            raise ValueError(f"{where}: threshold {o.threshold} is not a histogram bucket bound "
+    def _check_threshold(self, threshold: float | None, where: str) -> None:
+        if threshold is not None and not any(math.isclose(threshold, b) for b in self.buckets):
+            raise ValueError(f"{where}: {threshold:g} is not a histogram bucket bound "
                              f"(buckets: {', '.join(f'{b:g}' for b in self.buckets)})")
 
     def objectives_for(self, service: str) -> list[Objective]:
@@ -271,7 +298,7 @@ def _merge(base: tuple[Objective, ...] | list[Objective], overrides: tuple[Objec
     _unique(where, [o.name for o in overrides])
     by_name = {o.name: o for o in base}
     out: dict[str, Objective] = {} if only_overridden else dict(by_name)
-    for o in overrides:
+    for i, o in enumerate(overrides):
         changes = o.model_dump(exclude={"disabled"}, exclude_none=True)
         if o.disabled:
             out.pop(o.name, None)
@@ -279,19 +306,33 @@ def _merge(base: tuple[Objective, ...] | list[Objective], overrides: tuple[Objec
         if o.name in by_name:
             merged = by_name[o.name].model_dump() | changes
         elif o.kind is None or o.target is None:
-            raise ValueError(f"{where}.{o.name}: not a default objective, so it needs kind and target")
+            raise ValueError(f"{where}.{i}: {o.name!r} is not a default objective, so it needs kind and target")
         else:
             merged = changes
         try:
             out[o.name] = Objective.model_validate(merged)
         except ValidationError as exc:
-            raise ValueError(f"{where}.{o.name}: {_first_error(exc)}") from None
+            err = exc.errors()[0]
+            path = ".".join([where, str(i), *(str(p) for p in err["loc"])])
+            raise ValueError(f"{path}: {_message(err)}") from None
     return list(out.values())
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+def _message(err: Mapping[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
     return err["msg"].removeprefix("Value error, ")
+
+
+def describe(exc: ValidationError, source: str, prefix: str = "", limit: int = 5) -> str:
+    """One line per problem: `source: key.path: what is wrong`; `prefix` goes before the
+    key path as is (e.g. "spec." for a model validated below the top level)."""
+    lines = []
+    for err in exc.errors()[:limit]:
+        path = (prefix + ".".join(str(p) for p in err["loc"])).rstrip(".: ")
+        # Errors of the whole model (loc empty) already start with their key path.
+        lines.append(f"{source}: {path}: {_message(err)}" if path else f"{source}: {_message(err)}")
+    return "\n".join(lines)
 
 
 def parse(raw: object, source: str = "<spec>") -> Spec:
@@ -303,14 +344,7 @@ def parse(raw: object, source: str = "<spec>") -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors()[:5]:
-            path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(f"{source}: {path}: {msg}")
-        raise SpecError("\n".join(problems)) from None
+        raise SpecError(describe(exc, source)) from None
 
 
 def load(path: str | Path) -> Spec:
@@ -322,5 +356,13 @@ def load(path: str | Path) -> Spec:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        raise SpecError(f"{path}: {yaml_problem(exc)}") from None
     return parse(raw, str(path))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where the YAML breaks and why (PyYAML's message spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}not valid YAML: {problem}"

@@ -23,6 +23,7 @@ DEBIAN_PACKAGE = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
     "node": "nodejs",
     "npm": "npm",
 }

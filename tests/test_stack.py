@@ -93,7 +93,13 @@ def test_healthy_canary_is_not_worse(healthy_stack):
     assert p50["v2"] == pytest.approx(p50["v1"], rel=0.25)
 
 
-def test_alertmanager_is_up(regression_stack):
+def test_alertmanager_is_up_with_the_generated_config(regression_stack):
     import httpx
+    import yaml
 
-    assert httpx.get(f"{regression_stack.alertmanager_url}/api/v2/status", timeout=5).status_code == 200
+    r = httpx.get(f"{regression_stack.alertmanager_url}/api/v2/status", timeout=5)
+    assert r.status_code == 200
+    # Alertmanager reports its configuration re-marshalled, with defaults filled in.
+    running = yaml.safe_load(r.json()["config"]["original"])
+    assert [r["name"] for r in running["receivers"]] == ["default", "page", "ticket", "release"]
+    assert running["inhibit_rules"][0]["equal"] == ["service", "slo"]

@@ -1,0 +1,52 @@
+"""`mcp-slo alertmanager --config SPEC --out FILE`: write the Alertmanager
+configuration for an SLO spec (any format `mcp-slo validate` accepts).
+
+On a bad spec: the errors on stderr, exit 2, and FILE is left as it was (the
+file is written whole to a temporary name, then renamed over FILE)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from alerts import alertmanager
+from slo import importers
+from slo.spec import SpecError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="SPEC", help="the SLO spec")
+    parser.add_argument("--out", metavar="FILE", help="where to write the configuration (default: stdout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        spec = importers.load(args.config).spec
+    except SpecError as exc:
+        print(f"mcp-slo alertmanager: invalid spec, nothing written\n{exc}", file=sys.stderr)
+        return 2
+    text = alertmanager.render(spec, source=args.config)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        write_atomically(Path(args.out), text)
+    except OSError as exc:
+        print(f"mcp-slo alertmanager: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,54 @@
+"""`mcp-slo validate --config FILE`: check an SLO spec (mcp-slo, OpenSLO v1 or
+Sloth prometheus/v1) and print what it defines. Exit 0 when valid; otherwise
+the errors, naming the file and the key path, on stderr and exit 2. Writes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from slo import importers
+from slo.spec import Objective, Spec, SpecError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="the SLO spec: mcp-slo YAML, OpenSLO v1 or Sloth prometheus/v1")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        loaded = importers.load(args.config)
+    except SpecError as exc:
+        print(f"mcp-slo validate: invalid spec\n{exc}", file=sys.stderr)
+        return 2
+    print(summary(loaded, args.config))
+    return 0
+
+
+def summary(loaded: importers.Loaded, source: str) -> str:
+    s = loaded.spec
+    lines = [f"{source}: valid {loaded.format} spec"]
+    if s.defaults.objectives:
+        lines.append("defaults (every service Prometheus knows):")
+        lines += [f"  {_objective(o)}" for o in s.defaults.objectives]
+    for service, body in s.services.items():
+        lines.append(f"service {service}:")
+        lines += [f"  {_objective(o)}" for o in s.objectives_for(service)] or ["  (no objectives)"]
+        for tool in body.tools:
+            lines += [f"  tool {tool}: {_objective(o)}" for o in s.tool_objectives(service, tool)]
+    lines.append("alert tiers: " + _tiers(s))
+    lines += [f"note: {n}" for n in loaded.notes]
+    return "\n".join(lines)
+
+
+def _objective(o: Objective) -> str:
+    what = "availability" if o.kind == "availability" else f"latency <= {o.threshold:g}s"
+    methods = "" if o.methods == ("tools/call",) else f" of {', '.join(o.methods)}"
+    return f"{o.name}: {what}{methods}, {o.target:g}% over {o.window}"
+
+
+def _tiers(s: Spec) -> str:
+    enabled = [f"{t.name} ({t.severity}, {t.burn_rate:g}x over {t.long_window}/{t.short_window})"
+               for t in s.alerting.tiers if t.enabled]
+    return ", ".join(enabled) or "none enabled"
