@@ -245,3 +245,20 @@ def test_the_memory_of_abandoned_requests_is_bounded(setup):
 def test_the_timeout_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         Tracker(Recorder("x", "v", registry=CollectorRegistry()), request_timeout=0)
+
+
+def test_ten_thousand_hostile_tool_names_keep_series_bounded(setup):
+    """Unknown names (failing) stay _other; a server that 'succeeds' for any
+    name fills at most the cap; quotes, newlines and braces are just values."""
+    tracker, clock, counts, active = setup
+    hostile = ['x"} or vector(1) #', "a\nb", "{{braces}}", "\\", ""]
+    for i in range(10_000):
+        name = f"{hostile[i % len(hostile)]}-{i}"
+        tracker.from_client(call(i, name))
+        tracker.from_server(result(i, {"content": [], "isError": i % 2 == 0}))
+    got = counts()
+    tools = {tool for (_method, tool, _status) in got}
+    assert len(tools) <= tracker.recorder.tools.limit + 1 and "_other" in tools
+    assert sum(got.values()) == 10_000 and active() == 0
+    # the exposition escapes them: parsed back, each is exactly the name sent
+    assert 'x"} or vector(1) #-5' in tools and "a\nb-1" in tools
