@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv system-deps clean
+.PHONY: demo test bench venv system-deps clean rules
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: venv system-deps
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Regenerate the committed Prometheus rules from the example spec (a test fails when they differ).
+rules: venv
+	$(BIN)/mcp-slo rules --config examples/slo.yaml --out alerts/rules
 
 demo: venv
 	scripts/install-system-deps.sh demo

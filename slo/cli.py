@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("collector.proxy.cli", "instrument any MCP server (stdio or streamable HTTP) from outside"),
     "demo": ("demo.cli", "run the demo services under load with a real Prometheus"),
+    "rules": ("alerts.rules_cli", "write Prometheus recording and alerting rules for an SLO spec"),
     "validate": ("slo.validate_cli", "check an SLO spec (mcp-slo, OpenSLO v1 or Sloth) and summarize it"),
     "alertmanager": ("alerts.alertmanager_cli", "write the Alertmanager configuration for an SLO spec"),
 }

@@ -1,0 +1,528 @@
+"""`promtool test rules` suites generated from the SLO spec: the behavioural proof of
+the generated rules.
+
+Every objective is checked: each named service's, each per-tool one, and the defaults
+on a service the spec never names (which gets them through discovery). Counters and
+histograms go in minute by minute, the rules run at a 1-minute evaluation interval, and
+each scenario checks the alerts of each objective:
+
+- `outage`: every call bad. No alert before; a page within `page_within` of the start
+  (3 minutes for a 99.9% 30d SLO with the Workbook tiers: one minute of errors puts the
+  1h error ratio over 14.4 x 0.1%, then `for: 2m`).
+- `recovery`: an outage long enough for every page tier to fire, then healthy traffic:
+  every page tier fires during it; no page is left `resolve_within` after it ends (the
+  longest page short window, 30m, plus 5m).
+- `burn-2x`: a sustained 2x burn raises a burn-rate ticket and the budget-exhausted
+  ticket (the rules have run for hours only, the window holds little), never a page.
+- `burn-0.5x`: a sustained 0.5x burn raises no alert at all.
+- `quiet-hour`: one bad call in a quiet hour (fewer calls than `alerting.min_events` in
+  the page windows, but few enough that the bad call alone would page without the
+  guard: `quiet_hour_control` checks that) raises no page.
+- `absent-data`: a named service without data raises `MCPSLOAbsentData` after
+  `alerting.absent_for`, a ticket, with its annotations.
+
+For latency objectives a bad call is one slower than the threshold (histogram buckets on
+both sides of it are fed), so the same scenarios show that a latency SLO alerts when the
+share of slow calls burns its budget. Inputs also carry what the SLIs must ignore:
+cancelled calls, and another method that always fails and is always slow.
+
+A service's availability and latency objectives share one input (errors feed one, slow
+calls the other), and services share a test group, since each group costs promtool a
+full evaluation of every rule per minute; objectives that would disturb each other (two
+of the same kind on one service, a tool and its service) get their own groups.
+
+Timings are bounds from simple arithmetic on the spec (`page_within`, `resolve_within`,
+`ticket_within`), never a re-implementation of the rules in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
+
+from alerts import rules
+from alerts.rules import ScaledTier
+from collector import names
+from slo import durations, promql
+from slo.spec import Objective, Spec
+
+MINUTE = 60
+WARMUP = 60  # minutes of healthy traffic before each incident
+VERSION = "v1"
+CANCELLED_SHARE = 1.5  # cancelled calls per call that finished: if they counted as good, 2x would look like 0.8x
+NOISE_METHOD = "tools/list"  # always fails, always slow: outside every tools/call SLI
+NOISE_PER_MINUTE = 50.0
+SCENARIOS = ("outage", "recovery", "burn-2x", "burn-0.5x", "quiet-hour", "absent-data")
+
+
+# --- what is tested ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One objective under test."""
+
+    service: str
+    objective: Objective
+    tool: str | None = None
+
+    @property
+    def name(self) -> str:
+        who = f"{self.service} tool {self.tool}" if self.tool else self.service
+        o = self.objective
+        sli = f"latency <= {o.threshold:g}s" if o.kind == "latency" else "availability"
+        return f"{who} {o.name} ({sli}, {o.target:g}% over {o.window})"
+
+    @property
+    def short_name(self) -> str:
+        return " ".join(p for p in (self.service, self.tool, self.objective.name) if p)
+
+    def labels(self) -> dict[str, str]:
+        """The labels that identify this objective's alerts (tool="" matches no tool label)."""
+        return {"service": self.service, "slo": self.objective.name, "tool": self.tool or ""}
+
+
+@dataclass
+class Subject:
+    """Objectives sharing one input: a service (or one of its tools), at most one
+    availability and one latency objective."""
+
+    service: str
+    tool: str | None
+    cases: dict[str, Case] = field(default_factory=dict)  # kind -> case
+
+
+def discovered_service(spec: Spec) -> str:
+    name = "discovered-service"
+    while name in spec.services:
+        name += "-x"
+    return name
+
+
+def cases(spec: Spec) -> list[Case]:
+    out = []
+    for service, body in spec.services.items():
+        out += [Case(service, o) for o in spec.objectives_for(service)]
+        for tool in body.tools:
+            out += [Case(service, o, tool) for o in spec.tool_objectives(service, tool)]
+    out += [Case(discovered_service(spec), o) for o in spec.defaults.objectives]
+    return out
+
+
+def packed(spec: Spec) -> list[list[Subject]]:
+    """Subjects packed into promtool test groups: a service appears once per group, a subject
+    has at most one objective of each kind."""
+    subjects: list[Subject] = []
+    for case in cases(spec):
+        for s in subjects:
+            if (s.service, s.tool) == (case.service, case.tool) and case.objective.kind not in s.cases:
+                s.cases[case.objective.kind] = case
+                break
+        else:
+            subjects.append(Subject(case.service, case.tool, {case.objective.kind: case}))
+    groups: list[list[Subject]] = []
+    for s in subjects:
+        for g in groups:
+            if all(other.service != s.service for other in g):
+                g.append(s)
+                break
+        else:
+            groups.append([s])
+    return groups
+
+
+# --- timing bounds -------------------------------------------------------------------------
+
+
+def _minutes(seconds: float) -> int:
+    return int(seconds // MINUTE)
+
+
+def _for(st: ScaledTier) -> int:
+    return math.ceil(durations.parse(st.tier.for_) / MINUTE)
+
+
+def tiers(spec: Spec, o: Objective, severity: str) -> list[ScaledTier]:
+    return [st for st in rules.scale_tiers(spec.alerting.tiers, o.window_seconds) if st.tier.severity == severity]
+
+
+def can_fire(st: ScaledTier, o: Objective, burn: float) -> bool:
+    """A tier fires on a sustained `burn` only below it (and no burn beats 1 / budget: every call bad)."""
+    return st.tier.burn_rate < min(burn, 1 / o.error_budget)
+
+
+def page_tiers(spec: Spec, o: Objective) -> list[ScaledTier]:
+    """The page tiers a full outage can trigger."""
+    return [st for st in tiers(spec, o, "page") if can_fire(st, o, math.inf)]
+
+
+def fires_after_outage(o: Objective, st: ScaledTier) -> int:
+    """Minutes from the start of a full outage (after `WARMUP` healthy minutes) to the tier firing.
+
+    k minutes in, the error ratio over a long window of L minutes full of traffic is k/L:
+    it crosses burn x budget after floor(burn x budget x L) + 1 minutes (the short window
+    sooner), then the tier waits its `for`.
+    """
+    return math.floor(st.tier.burn_rate * o.error_budget * _minutes(st.long_window) + 1e-9) + 1 + _for(st)
+
+
+def page_within(spec: Spec, o: Objective) -> tuple[int, ScaledTier] | None:
+    """Minutes from the start of a full outage to the first page, and its tier; None if no
+    page tier can fire."""
+    return min(((fires_after_outage(o, st), st) for st in page_tiers(spec, o)), key=lambda x: x[0], default=None)
+
+
+def resolve_within(spec: Spec, o: Objective) -> int:
+    """Minutes after an outage ends by which no page is left: once a tier's short window holds
+    no minute of the outage its condition is false. The longest page short window, plus 5."""
+    return max(_minutes(st.short_window) for st in page_tiers(spec, o)) + 5
+
+
+def ticket_within(spec: Spec, o: Objective, burn: float) -> int | None:
+    """Minutes from the start of a sustained `burn` (after `WARMUP` healthy minutes) by which a
+    ticket tier fires, with 30 to spare; None if no ticket tier is below `burn`.
+
+    A raw window of W minutes reaches burn b after W x b / burn minutes. Windows over 6h
+    average the recorded 5m rates since the rules started: with less data than the window,
+    they reach b when t / (WARMUP + t) x burn > b, after WARMUP x b / (burn - b). Five more
+    minutes for the 5m rates to ramp up, then the tier's `for`.
+    """
+    best = None
+    for st in tiers(spec, o, "ticket"):
+        if not can_fire(st, o, burn):
+            continue
+        b = st.tier.burn_rate
+        short_need = _minutes(st.short_window) * b / burn
+        long_min = _minutes(st.long_window)
+        long_need = long_min * b / burn
+        if st.long_window > promql.LONGEST_RAW_WINDOW and WARMUP + long_need < long_min:
+            long_need = WARMUP * b / (burn - b)
+        t = math.ceil(max(short_need, long_need)) + 5 + _for(st)
+        best = t if best is None else min(best, t)
+    return None if best is None else best + 30
+
+
+def quiet_calls_per_hour(spec: Spec, o: Objective) -> int | None:
+    """Calls an hour in the quiet-hour scenario: fewer than `min_events` in the fastest page
+    tier's long window, yet so few that one bad call alone puts the ratio over that tier's
+    threshold (1/n > burn x budget). None when no count fits."""
+    fastest = min(page_tiers(spec, o), key=lambda st: st.long_window, default=None)
+    if fastest is None or spec.alerting.min_events <= 1:
+        return None
+    per_hour = min(30, math.ceil(1 / (fastest.tier.burn_rate * o.error_budget)) - 1)
+    if per_hour < 1 or per_hour * fastest.long_window / 3600 >= spec.alerting.min_events:
+        return None
+    return per_hour
+
+
+def calls_per_minute(spec: Spec) -> float:
+    """Enough traffic for the low-traffic guard to pass on every long window."""
+    shortest = min((st.long_window for c in cases(spec) for st in rules.scale_tiers(spec.alerting.tiers,
+                                                                                     c.objective.window_seconds)),
+                   default=3600)
+    return float(max(100, math.ceil(2 * spec.alerting.min_events / (shortest / MINUTE))))
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+class Traffic:
+    """Calls per minute and, per objective kind, bad calls per minute (errors for availability,
+    calls slower than the threshold for latency), from minute 1; counters are 0 at minute 0."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute
+        self.calls: list[float] = []
+        self.bad: dict[str, list[float]] = {"availability": [], "latency": []}
+
+    @property
+    def minutes(self) -> int:
+        return len(self.calls)
+
+    def run(self, minutes: int, bad_share: dict[str, float] | None = None) -> Traffic:
+        shares = bad_share or {}
+        self.calls += [self.rate] * minutes
+        for kind, bad in self.bad.items():
+            bad += [self.rate * shares.get(kind, 0.0)] * minutes
+        return self
+
+    def quiet(self, minutes: int, per_hour: int, bad_at: int) -> Traffic:
+        """`per_hour` calls evenly spaced; the call nearest minute `bad_at` of the phase is bad."""
+        calls = [0.0] * minutes
+        every = 60 / per_hour
+        for i in range(int(minutes / every)):
+            calls[min(minutes - 1, round(i * every))] += 1
+        bad_minute = min((m for m, c in enumerate(calls) if c), key=lambda m: abs(m - bad_at))
+        self.calls += calls
+        for bad in self.bad.values():
+            bad += [1.0 if m == bad_minute else 0.0 for m in range(minutes)]
+        return self
+
+
+def values(increments: Sequence[float]) -> str:
+    """promtool's expanding notation for a counter from 0 with these per-minute increments:
+    each run of equal increments becomes `start+stepxN`."""
+    cumulative = [0.0, *accumulate(increments)]
+    n = len(cumulative) - 1
+    tokens: list[str] = []
+    i = 0
+    while i < n:
+        step = cumulative[i + 1] - cumulative[i]
+        j = i + 1
+        while j < n and math.isclose(cumulative[j + 1] - cumulative[j], step, rel_tol=1e-9, abs_tol=1e-9):
+            j += 1
+        if not tokens:
+            tokens.append(f"0+{promql.number(step)}x{j}")
+        elif j - i == 1:
+            tokens.append(promql.number(cumulative[j]))
+        else:
+            tokens.append(f"{promql.number(cumulative[i + 1])}+{promql.number(step)}x{j - i - 1}")
+        i = j
+    return " ".join(tokens) if tokens else "0"
+
+
+def series(metric: str, labels: dict[str, str], increments: Sequence[float]) -> dict:
+    matchers = [promql.matcher(k, "=", v) for k, v in labels.items()]
+    return {"series": promql.selector(metric, matchers), "values": values(increments)}
+
+
+def _tool(spec: Spec, subject: Subject) -> str:
+    if subject.tool:
+        return subject.tool
+    configured = spec.services[subject.service].tools if subject.service in spec.services else {}
+    tool = "search"  # a tool with no objective of its own
+    while tool in configured:
+        tool += "_x"
+    return tool
+
+
+def input_series(spec: Spec, subject: Subject, traffic: Traffic) -> list[dict]:
+    """Counters and histogram of one subject: good calls take the latency threshold's bucket,
+    slow ones the next; the noise method always fails and is slower than every bucket."""
+    av, lat = subject.cases.get("availability"), subject.cases.get("latency")
+    method = next(iter(subject.cases.values())).objective.methods[0]
+    base = {"service": subject.service, "version": VERSION, "method": method,
+            "tool": _tool(spec, subject) if method == "tools/call" else ""}
+    noise = {**base, "method": NOISE_METHOD, "tool": ""}
+    calls = traffic.calls
+    errors = traffic.bad["availability"] if av else [0.0] * traffic.minutes
+    slow = traffic.bad["latency"] if lat else [0.0] * traffic.minutes
+    zero, noisy = [0.0] * traffic.minutes, [NOISE_PER_MINUTE] * traffic.minutes
+    ops = names.OPERATIONS_TOTAL
+    out = [
+        series(ops, {**base, "status": names.SUCCESS}, [c - e for c, e in zip(calls, errors)]),
+        series(ops, {**base, "status": names.ERROR}, [e / 2 for e in errors]),
+        series(ops, {**base, "status": names.TIMEOUT}, [e / 2 for e in errors]),
+        series(ops, {**base, "status": names.CANCELLED}, [c * CANCELLED_SHARE for c in calls]),
+        series(ops, {**noise, "status": names.ERROR}, noisy),
+    ]
+    threshold = lat.objective.threshold if lat else spec.buckets[len(spec.buckets) // 2]
+    bucket = f"{names.OPERATION_DURATION}_bucket"
+    for bound in [*spec.buckets, math.inf]:
+        if math.isclose(bound, threshold):
+            inc = [c - s for c, s in zip(calls, slow)]
+        else:
+            inc = zero if bound < threshold else calls
+        out.append(series(bucket, {**base, "le": promql.le(bound)}, inc))
+        out.append(series(bucket, {**noise, "le": promql.le(bound)}, noisy if math.isinf(bound) else zero))
+    out.append(series(f"{names.OPERATION_DURATION}_count", base, calls))
+    out.append(series(f"{names.OPERATION_DURATION}_count", noise, noisy))
+    return out
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def _at(minute: int) -> str:
+    return promql.duration(minute * MINUTE) if minute else "0m"
+
+
+def expect(expr: str, minute: int, present: bool, labels: str = "{}") -> dict:
+    """`expr` returns the one sample `labels` 1 at `minute`, or nothing."""
+    return {"expr": expr, "eval_time": _at(minute), "exp_samples": [{"labels": labels, "value": 1}] if present else []}
+
+
+def firing(case: Case, alertname: str | None = None, **labels: str) -> str:
+    return promql.alerts(alertname, "firing", **case.labels(), **labels)
+
+
+def _any(expr: str) -> str:
+    return f"max({expr})"
+
+
+def alert_labels(spec: Spec, case: Case, st: ScaledTier) -> str:
+    """The full label set of a burn-rate alert's ALERTS series."""
+    labels = {"__name__": "ALERTS", "alertname": rules.BURN_ALERT, "alertstate": "firing",
+              **{k: v for k, v in case.labels().items() if v}, "severity": st.tier.severity,
+              "tier": st.tier.name, "window": promql.duration(case.objective.window_seconds), **spec.alerting.labels}
+    return "{" + ", ".join(promql.matcher(k, "=", v) for k, v in labels.items()) + "}"
+
+
+def _describe(subjects: list[Subject]) -> str:
+    return "; ".join(c.name for s in subjects for c in s.cases.values())
+
+
+def _group(spec: Spec, title: str, subjects: list[Subject], traffic: dict[int, Traffic], checks: list[dict]) -> dict:
+    inputs = [item for i, s in enumerate(subjects) for item in input_series(spec, s, traffic[i])]
+    return {"name": f"{title} [{_describe(subjects)}]", "interval": "1m", "input_series": inputs,
+            "promql_expr_test": checks}
+
+
+def outage(spec: Spec, subjects: list[Subject]) -> dict | None:
+    timed = [(c, page_within(spec, c.objective)) for s in subjects for c in s.cases.values()]
+    timed = [(c, p) for c, p in timed if p is not None]
+    if not timed:
+        return None
+    length = max(within for _, (within, _) in timed) + 5
+    checks = []
+    for case, (within, first) in timed:
+        checks += [
+            expect(firing(case), WARMUP, False),
+            expect(_any(firing(case, rules.BURN_ALERT, severity="page")), WARMUP + within, True),
+            expect(firing(case, rules.BURN_ALERT, tier=first.tier.name), WARMUP + within, True,
+                   labels=alert_labels(spec, case, first)),
+        ]
+    traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(length, {"availability": 1, "latency": 1})
+               for i in range(len(subjects))}
+    return _group(spec, "every call bad from 1h: no alert before, a page within "
+                  + ", ".join(f"{w}m ({c.short_name})" for c, (w, _) in timed), subjects, traffic, checks)
+
+
+def recovery(spec: Spec, subjects: list[Subject]) -> dict | None:
+    relevant = [c for s in subjects for c in s.cases.values() if page_tiers(spec, c.objective)]
+    if not relevant:
+        return None
+    length = max(fires_after_outage(c.objective, st) for c in relevant for st in page_tiers(spec, c.objective)) + 2
+    stop = WARMUP + length
+    after = max(resolve_within(spec, c.objective) for c in relevant)
+    checks = []
+    for case in relevant:
+        checks += [expect(_any(firing(case, rules.BURN_ALERT, tier=st.tier.name)), stop, True)
+                   for st in page_tiers(spec, case.objective)]
+        checks.append(expect(firing(case, severity="page"), stop + resolve_within(spec, case.objective), False))
+    traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(length, {"availability": 1, "latency": 1})
+               .run(after + 1) for i in range(len(subjects))}
+    return _group(spec, f"every call bad for {length}m, then none: every page tier fires, no page "
+                  f"{', '.join(sorted({f'{resolve_within(spec, c.objective)}m' for c in relevant}))} after",
+                  subjects, traffic, checks)
+
+
+def _burn_horizon(spec: Spec, subjects: list[Subject]) -> int:
+    tickets = [ticket_within(spec, c.objective, 2.0) for s in subjects for c in s.cases.values()]
+    return WARMUP + max([t for t in tickets if t is not None] or [12 * 60])
+
+
+def burn_2x(spec: Spec, subjects: list[Subject]) -> dict:
+    horizon = _burn_horizon(spec, subjects)
+    checks = []
+    for s in subjects:
+        for case in s.cases.values():
+            checks.append(expect(promql.ever(firing(case, severity="page"), horizon * MINUTE), horizon, False))
+            if ticket_within(spec, case.objective, 2.0) is not None:
+                checks.append(expect(_any(firing(case, rules.BURN_ALERT, severity="ticket")), horizon, True))
+            if spec.alerting.budget_exhausted_alert:
+                checks.append(expect(_any(firing(case, rules.EXHAUSTED_ALERT, severity="ticket")), horizon, True))
+    traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(
+        horizon - WARMUP, {k: 2 * c.objective.error_budget for k, c in s.cases.items()})
+        for i, s in enumerate(subjects)}
+    return _group(spec, f"a 2x burn for {_at(horizon - WARMUP)}: tickets, never a page", subjects, traffic, checks)
+
+
+def burn_half(spec: Spec, subjects: list[Subject]) -> dict:
+    horizon = _burn_horizon(spec, subjects)
+    checks = [expect(promql.ever(firing(c), horizon * MINUTE), horizon, False)
+              for s in subjects for c in s.cases.values()]
+    traffic = {i: Traffic(calls_per_minute(spec)).run(horizon, {k: 0.5 * c.objective.error_budget
+                                                                for k, c in s.cases.items()})
+               for i, s in enumerate(subjects)}
+    return _group(spec, f"a 0.5x burn for {_at(horizon)}: no alert", subjects, traffic, checks)
+
+
+def quiet_hour(spec: Spec, subjects: list[Subject], expect_page: bool = False) -> dict | None:
+    """One bad call in the second of two quiet hours after a busy one. With `expect_page`
+    (the rules generated with min_events 0) the same input must page: the guard is what holds
+    the page back, not the input."""
+    per_hour = {}
+    for i, s in enumerate(subjects):
+        counts = [quiet_calls_per_hour(spec, c.objective) for c in s.cases.values()]
+        if all(n is not None for n in counts):
+            per_hour[i] = min(counts)
+    if not per_hour:
+        return None
+    end = WARMUP + 120
+    checks = [expect(promql.ever(firing(c, severity="page"), end * MINUTE), end, expect_page)
+              for i, s in enumerate(subjects) if i in per_hour for c in s.cases.values()]
+    traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).quiet(120, per_hour.get(i, 30), bad_at=90)
+               for i in range(len(subjects))}
+    calls = ", ".join(f"{subjects[i].service}{' ' + subjects[i].tool if subjects[i].tool else ''}: {n}"
+                      for i, n in per_hour.items())
+    title = "one bad call in a quiet hour (calls an hour: " + calls + ")"
+    return _group(spec, title + (": a page without the low-traffic guard" if expect_page else ": no page"),
+                  subjects, traffic, checks)
+
+
+def absent_data(spec: Spec, service: str) -> dict:
+    """No series for `service` while the other named services report."""
+    minutes = math.ceil(durations.parse(spec.alerting.absent_for) / MINUTE)
+    others = [s for s in spec.services if s != service] or [discovered_service(spec)]
+    inputs = [series(names.OPERATIONS_TOTAL, {"service": s, "version": VERSION, "method": "tools/call",
+                                              "tool": "search", "status": names.SUCCESS}, [60.0] * (minutes + 2))
+              for s in others]
+    a = spec.alerting
+    expected = {
+        "exp_labels": {"severity": "ticket", "service": service, **a.labels},
+        "exp_annotations": {
+            "summary": f"{service}: no MCP metrics in Prometheus",
+            "description": (f"Prometheus has had no MCP operation series for {service} for {a.absent_for}: its SLOs "
+                            "cannot be evaluated. Is the exporter or proxy running, and is it scraped?"),
+            "runbook_url": a.runbook_url.format(service=service, slo="absent-data"),
+            "dashboard_url": a.dashboard_url.format(service=service, slo="absent-data"),
+        },
+    }
+    return {
+        "name": f"{service}: no data for {a.absent_for} raises {rules.ABSENT_ALERT}, a ticket",
+        "interval": "1m",
+        "input_series": inputs,
+        "alert_rule_test": [
+            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(minutes - 1), "exp_alerts": []},
+            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(minutes), "exp_alerts": [expected]},
+        ],
+    }
+
+
+def scenario(spec: Spec, name: str) -> list[dict]:
+    """The test groups of one scenario."""
+    if name == "absent-data":
+        return [absent_data(spec, s) for s in spec.services]
+    build = {"outage": outage, "recovery": recovery, "burn-2x": burn_2x, "burn-0.5x": burn_half,
+             "quiet-hour": quiet_hour}[name]
+    return [g for subjects in packed(spec) if (g := build(spec, subjects)) is not None]
+
+
+def suite(rule_file: str, tests: list[dict]) -> str:
+    """A promtool test file."""
+    return rules.dump({
+        "rule_files": [rule_file],
+        "evaluation_interval": "1m",
+        # promtool evaluates groups in no fixed order unless told; Prometheus runs them independently
+        "group_eval_order": [rules.OBJECTIVES_GROUP, rules.SLO_GROUP],
+        "tests": tests,
+    })
+
+
+def suites(spec: Spec, rule_file: str, scenarios: Iterable[str] = SCENARIOS) -> dict[str, str]:
+    """File name -> promtool test file, one per scenario (`rule_file` relative to it)."""
+    out = {}
+    for name in scenarios:
+        tests = scenario(spec, name)
+        if tests:
+            out[f"{name}.test.yml"] = suite(rule_file, tests)
+    return out
+
+
+def quiet_hour_control(spec: Spec, rule_file: str) -> str:
+    """The quiet-hour input expecting a page, for rules generated with `min_events: 0`."""
+    tests = [g for subjects in packed(spec) if (g := quiet_hour(spec, subjects, expect_page=True)) is not None]
+    return suite(rule_file, tests)

@@ -1,0 +1,130 @@
+"""slo.promql: escaping, matchers, SLI expressions; hostile names cannot change a query
+(checked by Prometheus's own parser through promtool)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from alerts import rules, rules_tests
+from slo import promql
+from slo.promql import SLI, Scope
+from tests import binaries
+
+HOSTILE = [
+    'a"b',
+    "back\\slash",
+    "new\nline",
+    "tab\tand\rreturn",
+    "{braces}",
+    '"} or vector(1) #',
+    '\\"} or vector(1) #',
+    "a.b|c*",
+    "ünïcode",
+]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('a"b', 'a\\"b'),
+    ("back\\slash", "back\\\\slash"),
+    ("new\nline", "new\\nline"),
+    ('"} or vector(1) #', '\\"} or vector(1) #'),
+    ('\\"}', '\\\\\\"}'),
+    ("plain-name_1.2:3/4", "plain-name_1.2:3/4"),
+])
+def test_escape(value, expected):
+    assert promql.escape(value) == expected
+    assert promql.quote(value) == f'"{expected}"'
+
+
+def test_matchers_keep_a_hostile_value_inside_its_string():
+    assert promql.matcher("service", "=", '"} or vector(1) #') == 'service="\\"} or vector(1) #"'
+    # regex matchers: metacharacters escaped for RE2, then the string escaped for PromQL
+    assert promql.one_of("service", ["a.b", "c|d"]) == 'service=~"a\\\\.b|c\\\\|d"'
+    assert promql.none_of("service", ["x"]) == 'service!="x"'
+    assert promql.one_of("method", ["tools/call"]) == 'method="tools/call"'
+    with pytest.raises(ValueError):
+        promql.matcher('service"}', "=", "x")
+    with pytest.raises(ValueError):
+        promql.matcher("service", "==", "x")
+
+
+def test_numbers_bounds_and_windows():
+    assert promql.number(99.9 / 100) == "0.999"
+    assert promql.number(1 - 0.9995) == "0.0005"
+    assert (promql.le(0.5), promql.le(1), promql.le(10)) == ("0.5", "1.0", "10.0")  # as prometheus-client writes them
+    assert [promql.duration(s) for s in (300, 3600, 21600, 604800, 2592000, 5040, 80640)] == \
+        ["5m", "1h", "6h", "7d", "30d", "84m", "1344m"]
+    assert promql.recorded(promql.SLI_TOTAL, 300) == "mcp_slo:sli_total:rate5m"
+
+
+def test_sli_expressions():
+    av = SLI("availability", "availability", ("tools/call",), scope=Scope(exclude=("a", "b")))
+    assert av.total_rate(300) == ('sum by (service) (rate(mcp_operations_total{service!~"a|b",method="tools/call",'
+                                  'status!="cancelled"}[5m]))')
+    assert av.bad_rate(300) == (
+        'sum by (service) (rate(mcp_operations_total{service!~"a|b",method="tools/call",status=~"error|timeout"}[5m]))'
+        ' or on (service) 0 * mcp_slo:sli_total:rate5m{slo="availability",service!~"a|b",tool=""}')
+    lat = SLI("latency", "latency", ("tools/call", "resources/read"), 1.0, Scope(include=("fs",), tool="write"))
+    assert lat.total_rate(3600) == ('sum by (service, tool) (rate(mcp_operation_duration_seconds_count{service="fs",'
+                                    'tool="write",method=~"resources/read|tools/call"}[1h]))')
+    assert lat.bad_rate(3600) == (
+        'mcp_slo:sli_total:rate1h{slo="latency",service="fs",tool="write"} - on (service, tool) sum by (service, tool) '
+        '(rate(mcp_operation_duration_seconds_bucket{service="fs",tool="write",method=~"resources/read|tools/call",'
+        'le="1.0"}[1h]))')
+    assert promql.averaged_rate(promql.SLI_BAD, 2592000) == "avg_over_time(mcp_slo:sli_bad:rate5m[30d])"
+    assert promql.error_ratio(86400) == "mcp_slo:sli_bad:rate1d / mcp_slo:sli_total:rate1d"
+    with pytest.raises(ValueError):
+        Scope(include=("a",), exclude=("b",))
+    with pytest.raises(ValueError):
+        SLI("x", "latency", ("tools/call",))  # no threshold
+
+
+def test_hostile_names_select_exactly_their_own_series(tmp_path):
+    """Rules built with hostile service and tool names, run by promtool on series carrying those
+    names: each selects exactly its series, and no `or vector(1)` sneaks in."""
+    promtool = binaries.require("promtool")
+    services = ["innocent", *HOSTILE]
+    recorded = []
+    inputs = []
+    checks = []
+    for i, service in enumerate(services):
+        sli = SLI("availability", "availability", ("tools/call",), scope=Scope(include=(service,), tool=service))
+        recorded.append({"record": "hostile:total:rate5m", "expr": sli.total_rate(300), "labels": {"case": str(i)}})
+        recorded.append({"record": "hostile:absent", "expr": promql.absent_data(service), "labels": {"case": str(i)}})
+        labels = {"service": service, "version": "v1", "method": "tools/call", "tool": service, "status": "success"}
+        inputs.append(rules_tests.series("mcp_operations_total", labels, [60.0 * (i + 1)] * 10))
+        sample = promql.selector("", [promql.matcher("case", "=", str(i)), promql.matcher("service", "=", service),
+                                      promql.matcher("tool", "=", service)])
+        checks.append({"expr": f'round({promql.selector("hostile:total:rate5m", [promql.matcher("case", "=", str(i))])})',
+                       "eval_time": "10m", "exp_samples": [{"labels": sample, "value": i + 1}]})
+        checks.append({"expr": promql.selector("hostile:absent", [promql.matcher("case", "=", str(i))]),
+                       "eval_time": "10m", "exp_samples": []})
+    # everyone but the hostile ones: a default scope excluding them sees only "innocent"
+    rest = SLI("availability", "availability", ("tools/call",), scope=Scope(exclude=tuple(HOSTILE)))
+    recorded.append({"record": "hostile:rest:rate5m", "expr": rest.total_rate(300)})
+    checks.append({"expr": "round(hostile:rest:rate5m)", "eval_time": "10m",
+                   "exp_samples": [{"labels": '{service="innocent"}', "value": 1}]})
+    (tmp_path / "rules.yml").write_text(rules.dump({"groups": [{"name": "hostile", "rules": recorded}]}))
+    (tmp_path / "test.yml").write_text(rules.dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": inputs, "promql_expr_test": checks}]}))
+    check = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the hostile names are inside strings: as text the expressions hold them, as queries they match them
+    assert any("vector(1)" in r["expr"] for r in yaml.safe_load((tmp_path / "rules.yml").read_text())["groups"][0]["rules"])
+
+
+def test_alert_queries():
+    assert promql.alerts("MCPSLOErrorBudgetBurn", severity="page", service='x"y') == (
+        'ALERTS{alertname="MCPSLOErrorBudgetBurn",alertstate="firing",severity="page",service="x\\"y"}')
+    expr = promql.burn_alert(burn=14.4, long_window=3600, short_window=300, slo_window="30d", min_events=50)
+    assert "mcp_slo:error_ratio:rate1h / on (service, slo, tool) mcp_slo:error_budget > 14.4" in expr
+    assert "mcp_slo:error_ratio:rate5m / on (service, slo, tool) mcp_slo:error_budget > 14.4" in expr
+    assert "mcp_slo:sli_total:rate1h * 3600 >= 50" in expr
+    assert expr.endswith('mcp_slo:info{window="30d"}')
+    assert ">= 0" not in promql.burn_alert(burn=1, long_window=3600, short_window=300, slo_window="7d", min_events=0)
