@@ -1,8 +1,7 @@
 """Metric families and the per-service recorder that every adapter calls.
 
-The hot path is `Recorder.begin()` / `Recorder.end()`: labelled children are
-cached per (method, tool, status), so one operation costs a dict lookup, a
-counter increment, a histogram observation and a gauge inc/dec.
+The hot path is `Recorder.begin()` / `Recorder.end()`; see `Recorder` for how
+it stays cheap while /metrics stays exact.
 """
 
 from __future__ import annotations
@@ -10,10 +9,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
 import weakref
-from collections import deque
 from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
@@ -39,15 +38,14 @@ class _Flush:
     """Registered before the metric families: when the registry is collected
     (a scrape), every recorder first folds its finished operations into them."""
 
-    def __init__(self, fams: list[Families]):
-        self._families = fams  # filled in right after the families exist
+    families: Families | None = None  # set right after the families exist
 
     def describe(self):
         return []
 
     def collect(self):
-        for fams in self._families:
-            for recorder in tuple(fams.recorders):
+        if self.families is not None:
+            for recorder in tuple(self.families.recorders):
                 recorder.flush()
         return []
 
@@ -76,8 +74,7 @@ def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | 
                     f"cannot also use {list(wanted)}"
                 )
             return found
-        holder: list[Families] = []
-        flush = _Flush(holder)
+        flush = _Flush()
         registry.register(flush)  # type: ignore[arg-type]
         made = Families(
             operations=Counter(
@@ -102,7 +99,7 @@ def families(registry: CollectorRegistry = REGISTRY, buckets: Sequence[float] | 
             ),
             buckets=wanted,
         )
-        holder.append(made)
+        flush.families = made
         _families[registry] = made
         return made
 
