@@ -242,6 +242,7 @@ class Recorder:
 
     def begin(self) -> float:
         if self._direct:
+            # Not a locked add: every adapter calls begin/end from its event loop.
             self._in_flight[0] += 1
         else:
             self._active.inc()
