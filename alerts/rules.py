@@ -333,6 +333,33 @@ def rule_groups(spec: Spec, interval: str = "1m") -> list[dict]:
     ]
 
 
+BACKFILL_GROUP = "mcp-slo-backfill"
+
+
+def backfill_groups(spec: Spec, interval: str = "1m") -> list[dict]:
+    """The recording rules the long windows average (the base-window SLI rates) and the
+    objective series, for `promtool tsdb create-blocks-from rules`: every expression reads
+    only raw metrics, because promtool queries Prometheus for each rule on its own and never
+    sees the series it is backfilling (the bad rate's `or 0 * total` inlines the total).
+    `interval` should be the live rules' interval: the long windows average samples, and
+    backfilled samples denser or sparser than live ones would weigh differently."""
+    p = plan(spec)
+    w = promql.BASE_WINDOW
+    sli = []
+    for s in p.slis:
+        total_selector = selector_of_total(s, w)
+        bad = s.bad_rate(w).replace(total_selector, f"({s.total_rate(w)})")
+        sli.append(_record(promql.recorded(promql.SLI_TOTAL, w), s.total_rate(w), slo=s.slo))
+        sli.append(_record(promql.recorded(promql.SLI_BAD, w), bad, slo=s.slo))
+    objectives = [r for r in objective_rules(p) if r["record"] != promql.ERROR_BUDGET]  # that one reads a record
+    return [{"name": BACKFILL_GROUP, "interval": interval, "rules": merge([*objectives, *sli])}]
+
+
+def selector_of_total(sli: SLI, window: float) -> str:
+    """The recorded total an SLI's bad rate refers to."""
+    return promql.selector(promql.recorded(promql.SLI_TOTAL, window), sli.scope.recorded_matchers(sli.slo))
+
+
 # --- writers -------------------------------------------------------------------------------
 
 FORMATS = ("prometheus", "prometheus-operator")

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed for reproducible load and history")
     parser.add_argument("--history-days", type=float, default=30.0,
                         help="days of history to backfill before starting (0: none)")
+    parser.add_argument("--no-rule-backfill", dest="rule_backfill", action="store_false",
+                        help="skip recording the SLI rates over the history (about a minute for 30 days): "
+                             "the long SLO windows then cover only the time since the demo started")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +48,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     config = StackConfig(
         workdir=workdir, scenario=args.scenario, rate=args.rate, history_days=args.history_days,
         prometheus_port=args.prometheus_port, alertmanager_port=args.alertmanager_port, seed=args.seed,
+        backfill_rules=args.rule_backfill,
     )
     say = lambda msg: print(msg, flush=True)  # noqa: E731
     # Until the event loop takes over signals, SIGTERM stops us like Ctrl-C does.

@@ -33,15 +33,16 @@ def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_
 
 def start_prometheus(workdir: Path, port: int, targets: Sequence[str], scrape_interval: str = "5s",
                      ready_timeout: float = 30.0, rule_files: Sequence[str] = (),
-                     alertmanager: str | None = None) -> ManagedProcess:
-    """Start Prometheus on 127.0.0.1:port scraping `targets`; returns once /-/ready answers."""
+                     alertmanager: str | None = None, data_dir: Path | None = None) -> ManagedProcess:
+    """Start Prometheus on 127.0.0.1:port scraping `targets`; returns once /-/ready answers.
+    Its data lives in `data_dir`, by default workdir/data."""
     binary = find_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     config.write_text(prometheus_config(targets, scrape_interval, rule_files, alertmanager))
     proc = ManagedProcess(
         "prometheus",
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir or workdir / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
          # the default 15d would drop most of the 30-day history and any 30d SLO window
          "--storage.tsdb.retention.time=60d"],

@@ -39,7 +39,8 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "40", "--prometheus-port", str(port),
          "--workdir", str(workdir),
-         "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0"],
+         "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0",
+         "--no-rule-backfill"],  # tests/test_rule_backfill.py covers it
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

@@ -372,3 +372,18 @@ def test_a_real_prometheus_evaluates_the_rules_on_exporter_metrics(tmp_path):
     finally:
         proc.stop()
         server.shutdown()
+
+
+def test_backfill_rules_read_only_raw_metrics():
+    """promtool backfills each rule on its own: none may read a series being backfilled."""
+    (group,) = rules.backfill_groups(importers.load("examples/slo.yaml").spec)
+    recorded = {r["record"] for r in group["rules"]}
+    assert {"mcp_slo:sli_total:rate5m", "mcp_slo:sli_bad:rate5m", promql.OBJECTIVE, promql.INFO} <= recorded
+    assert not any(r.get("alert") for r in group["rules"])
+    for rule in group["rules"]:
+        assert "mcp_slo:" not in rule["expr"], rule
+    def totals(rules_: list[dict]) -> dict:
+        return {r["labels"]["slo"]: r["expr"] for r in rules_ if r.get("record") == "mcp_slo:sli_total:rate5m"}
+
+    live = [r for g in rules.rule_groups(importers.load("examples/slo.yaml").spec) for r in g["rules"]]
+    assert totals(group["rules"]) == totals(live)  # the same SLIs as the live rules
