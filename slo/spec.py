@@ -202,7 +202,7 @@ class Alerting(_Model):
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        reserved = {"severity", "service", "slo", "tier", "alertname"}
+        reserved = {"severity", "service", "slo", "tier", "window", "tool", "alertname"}
         for key in v:
             if key in reserved:
                 raise ValueError(f"label {key!r} is reserved: mcp-slo sets {', '.join(sorted(reserved))} itself")

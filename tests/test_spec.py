@@ -35,3 +35,9 @@ def test_a_default_can_be_disabled_and_new_objectives_need_kind_and_target():
 def test_durations_round_trip(text, seconds):
     assert durations.parse(text) == seconds
     assert durations.format(seconds) == ("1w" if text == "7d" else text)
+
+
+@pytest.mark.parametrize("label", ["window", "tool", "tier", "severity"])
+def test_labels_the_rules_set_themselves_are_reserved(label):
+    with pytest.raises(spec.SpecError, match="reserved"):
+        spec.parse({"alerting": {"labels": {label: "x"}}}, "x.yaml")
