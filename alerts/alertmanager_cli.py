@@ -7,12 +7,11 @@ file is written whole to a temporary name, then renamed over FILE)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from alerts import alertmanager
+from alerts.output import write_atomically
 from slo import importers
 from slo.spec import SpecError
 
@@ -38,15 +37,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"mcp-slo alertmanager: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
     return 0
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

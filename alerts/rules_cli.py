@@ -13,13 +13,12 @@ step, so a bad spec leaves the output directory as it was.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from alerts import rules, rules_tests
+from alerts.output import write_atomically
 from slo import durations, importers, spec
 
 TESTS_DIR = "tests"
@@ -73,14 +72,7 @@ def write(out_dir: Path, files: dict[str, str]) -> list[Path]:
     for relative, text in files.items():
         path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, text)
         written.append(path)
     return written
 

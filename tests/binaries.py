@@ -16,24 +16,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.processes import INSTALL_HINT
 from demo.prometheus import start_prometheus
 from tests.support import free_port
 
-DEBIAN_PACKAGE = {
-    "prometheus": "prometheus",
-    "promtool": "prometheus",
-    "prometheus-alertmanager": "prometheus-alertmanager",
-    "amtool": "prometheus-alertmanager",
-    "node": "nodejs",
-    "npm": "npm",
-}
 
 
 def require(binary: str) -> str:
     path = shutil.which(binary)
     if path:
         return path
-    message = f"{binary} not found: apt-get install --no-install-recommends {DEBIAN_PACKAGE.get(binary, binary)} (or run make test)"
+    message = f"{binary} not found: apt-get install --no-install-recommends {INSTALL_HINT.get(binary, binary)} (or run make test)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
