@@ -11,6 +11,7 @@ import pytest
 
 from demo.stack import Stack, StackConfig, start_stack
 from tests import binaries
+from tests.webhooks import Webhooks
 
 
 def _stack(tmp_path_factory, scenario: str, history_days: float) -> Iterator[Stack]:
@@ -38,3 +39,11 @@ def regression_stack(tmp_path_factory) -> Iterator[Stack]:
 def healthy_stack(tmp_path_factory) -> Iterator[Stack]:
     """The demo under the healthy scenario with one day of history."""
     yield from _stack(tmp_path_factory, "healthy", 1)
+
+
+@pytest.fixture(scope="module")
+def webhooks() -> Iterator[Webhooks]:
+    """A webhook receiver recording what Alertmanager sends each receiver path."""
+    hooks = Webhooks()
+    yield hooks
+    hooks.close()

@@ -22,7 +22,8 @@ from demo.stack import Stack, StackConfig, start_stack
 from slo import importers
 from tests import binaries
 from tests.support import wait_until
-from tests.test_alerting_e2e import FAST, Webhooks
+from tests.test_alerting_e2e import FAST
+from tests.webhooks import Webhooks
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +64,6 @@ def scenario() -> dict:
         "incidents": [{"name": "outage", "service": "outage", "start": f"{OUTAGE_AT}s", "duration": "1h",
                        "error_ratio": 1.0}],
     }
-
-
-@pytest.fixture(scope="module")
-def webhooks() -> Iterator[Webhooks]:
-    hooks = Webhooks()
-    yield hooks
-    hooks.close()
 
 
 @pytest.fixture(scope="module")
