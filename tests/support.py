@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from mcp.client.stdio import StdioServerParameters
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -90,3 +93,16 @@ def assert_counts(read_text: Callable[[], str], service: str, expected, timeout:
         assert operations(text, service=service) == expected
         assert active(text, service) == 0
         raise
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stdio_server(script: str, *args: str) -> StdioServerParameters:
+    """Parameters for mcp.Client to run tests/servers/`script` as a stdio MCP server."""
+    return StdioServerParameters(
+        command=sys.executable,
+        args=[str(ROOT / "tests" / "servers" / script), *args],
+        env={"PYTHONPATH": str(ROOT)},
+        cwd=str(ROOT),
+    )

@@ -9,9 +9,7 @@ handshake, JSON-RPC framing) and the default `mode="auto"` (server/discover,
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from pathlib import Path
 
 import anyio
 import fastmcp
@@ -22,19 +20,17 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server import create_proxy
 from fastmcp.server.middleware import Middleware
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from prometheus_client import CollectorRegistry
 
 from collector import instrument
 from tests.servers import fastmcp_app, mcpserver_app
 from tests.session import cancel_call
-from tests.support import active, assert_counts, free_port, operations, registry_text, samples, scrape, wait_until
+from tests.support import active, assert_counts, free_port, operations, registry_text, samples, scrape, stdio_server, wait_until
 
 # Pings are part of the handshake-era sessions on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:ping is removed")
 
-ROOT = Path(__file__).resolve().parent.parent
 MODES = ["legacy", "auto"]
 HANDSHAKE = {"legacy": "initialize", "auto": "server/discover"}
 
@@ -145,12 +141,7 @@ def test_in_memory_counts_equal_what_the_client_did(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_stdio_subprocess_counts_equal_what_the_client_did(mode):
     port = free_port()
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=[str(ROOT / "tests" / "servers" / "fastmcp_app.py"), str(port)],
-        env={"PYTHONPATH": str(ROOT)},
-        cwd=str(ROOT),
-    )
+    params = stdio_server("fastmcp_app.py", str(port))
     url = f"http://127.0.0.1:{port}/metrics"
 
     async def main():

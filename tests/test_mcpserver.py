@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 from prometheus_client import CollectorRegistry
 
 from collector import instrument
 from tests import session
 from tests.servers import mcpserver_app
-from tests.support import assert_counts, free_port, operations, registry_text, samples, scrape
+from tests.support import assert_counts, free_port, operations, registry_text, samples, scrape, stdio_server
 
-ROOT = Path(__file__).resolve().parent.parent
 MODES = ["legacy", "auto"]
 
 
@@ -39,12 +35,7 @@ def test_in_memory_counts_equal_what_the_client_did(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_stdio_subprocess_counts_equal_what_the_client_did(mode):
     port = free_port()
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=[str(ROOT / "tests" / "servers" / "mcpserver_app.py"), str(port)],
-        env={"PYTHONPATH": str(ROOT)},
-        cwd=str(ROOT),
-    )
+    params = stdio_server("mcpserver_app.py", str(port))
     url = f"http://127.0.0.1:{port}/metrics"
 
     async def main():
