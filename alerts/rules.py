@@ -1,8 +1,8 @@
 """Prometheus recording and alerting rules from the SLO spec.
 
-A small pipeline: `plan(spec)` resolves which SLI and objective rules the spec needs
-(grouping services that share a definition, so the number of rules grows with windows
-and distinct SLI definitions, not with services); `rule_groups(spec)` builds the rule
+A small pipeline: `slo.plan.plan(spec)` resolves which SLI and objective rules the spec
+needs (grouping services that share a definition, so the number of rules grows with
+windows and distinct SLI definitions, not with services); `rule_groups(spec)` builds the rule
 groups; `render(...)` writes them as a Prometheus rule file or a prometheus-operator
 `PrometheusRule`. Every expression comes from `slo.promql`.
 
@@ -13,19 +13,21 @@ Groups:
 - `mcp-slo`: the SLI rates per window, error ratios, the remaining error budget, then the
   alerts. One group, because Prometheus evaluates a group's rules in order at the same
   timestamp: the alerts always see this evaluation's rates, never the previous one's.
+- `mcp-slo-hourly` (interval 1h, when a window is longer than 3d): samples the recorded
+  1h rates once an hour, for the long windows to average (see `slo.promql`).
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import yaml
 
-from slo import durations, promql
-from slo.promql import SLI, Scope
-from slo.spec import Objective, Spec, Tier
+from slo import promql
+from slo.plan import Plan, plan
+from slo.promql import SLI
+from slo.spec import Spec
 
 BURN_ALERT = "MCPSLOErrorBudgetBurn"
 EXHAUSTED_ALERT = "MCPSLOErrorBudgetExhausted"
@@ -33,134 +35,14 @@ ABSENT_ALERT = "MCPSLOAbsentData"
 
 OBJECTIVES_GROUP = "mcp-slo-objectives"
 SLO_GROUP = "mcp-slo"
+HOURLY_GROUP = "mcp-slo-hourly"
+HOURLY_INTERVAL = promql.duration(promql.HOURLY_WINDOW)  # one sample per window: they tile time
 
-WORKBOOK_WINDOW = 30 * 86400  # the tiers' windows are given for a 30-day SLO
-MIN_WINDOW = 300  # scaled windows are whole minutes and no shorter than 5m
 EXHAUSTED_FOR = "30m"  # the remaining budget must stay at or below zero this long
 
 
 class RulesError(ValueError):
     """The spec cannot be turned into rules (e.g. an unknown placeholder in a URL template)."""
-
-
-# --- plan: which SLIs, objectives and windows --------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedObjective:
-    """An objective and the services (or the tool) it applies to."""
-
-    objective: Objective
-    scope: Scope
-
-    @property
-    def sli(self) -> SLI:
-        o = self.objective
-        return SLI(slo=o.name, kind=o.kind, methods=o.methods, threshold=o.threshold, scope=self.scope)
-
-
-@dataclass(frozen=True)
-class ScaledTier:
-    """A tier with its windows (seconds) scaled to one SLO window."""
-
-    tier: Tier
-    slo_window: int
-    long_window: int
-    short_window: int
-
-    @property
-    def budget_spent(self) -> float:
-        """Share of the SLO window's budget spent over the long window at the tier's burn rate."""
-        return self.tier.burn_rate * self.long_window / self.slo_window
-
-
-@dataclass
-class Plan:
-    objectives: list[PlannedObjective] = field(default_factory=list)  # one per distinct objective and scope
-    slis: list[SLI] = field(default_factory=list)  # one per distinct SLI definition and scope
-    slo_windows: list[int] = field(default_factory=list)
-    tiers: dict[int, list[ScaledTier]] = field(default_factory=dict)  # SLO window -> tiers
-    services: list[str] = field(default_factory=list)  # the services the spec names
-
-    @property
-    def windows(self) -> list[int]:
-        """Every window recorded: the standard ones, the SLO windows and the scaled tier windows."""
-        out = set(promql.SHORT_WINDOWS) | set(promql.LONG_WINDOWS) | set(self.slo_windows)
-        for tiers in self.tiers.values():
-            for t in tiers:
-                out |= {t.long_window, t.short_window}
-        return sorted(out)
-
-
-def scale_tiers(tiers: Iterable[Tier], slo_window: float) -> list[ScaledTier]:
-    """The enabled tiers with windows scaled from a 30-day SLO to `slo_window`: whole
-    minutes, at least 5m (shorter rates would rest on one or two scrapes), the long
-    window at least twice the short one."""
-    factor = slo_window / WORKBOOK_WINDOW
-
-    def scale(seconds: float) -> int:
-        return max(MIN_WINDOW, round(seconds * factor / 60) * 60)
-
-    out = []
-    for t in tiers:
-        if not t.enabled:
-            continue
-        short = scale(durations.parse(t.short_window))
-        long = max(scale(durations.parse(t.long_window)), 2 * short)
-        out.append(ScaledTier(t, int(slo_window), long, short))
-    return out
-
-
-def _by_name(objectives: Iterable[Objective]) -> dict[str, Objective]:
-    return {o.name: o for o in objectives}
-
-
-def _sli_key(o: Objective) -> tuple:
-    return (o.kind, o.methods, o.threshold)
-
-
-def _group(slo: str, default: Objective | None, named: dict[str, Objective | None], key) -> list[tuple[Objective, Scope]]:
-    """Scopes for one SLO name: the default covers every service except the named ones whose
-    objective differs by `key` (or who have none); named services sharing a key share a scope."""
-    out: list[tuple[Objective, Scope]] = []
-    if default is not None:
-        excluded = tuple(s for s, o in named.items() if o is None or key(o) != key(default))
-        out.append((default, Scope(exclude=excluded)))
-    shared: dict[object, list[str]] = {}
-    first: dict[object, Objective] = {}
-    for service, o in named.items():
-        if o is None or (default is not None and key(o) == key(default)):
-            continue
-        shared.setdefault(key(o), []).append(service)
-        first.setdefault(key(o), o)
-    out += [(first[k], Scope(include=tuple(services))) for k, services in shared.items()]
-    return out
-
-
-def plan(spec: Spec) -> Plan:
-    p = Plan(services=list(spec.services))
-    defaults = _by_name(spec.defaults.objectives)
-    per_service = {s: _by_name(spec.objectives_for(s)) for s in spec.services}
-    slo_names = list(defaults)
-    for objectives in per_service.values():
-        slo_names += [n for n in objectives if n not in slo_names]
-
-    for slo in slo_names:
-        named = {s: objectives.get(slo) for s, objectives in per_service.items()}
-        for o, scope in _group(slo, defaults.get(slo), named, key=lambda o: o):
-            p.objectives.append(PlannedObjective(o, scope))
-        for o, scope in _group(slo, defaults.get(slo), named, key=_sli_key):
-            p.slis.append(PlannedObjective(o, scope).sli)
-    for service, body in spec.services.items():
-        for tool in body.tools:
-            for o in spec.tool_objectives(service, tool):
-                planned = PlannedObjective(o, Scope(include=(service,), tool=tool))
-                p.objectives.append(planned)
-                p.slis.append(planned.sli)
-
-    p.slo_windows = sorted({int(po.objective.window_seconds) for po in p.objectives})
-    p.tiers = {w: scale_tiers(spec.alerting.tiers, w) for w in p.slo_windows}
-    return p
 
 
 # --- links and templates -----------------------------------------------------------------
@@ -233,6 +115,16 @@ def sli_rules(p: Plan) -> list[dict]:
     rules += [_record(promql.recorded(promql.ERROR_RATIO, w), promql.error_ratio(w)) for w in p.windows]
     rules += [_record(promql.BUDGET_REMAINING, promql.budget_remaining(w, promql.duration(w))) for w in p.slo_windows]
     return rules
+
+
+def needs_hourly(p: Plan) -> bool:
+    return max(p.windows) > promql.LONGEST_BASE_WINDOW
+
+
+def hourly_rules() -> list[dict]:
+    """The hourly averages of the 5m rates for the windows longer than 3d, and when."""
+    return [*(_record(promql.hourly(name), promql.hourly_average(name)) for name in (promql.SLI_TOTAL, promql.SLI_BAD)),
+            _record(promql.HOURLY_TIME, promql.now())]
 
 
 def alert_rules(spec: Spec, p: Plan) -> list[dict]:
@@ -327,32 +219,47 @@ def _indent(expr: str) -> str:
 
 def rule_groups(spec: Spec, interval: str = "1m") -> list[dict]:
     p = plan(spec)
-    return [
+    groups = [
         {"name": OBJECTIVES_GROUP, "interval": interval, "rules": merge(objective_rules(p))},
         {"name": SLO_GROUP, "interval": interval, "rules": merge([*sli_rules(p), *alert_rules(spec, p)])},
     ]
+    if needs_hourly(p):
+        groups.append({"name": HOURLY_GROUP, "interval": HOURLY_INTERVAL, "rules": hourly_rules()})
+    return groups
 
 
 BACKFILL_GROUP = "mcp-slo-backfill"
 
 
 def backfill_groups(spec: Spec, interval: str = "1m") -> list[dict]:
-    """The recording rules the long windows average (the base-window SLI rates) and the
-    objective series, for `promtool tsdb create-blocks-from rules`: every expression reads
-    only raw metrics, because promtool queries Prometheus for each rule on its own and never
-    sees the series it is backfilling (the bad rate's `or 0 * total` inlines the total).
-    `interval` should be the live rules' interval: the long windows average samples, and
-    backfilled samples denser or sparser than live ones would weigh differently."""
+    """The recording rules the long windows read (the base-window SLI rates, and their
+    hourly averages) and the objective series, for `promtool tsdb create-blocks-from
+    rules`, which steps each group at its own interval: every expression reads only raw
+    metrics, because promtool queries Prometheus for each rule on its own and never sees
+    the series it is backfilling (the bad rate's `or 0 * total` inlines the total; the
+    hourly average is a subquery). `interval` should be the live rules' interval: the
+    long windows average samples, and backfilled samples denser or sparser than live
+    ones would weigh differently."""
     p = plan(spec)
-    w = promql.BASE_WINDOW
-    sli = []
-    for s in p.slis:
-        total_selector = selector_of_total(s, w)
-        bad = s.bad_rate(w).replace(total_selector, f"({s.total_rate(w)})")
-        sli.append(_record(promql.recorded(promql.SLI_TOTAL, w), s.total_rate(w), slo=s.slo))
-        sli.append(_record(promql.recorded(promql.SLI_BAD, w), bad, slo=s.slo))
     objectives = [r for r in objective_rules(p) if r["record"] != promql.ERROR_BUDGET]  # that one reads a record
-    return [{"name": BACKFILL_GROUP, "interval": interval, "rules": merge([*objectives, *sli])}]
+    base, hourly = [], []
+    for name, slo, expr in _raw_base_rates(p):
+        base.append(_record(promql.recorded(name, promql.BASE_WINDOW), expr, slo=slo))
+        average = f"avg_over_time((\n  {_indent(expr)}\n)[{promql.duration(promql.HOURLY_WINDOW)}:{interval}])"
+        hourly.append(_record(promql.hourly(name), average, slo=slo))
+    groups = [{"name": BACKFILL_GROUP, "interval": interval, "rules": merge([*objectives, *base])}]
+    if needs_hourly(p):
+        groups.append({"name": f"{BACKFILL_GROUP}-hourly", "interval": HOURLY_INTERVAL,
+                       "rules": merge([*hourly, _record(promql.HOURLY_TIME, promql.now())])})
+    return groups
+
+
+def _raw_base_rates(p: Plan) -> Iterable[tuple[str, str, str]]:
+    """(SLI_TOTAL or SLI_BAD, slo, expression) of the base-window rates from the raw metrics alone."""
+    w = promql.BASE_WINDOW
+    for s in p.slis:
+        yield promql.SLI_TOTAL, s.slo, s.total_rate(w)
+        yield promql.SLI_BAD, s.slo, s.bad_rate(w).replace(selector_of_total(s, w), f"({s.total_rate(w)})")
 
 
 def selector_of_total(sli: SLI, window: float) -> str:

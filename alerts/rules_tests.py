@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from alerts import rules
-from alerts.rules import ScaledTier
 from collector import names
 from slo import durations, promql
+from slo.plan import ScaledTier, scale_tiers
 from slo.spec import Objective, Spec
 
 MINUTE = 60
@@ -145,7 +145,7 @@ def _for(st: ScaledTier) -> int:
 
 
 def tiers(spec: Spec, o: Objective, severity: str) -> list[ScaledTier]:
-    return [st for st in rules.scale_tiers(spec.alerting.tiers, o.window_seconds) if st.tier.severity == severity]
+    return [st for st in scale_tiers(spec.alerting.tiers, o.window_seconds) if st.tier.severity == severity]
 
 
 def can_fire(st: ScaledTier, o: Objective, burn: float) -> bool:
@@ -219,7 +219,7 @@ def quiet_calls_per_hour(spec: Spec, o: Objective) -> int | None:
 
 def calls_per_minute(spec: Spec) -> float:
     """Enough traffic for the low-traffic guard to pass on every long window."""
-    shortest = min((st.long_window for c in cases(spec) for st in rules.scale_tiers(spec.alerting.tiers,
+    shortest = min((st.long_window for c in cases(spec) for st in scale_tiers(spec.alerting.tiers,
                                                                                      c.objective.window_seconds)),
                    default=3600)
     return float(max(100, math.ceil(2 * spec.alerting.min_events / (shortest / MINUTE))))

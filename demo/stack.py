@@ -233,10 +233,12 @@ def _backfill_rules(config: StackConfig, past: history.History, prom_dir: Path,
     temporary = start_prometheus(work / "prometheus", port, [], config.scrape_interval, data_dir=prom_dir / "data")
     try:
         promtool = find_binary("promtool")
-        # Every base-window rate lies within the history: the first needs 5m of samples
-        # before it, the last ends where the live data begins.
-        start = int(past.timestamps[0]) + 300
+        # Every rate lies within the history: the first hourly one needs an hour of samples
+        # before it, the last ends where the live data begins. promtool works in 2h blocks and
+        # gives up on a rule when its first block holds no evaluation of the rule's group:
+        # start at a block's beginning.
         end = int(past.timestamps[-1])
+        start = -(-(int(past.timestamps[0]) + 3600) // 7200) * 7200
         done = subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "rules", f"--start={start}", f"--end={end}",
              f"--url=http://127.0.0.1:{port}", f"--output-dir={work / 'blocks'}", "--quiet", str(rule_file)],

@@ -14,10 +14,14 @@ service (and tool, for per-tool objectives), across all services at once:
 
 Recording rules store those rates per window (`sli_total`, `sli_bad`), then the
 error ratio bad / total (`error_ratio`). Windows up to `LONGEST_RAW_WINDOW` are
-computed from the raw counters; longer ones average the recorded 5m rates
-(`avg_over_time`), which is cheap (one sample per evaluation per service) and
-traffic-weighted: the ratio of averaged rates is the ratio of event counts,
-never an average of ratios.
+computed from the raw counters; longer ones from recorded rates, traffic-weighted: the
+ratio of averaged rates is the ratio of event counts, never an average of ratios.
+Up to `LONGEST_BASE_WINDOW` (3d) they average the 5m rates recorded every evaluation.
+Longer ones (the SLO windows) add up the hourly averages of those 5m rates, which their
+own rule group records once an hour (`hourly`): the samples tile time, so a 30-day window reads 720 samples a
+series instead of 43,200 and costs less than the 1h rule on the raw counters. The hours
+end at the last hourly evaluation, up to an hour ago: the rule adds the time since then
+at the current 1h rate and takes the same span off the oldest hour (`long_window_rate`).
 """
 
 from __future__ import annotations
@@ -104,8 +108,10 @@ def le(bound: float) -> str:
 
 SHORT_WINDOWS = (300, 1800, 3600, 7200, 21600)  # 5m 30m 1h 2h 6h
 LONG_WINDOWS = (86400, 259200)  # 1d 3d
-BASE_WINDOW = 300  # the recorded rate long windows are averaged from
-LONGEST_RAW_WINDOW = 21600  # longer windows average the recorded BASE_WINDOW rates
+BASE_WINDOW = 300  # the recorded rate windows up to LONGEST_BASE_WINDOW are averaged from
+LONGEST_RAW_WINDOW = 21600  # longer windows average recorded rates
+LONGEST_BASE_WINDOW = 259200  # longer windows average the HOURLY_WINDOW rates sampled hourly
+HOURLY_WINDOW = 3600  # sampled once per window by the hourly group: the samples tile time
 
 
 def duration(seconds: float) -> str:
@@ -124,6 +130,7 @@ ERROR_RATIO = f"{PREFIX}:error_ratio"  # bad / total
 OBJECTIVE = f"{PREFIX}:objective"  # the target as a fraction, e.g. 0.999
 ERROR_BUDGET = f"{PREFIX}:error_budget"  # 1 - objective
 INFO = f"{PREFIX}:info"  # 1, with kind, window and threshold labels
+HOURLY_TIME = f"{PREFIX}:hourly_timestamp"  # when the hourly group last sampled the 1h rates
 BUDGET_REMAINING = f"{PREFIX}:error_budget_remaining"  # over the SLO window: 1 - error_ratio / error_budget
 
 # The labels that identify one SLO series: (service, slo) or, per tool, (service, tool, slo).
@@ -204,14 +211,26 @@ class SLI:
     def _on(self) -> str:
         return f"on ({', '.join(self.scope.by)})"
 
+    def _total_series(self) -> str:
+        if self.kind == "availability":
+            return selector(names.OPERATIONS_TOTAL, [*self._matchers(), matcher("status", "!=", names.CANCELLED)])
+        # cancelled operations are not observed in the histogram
+        return selector(f"{names.OPERATION_DURATION}_count", self._matchers())
+
+    def _error_series(self) -> str:
+        """availability: the bad events, errors and timeouts."""
+        return selector(names.OPERATIONS_TOTAL, [*self._matchers(), one_of("status", (names.ERROR, names.TIMEOUT))])
+
+    def _good_series(self) -> str:
+        """latency: the good events, requests within the threshold (bad = total - good)."""
+        return selector(f"{names.OPERATION_DURATION}_bucket", [*self._matchers(), matcher("le", "=", le(self.threshold))])
+
+    def _sum(self, function: str, series: str, window: float) -> str:
+        return f"{self._by()} ({function}({series}[{duration(window)}]))"
+
     def total_rate(self, window: float) -> str:
         """Valid events per second over `window`, from the raw metrics."""
-        if self.kind == "availability":
-            metric = selector(names.OPERATIONS_TOTAL,
-                              [*self._matchers(), matcher("status", "!=", names.CANCELLED)])
-        else:  # cancelled operations are not observed in the histogram
-            metric = selector(f"{names.OPERATION_DURATION}_count", self._matchers())
-        return f"{self._by()} (rate({metric}[{duration(window)}]))"
+        return self._sum("rate", self._total_series(), window)
 
     def bad_rate(self, window: float) -> str:
         """Bad events per second over `window`, from the raw metrics and the recorded total
@@ -223,18 +242,81 @@ class SLI:
         """
         total = selector(recorded(SLI_TOTAL, window), self.scope.recorded_matchers(self.slo))
         if self.kind == "availability":
-            bad = selector(names.OPERATIONS_TOTAL,
-                           [*self._matchers(), one_of("status", (names.ERROR, names.TIMEOUT))])
-            return f"{self._by()} (rate({bad}[{duration(window)}])) or {self._on()} 0 * {total}"
-        good = selector(f"{names.OPERATION_DURATION}_bucket",
-                        [*self._matchers(), matcher("le", "=", le(self.threshold))])
-        return f"{total} - {self._on()} {self._by()} (rate({good}[{duration(window)}]))"
+            return f"{self._sum('rate', self._error_series(), window)} or {self._on()} 0 * {total}"
+        return f"{total} - {self._on()} {self._sum('rate', self._good_series(), window)}"
+
+    def raw_parts(self, window: float, function: str = "rate") -> dict[str, str]:
+        """The SLI's event rates over `window` (or counts, with function="increase") from the
+        raw metrics, without reference to recorded series: "total" and "bad" for
+        availability (where a service had no errors "bad" is missing: 0), "total" and
+        "good" for latency (bad = total - good)."""
+        if self.kind == "availability":
+            return {"total": self._sum(function, self._total_series(), window),
+                    "bad": self._sum(function, self._error_series(), window)}
+        return {"total": self._sum(function, self._total_series(), window),
+                "good": self._sum(function, self._good_series(), window)}
+
+    def exact_counts(self, window: float) -> tuple[str, str]:
+        """(valid, bad) events over `window` from `increase` of the raw counters. Exact, and
+        expensive (it reads every raw sample of the window): for checking the rules, not
+        for rules. Where a service had no errors, the bad count is missing, not 0."""
+        parts = self.raw_parts(window, "increase")
+        if self.kind == "availability":
+            return parts["total"], parts["bad"]
+        return parts["total"], f"{parts['total']} - {self._on()} {parts['good']}"
+
+
+def hourly(name: str) -> str:
+    """The series the hourly group records a window's rate into: hourly(SLI_TOTAL) ->
+    mcp_slo:sli_total:rate1h_hourly. One sample an hour, each `hourly_average` of the hour
+    before it; read it only with range functions (an instant query finds it only briefly)."""
+    return f"{recorded(name, HOURLY_WINDOW)}_hourly"
+
+
+def hourly_average(name: str) -> str:
+    """The average of the recorded 5m rates over the last hour. The 5m windows, a minute
+    apart, weigh every instant alike, across hour boundaries too: the hourly samples add
+    up to exactly what averaging the 5m rates over the whole window gives. (rate(...[1h])
+    of the raw counters would not: with sparse errors, its extrapolation of each hour's
+    first and last sample can be off by several percent, hour after hour.)"""
+    return f"avg_over_time({recorded(name, BASE_WINDOW)}[{duration(HOURLY_WINDOW)}])"
+
+
+def now() -> str:
+    """The evaluation time as a series (the hourly group records it as HOURLY_TIME)."""
+    return "vector(time())"
 
 
 def averaged_rate(name: str, window: float) -> str:
-    """A long window's rate (SLI_TOTAL or SLI_BAD) as the average of the recorded base-window
-    rates over `window`, for every SLO at once."""
+    """A long window's rate (SLI_TOTAL or SLI_BAD), for every SLO at once: up to 3d the
+    average of the recorded 5m rates; beyond, `long_window_rate`."""
+    if window > LONGEST_BASE_WINDOW:
+        return long_window_rate(name, window)
     return f"avg_over_time({recorded(name, BASE_WINDOW)}[{duration(window)}])"
+
+
+def long_window_rate(name: str, window: float) -> str:
+    """Events per second over `window` from the hourly averages of the 5m rates.
+
+    The samples in the window cover the hours up to the last hourly evaluation, `lag`
+    seconds ago (under an hour, unless an evaluation was missed): their sum times 3600 counts the events of the window
+    shifted back by `lag`. Add the last `lag` seconds at the current 1h rate and take the
+    same span off the oldest hour (the sample one window back). The three terms are
+    added with `sum without (part)` so that a missing one counts 0: a service younger
+    than the window has no oldest hour, one younger than an hour no samples yet, one
+    that stopped no current rate. Dividing by the whole window keeps rate x window =
+    events for a young service too (the error ratio is a ratio of counts either way)."""
+    hourly_, rate1h = hourly(name), recorded(name, HOURLY_WINDOW)
+    # 2h: a late or missed hourly evaluation (and the join of backfilled and live samples)
+    # leaves a longer lag, still best filled at the current rate
+    lag = f"scalar(time() - max_over_time({HOURLY_TIME}[2h]) or vector(0))"
+    terms = {
+        "hours": f"sum_over_time({hourly_}[{duration(window)}]) * {HOURLY_WINDOW}",
+        "since": f"{rate1h} * {lag}",
+        "before": f"-1 * last_over_time({hourly_}[1h] offset {duration(window - HOURLY_WINDOW)}) * {lag}",
+    }
+    parts = "\n  or ".join(f'label_replace({expr}, "part", "{part}", "", "")' for part, expr in terms.items())
+    return f"sum without (part) (\n  {parts}\n) / {number(window)}"
 
 
 def error_ratio(window: float) -> str:
@@ -318,3 +400,53 @@ def alerts(alertname: str | None = None, state: str = "firing", **labels: str) -
 def ever(expr: str, window: float) -> str:
     """1 when `expr` (a stored series) had a sample in the last `window`."""
     return f"max(max_over_time({expr}[{duration(window)}]))"
+
+
+# --- engine queries -------------------------------------------------------------------------
+# Each covers every service at once: the number of queries per tick does not grow with services.
+
+TOOL_METHOD = "tools/call"
+
+
+def discovery() -> str:
+    """One series per (service, version, tool) that has MCP operation series."""
+    return f"group by (service, version, tool) ({names.OPERATIONS_TOTAL})"
+
+
+def recorded_slis(windows: Iterable[float]) -> str:
+    """Every recorded SLI rate, total and bad, of `windows`, for every SLO at once."""
+    wanted = sorted({recorded(name, w) for name in (SLI_TOTAL, SLI_BAD) for w in windows})
+    return selector("", [matcher("__name__", "=~", "|".join(regex_escape(n) for n in wanted))])
+
+
+def recorded_hours(window: float) -> str:
+    """How many hourly samples the rules have recorded over `window`: the recorded long
+    windows are only whole once the rules have run (or been backfilled) that long."""
+    return f"count_over_time({HOURLY_TIME}[{duration(window)}])"
+
+
+def tagged(expr: str, **labels: str) -> str:
+    """`expr` with constant labels set (label_replace), to tell apart the parts of an `or`."""
+    for label, value in labels.items():
+        expr = f"label_replace({expr}, {quote(label)}, {quote(value)}, \"\", \"\")"
+    return expr
+
+
+def raw_slis(slis: Iterable[SLI], window: float) -> str:
+    """The rates of every SLI over `window` from the raw metrics in one query, each series
+    tagged with its `slo` and its `part` (see SLI.raw_parts)."""
+    return "\nor\n".join(tagged(expr, slo=sli.slo, part=part)
+                          for sli in slis for part, expr in sli.raw_parts(window).items())
+
+
+def tool_status_rates(window: float) -> str:
+    """tools/call requests per second by service, tool and status."""
+    return (f"sum by (service, tool, status) "
+            f"(rate({selector(names.OPERATIONS_TOTAL, [matcher('method', '=', TOOL_METHOD)])}[{duration(window)}]))")
+
+
+def tool_bucket_rates(window: float) -> str:
+    """tools/call duration histogram buckets per second by service, tool and le."""
+    series = selector(f"{names.OPERATION_DURATION}_bucket", [matcher("method", "=", TOOL_METHOD)])
+    return f"sum by (service, tool, le) (rate({series}[{duration(window)}]))"
+

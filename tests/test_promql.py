@@ -74,7 +74,12 @@ def test_sli_expressions():
         'mcp_slo:sli_total:rate1h{slo="latency",service="fs",tool="write"} - on (service, tool) sum by (service, tool) '
         '(rate(mcp_operation_duration_seconds_bucket{service="fs",tool="write",method=~"resources/read|tools/call",'
         'le="1.0"}[1h]))')
-    assert promql.averaged_rate(promql.SLI_BAD, 2592000) == "avg_over_time(mcp_slo:sli_bad:rate5m[30d])"
+    assert promql.averaged_rate(promql.SLI_BAD, 259200) == "avg_over_time(mcp_slo:sli_bad:rate5m[3d])"
+    long = promql.averaged_rate(promql.SLI_BAD, 2592000)
+    assert "sum_over_time(mcp_slo:sli_bad:rate1h_hourly[30d]) * 3600" in long  # the hours
+    assert "mcp_slo:sli_bad:rate1h * scalar(time() - max_over_time(mcp_slo:hourly_timestamp[2h]) " in long  # since
+    assert "last_over_time(mcp_slo:sli_bad:rate1h_hourly[1h] offset 719h)" in long  # the oldest hour, taken off
+    assert long.endswith(") / 2592000")
     assert promql.error_ratio(86400) == "mcp_slo:sli_bad:rate1d / mcp_slo:sli_total:rate1d"
     with pytest.raises(ValueError):
         Scope(include=("a",), exclude=("b",))

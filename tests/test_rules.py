@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from alerts import rules, rules_cli, rules_tests
-from slo import cli, importers, promql, spec
+from slo import cli, importers, plan, promql, spec
 from tests import binaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,14 +90,21 @@ def test_recorded_series_and_windows():
             assert f"mcp_slo:{name}:rate{w}" in recorded
     assert {"mcp_slo:objective", "mcp_slo:error_budget", "mcp_slo:info", "mcp_slo:error_budget_remaining"} <= set(recorded)
     by_name = {r["record"]: r["expr"] for r in groups[rules.SLO_GROUP] if "record" in r}
-    # long windows: averaged recorded 5m rates, bad and total apart (traffic-weighted), never raw counters
-    assert by_name["mcp_slo:sli_bad:rate30d"] == "avg_over_time(mcp_slo:sli_bad:rate5m[30d])"
+    # long windows: averaged recorded rates, bad and total apart (traffic-weighted), never raw counters;
+    # beyond 3d, the 1h rates sampled once an hour by their own group (720 samples for 30 days, not 43,200)
+    assert "sum_over_time(mcp_slo:sli_bad:rate1h_hourly[30d]) * 3600" in by_name["mcp_slo:sli_bad:rate30d"]
+    assert "mcp_operations" not in by_name["mcp_slo:sli_bad:rate30d"]
+    assert groups[rules.HOURLY_GROUP] == [
+        {"record": "mcp_slo:sli_total:rate1h_hourly", "expr": "avg_over_time(mcp_slo:sli_total:rate5m[1h])"},
+        {"record": "mcp_slo:sli_bad:rate1h_hourly", "expr": "avg_over_time(mcp_slo:sli_bad:rate5m[1h])"},
+        {"record": "mcp_slo:hourly_timestamp", "expr": "vector(time())"}]
     assert by_name["mcp_slo:sli_total:rate3d"] == "avg_over_time(mcp_slo:sli_total:rate5m[3d])"
     assert by_name["mcp_slo:error_ratio:rate30d"] == "mcp_slo:sli_bad:rate30d / mcp_slo:sli_total:rate30d"
     six_hours = [r["expr"] for r in groups[rules.SLO_GROUP] if r.get("record") == "mcp_slo:sli_total:rate6h"]
     assert any("rate(mcp_operations_total{" in e for e in six_hours)  # short windows: raw counters
-    # rules run in order: every recorded series is written before a rule reads it
-    seen: set[str] = set()
+    # rules run in order: every recorded series is written before a rule reads it (the hourly
+    # samples are read over the hours before, never at the same evaluation)
+    seen: set[str] = {r["record"] for r in groups[rules.HOURLY_GROUP]}
     for group in groups.values():
         for rule in group:
             for name in set(recorded):
@@ -108,7 +115,7 @@ def test_recorded_series_and_windows():
 
 
 def test_defaults_select_every_service_but_those_that_differ():
-    p = rules.plan(spec.load(EXAMPLE))
+    p = plan.plan(spec.load(EXAMPLE))
     scopes = {(o.objective.name, o.scope.include, o.scope.exclude, o.scope.tool): o.objective.target for o in p.objectives}
     assert scopes == {
         ("availability", (), ("filesystem",), None): 99.5,
@@ -141,7 +148,7 @@ def test_the_number_of_rules_does_not_grow_with_services():
 def test_tier_windows_scale_with_the_slo_window(window, expected):
     from slo import durations
 
-    tiers = rules.scale_tiers(spec.WORKBOOK_TIERS, durations.parse(window))
+    tiers = plan.scale_tiers(spec.WORKBOOK_TIERS, durations.parse(window))
     assert [(promql.duration(t.long_window), promql.duration(t.short_window)) for t in tiers] == expected
 
 
@@ -366,8 +373,10 @@ def test_a_real_prometheus_evaluates_the_rules_on_exporter_metrics(tmp_path):
             [("latency", "30d", "0.5")]
 
         groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        assert sorted(g["name"] for g in groups) == sorted([rules.OBJECTIVES_GROUP, rules.SLO_GROUP])
-        broken = {r["name"]: r.get("lastError") for g in groups for r in g["rules"] if r["health"] != "ok"}
+        assert sorted(g["name"] for g in groups) == sorted([rules.OBJECTIVES_GROUP, rules.SLO_GROUP, rules.HOURLY_GROUP])
+        # every rule evaluated without error (the hourly group has not run yet: its first hour)
+        broken = {r["name"]: r.get("lastError") for g in groups for r in g["rules"]
+                  if r["health"] != "ok" and not (g["name"] == rules.HOURLY_GROUP and r["health"] == "unknown")}
         assert not broken
     finally:
         proc.stop()
@@ -376,11 +385,14 @@ def test_a_real_prometheus_evaluates_the_rules_on_exporter_metrics(tmp_path):
 
 def test_backfill_rules_read_only_raw_metrics():
     """promtool backfills each rule on its own: none may read a series being backfilled."""
-    (group,) = rules.backfill_groups(importers.load("examples/slo.yaml").spec)
+    group, hourly = rules.backfill_groups(importers.load("examples/slo.yaml").spec)
     recorded = {r["record"] for r in group["rules"]}
     assert {"mcp_slo:sli_total:rate5m", "mcp_slo:sli_bad:rate5m", promql.OBJECTIVE, promql.INFO} <= recorded
-    assert not any(r.get("alert") for r in group["rules"])
-    for rule in group["rules"]:
+    assert {r["record"] for r in hourly["rules"]} == {"mcp_slo:sli_total:rate1h_hourly", "mcp_slo:sli_bad:rate1h_hourly",
+                                                      promql.HOURLY_TIME}
+    assert (group["interval"], hourly["interval"]) == ("1m", "1h")
+    for rule in group["rules"] + hourly["rules"]:
+        assert not rule.get("alert")
         assert "mcp_slo:" not in rule["expr"], rule
     def totals(rules_: list[dict]) -> dict:
         return {r["labels"]["slo"]: r["expr"] for r in rules_ if r.get("record") == "mcp_slo:sli_total:rate5m"}
