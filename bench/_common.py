@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import resource
 import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,18 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (the peak where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def environment() -> dict[str, Any]:
@@ -72,9 +85,14 @@ class Result:
     per_round: int  # operations of each side timed in one round
     params: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # a goal on something other than the ratio (e.g. an accuracy), judged by the benchmark
+    goal: str | None = None
+    goal_met: bool | None = None
 
     @property
     def met(self) -> bool:
+        if self.goal_met is not None and not self.goal_met:
+            return False
         return self.limit is None or self.ratio <= self.limit
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,9 +115,13 @@ class Result:
             f"  {'difference':<{w}}  {self.diff:+10.{d}f} {u}   (median of per-round differences, IQR {iqr(self.diff_iqr, '+')})",
             f"  {'ratio':<{w}}  {self.ratio:10.4f}   (median of {self.rounds} paired rounds of {self.per_round} ops a side, "
             f"IQR {self.ratio_iqr[0]:.4f} .. {self.ratio_iqr[1]:.4f})",
-            f"  goal: ratio <= {self.limit:g}: {'met' if self.met else 'NOT met'}" if self.limit is not None
-            else "  goal: none on the ratio (a control, or see the notes)",
         ]
+        if self.goal is not None:
+            lines.append(f"  goal: {self.goal}: {'met' if self.goal_met else 'NOT met'}")
+        elif self.limit is not None:
+            lines.append(f"  goal: ratio <= {self.limit:g}: {'met' if self.met else 'NOT met'}")
+        else:
+            lines.append("  goal: none on the ratio (a control, or see the notes)")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 

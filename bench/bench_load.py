@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import resource
 import statistics
 import sys
 import time
@@ -20,18 +19,10 @@ import time
 import anyio
 from prometheus_client import CollectorRegistry
 
-from bench._common import paired_result
+from bench._common import paired_result, rss_mib
 from demo.load import drive
 from demo.scenario import load
 from demo.services import build_server
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def _measure(seconds: float, rate: float, sample_every: float):
@@ -52,7 +43,7 @@ async def _measure(seconds: float, rate: float, sample_every: float):
         for service in scenario.tools:
             tg.start_soon(one, service)
         while time.monotonic() - t0 < seconds:
-            samples.append((time.monotonic() - t0, _rss_mib()))
+            samples.append((time.monotonic() - t0, rss_mib()))
             await anyio.sleep(sample_every)
         stop.set()
     elapsed = time.monotonic() - t0

@@ -61,6 +61,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "mcp-slo proxy vs a direct connection over stdio (goals: +0.5 ms median, >= 90% throughput)"),
     Benchmark("proxy-http", "bench.bench_proxy",
               "mcp-slo proxy vs a direct connection over streamable HTTP", {"http": True}),
+    Benchmark("rules", "bench.bench_rules",
+              "SLO-window rules vs the 1h rules in Prometheus at 10/100/1,000 services (goal <= 1x), "
+              "and the 30d SLI's accuracy (goal 0.1%)"),
     Benchmark("load", "bench.bench_load",
               "demo load generator: achieved vs target rate, and memory over the run", {"seconds": 60.0}),
 )
