@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="calls per second per service (default 20)")
     parser.add_argument("--prometheus-port", type=int, default=9090, help="0 picks a free port")
     parser.add_argument("--alertmanager-port", type=int, default=9093, help="0 picks a free port")
+    parser.add_argument("--engine-port", type=int, default=8080, help="the SLO engine's API and /metrics (0: a free port)")
+    parser.add_argument("--no-engine", dest="engine", action="store_false", help="do not run the SLO engine")
     parser.add_argument("--seed", type=int, help="random seed for reproducible load and history")
     parser.add_argument("--history-days", type=float, default=30.0,
                         help="days of history to backfill before starting (0: none)")
@@ -43,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path) -> int:
     # Each demo tool failure is expected and counted; don't log every one.
-    for noisy in ("httpx", "mcp"):
+    for noisy in ("httpx", "mcp", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = StackConfig(
         workdir=workdir, scenario=args.scenario, rate=args.rate, history_days=args.history_days,
         prometheus_port=args.prometheus_port, alertmanager_port=args.alertmanager_port, seed=args.seed,
-        backfill_rules=args.rule_backfill,
+        backfill_rules=args.rule_backfill, engine=args.engine, engine_port=args.engine_port,
     )
     say = lambda msg: print(msg, flush=True)  # noqa: E731
     # Until the event loop takes over signals, SIGTERM stops us like Ctrl-C does.

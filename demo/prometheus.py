@@ -13,8 +13,11 @@ from demo.processes import ManagedProcess, find_binary
 JOB = "mcp"  # the scrape job of every exporter
 
 
+ENGINE_JOB = "mcp-slo-engine"  # the SLO engine's own /metrics
+
+
 def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_files: Sequence[str] = (),
-                      alertmanager: str | None = None) -> str:
+                      alertmanager: str | None = None, engine: str | None = None) -> str:
     lines = [
         "global:",
         f"  scrape_interval: {scrape_interval}",
@@ -24,6 +27,8 @@ def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_
         "    static_configs:",
         "      - targets: [" + ", ".join(f'"{t}"' for t in targets) + "]",
     ]
+    if engine:
+        lines += [f"  - job_name: {ENGINE_JOB}", "    static_configs:", f'      - targets: ["{engine}"]']
     if rule_files:
         lines += ["rule_files:"] + [f'  - "{f}"' for f in rule_files]
     if alertmanager:
@@ -33,13 +38,15 @@ def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_
 
 def start_prometheus(workdir: Path, port: int, targets: Sequence[str], scrape_interval: str = "5s",
                      ready_timeout: float = 30.0, rule_files: Sequence[str] = (),
-                     alertmanager: str | None = None, data_dir: Path | None = None) -> ManagedProcess:
-    """Start Prometheus on 127.0.0.1:port scraping `targets`; returns once /-/ready answers.
-    Its data lives in `data_dir`, by default workdir/data."""
+                     alertmanager: str | None = None, data_dir: Path | None = None,
+                     engine: str | None = None) -> ManagedProcess:
+    """Start Prometheus on 127.0.0.1:port scraping `targets` (and the SLO engine at
+    `engine`, host:port); returns once /-/ready answers. Its data lives in `data_dir`, by
+    default workdir/data."""
     binary = find_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(prometheus_config(targets, scrape_interval, rule_files, alertmanager))
+    config.write_text(prometheus_config(targets, scrape_interval, rule_files, alertmanager, engine))
     proc = ManagedProcess(
         "prometheus",
         [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir or workdir / 'data'}",

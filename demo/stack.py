@@ -57,6 +57,10 @@ class StackConfig:
     backfill_rules: bool = False
     slo_spec: Path | None = None  # the spec of the rules, for the backfill; default: examples/slo.yaml
     backfill_interval: str = "1m"  # the live rules' interval (see alerts.rules.backfill_groups)
+    # The SLO engine (in this process, API and /metrics on engine_port, scraped by Prometheus)
+    engine: bool = False
+    engine_port: int = 0
+    engine_interval: float = 10.0
 
 
 @dataclass
@@ -68,14 +72,19 @@ class Stack:
     history: history.History | None = None
     prometheus_url: str = ""
     alertmanager_url: str = ""
+    engine_url: str = ""
+    engine: object = None  # slo.engine.Engine, when config.engine
     _processes: list[ManagedProcess] = field(default_factory=list)
     _http_servers: list = field(default_factory=list)
+    _api_servers: list = field(default_factory=list)
     _load_thread: threading.Thread | None = None
     _load_loop: asyncio.AbstractEventLoop | None = None
     _stop_load: anyio.Event | None = None
 
     def endpoints(self) -> list[tuple[str, str]]:
         out = [("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)]
+        if self.engine_url:
+            out.append(("engine", f"{self.engine_url}/api/v1/slos"))
         out += [(f"exporter {s} {v}", f"http://{t}/metrics") for (s, v), t in self.exporters.items()]
         return out
 
@@ -111,6 +120,12 @@ class Stack:
         if self._load_thread is not None:
             self._load_loop.call_soon_threadsafe(self._stop_load.set)
             self._load_thread.join(10)
+        if self.engine is not None:
+            self.engine.stop()
+        for server in self._api_servers:
+            server.stop()
+        if self.engine is not None:
+            self.engine.store.close()
         for proc in reversed(self._processes):
             proc.stop()
         for http_server in self._http_servers:
@@ -182,12 +197,37 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     stack.alertmanager_url = f"http://127.0.0.1:{am_port}"
 
     prom_port = config.prometheus_port or free_port()
+    stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
+    api = _start_engine(stack) if config.engine else None
     rule_files = default_rule_files() if config.rule_files is None else config.rule_files
     stack._processes.append(start_prometheus(
         prom_dir, prom_port, list(stack.exporters.values()), config.scrape_interval,
         rule_files=[str(f) for f in rule_files], alertmanager=f"127.0.0.1:{am_port}",
+        engine=f"{api.host}:{api.port}" if api else None,
     ))
-    stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
+    if stack.engine is not None:
+        stack.engine.start()
+
+
+def _start_engine(stack: Stack):
+    """The SLO engine on the stack's Prometheus, its API listening before Prometheus
+    starts (which scrapes its /metrics); it ticks once Prometheus is up."""
+    from slo import importers
+    from slo.api import BackgroundServer, create_app
+    from slo.backend import Backend, BackendOptions
+    from slo.engine import Engine
+    from slo.store import Store
+
+    config = stack.config
+    spec = importers.load(config.slo_spec or default_slo_spec()).spec
+    timeout = 0.8 * config.engine_interval
+    backend = Backend(BackendOptions(url=stack.prometheus_url, timeout=timeout / 2, retries=1))
+    stack.engine = Engine(spec, backend, Store(config.workdir / "engine.db"), interval=config.engine_interval,
+                          timeout=timeout)
+    api = BackgroundServer(create_app(stack.engine), port=config.engine_port)
+    stack._api_servers.append(api)
+    stack.engine_url = api.url
+    return api
 
 
 def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,

@@ -12,6 +12,7 @@ have npm || need+=(npm)
 if [ "${1:-test}" = test ]; then
     have chromium || need+=(chromium)
     have chromedriver || need+=(chromium-driver)
+    have victoria-metrics || need+=(victoria-metrics)  # the engine's second PromQL backend
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

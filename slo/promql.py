@@ -406,6 +406,7 @@ def ever(expr: str, window: float) -> str:
 # Each covers every service at once: the number of queries per tick does not grow with services.
 
 TOOL_METHOD = "tools/call"
+READY = "vector(1)"  # the cheapest query: asked when a server has no /-/ready endpoint
 
 
 def discovery() -> str:
@@ -433,10 +434,12 @@ def tagged(expr: str, **labels: str) -> str:
 
 
 def raw_slis(slis: Iterable[SLI], window: float) -> str:
-    """The rates of every SLI over `window` from the raw metrics in one query, each series
-    tagged with its `slo` and its `part` (see SLI.raw_parts)."""
+    """The events of every SLI over `window` from the raw metrics in one query, each series
+    tagged with its `slo` and its `part` (see SLI.raw_parts). Counts (`increase`), not
+    rates: VictoriaMetrics divides a rate by the time its samples span, not by the
+    window, so rates of series of different ages would not add up; counts do everywhere."""
     return "\nor\n".join(tagged(expr, slo=sli.slo, part=part)
-                          for sli in slis for part, expr in sli.raw_parts(window).items())
+                          for sli in slis for part, expr in sli.raw_parts(window, "increase").items())
 
 
 def tool_status_rates(window: float) -> str:

@@ -109,8 +109,8 @@ class Objective(_Model):
 
     @property
     def objective(self) -> float:
-        """The target as a fraction, e.g. 0.999."""
-        return self.target / 100
+        """The target as a fraction, e.g. 0.999 (not 0.9990000000000001)."""
+        return float(f"{self.target / 100:.12g}")
 
     @property
     def error_budget(self) -> float:

@@ -1,6 +1,6 @@
 """Fixtures shared by the suite: the real local stack (demo services under load,
-30 days of history, Prometheus, Alertmanager) on free ports, started once per
-session and stopped at the end with nothing left running."""
+30 days of history, Prometheus, Alertmanager, the SLO engine) on free ports, started
+once per session and stopped at the end with nothing left running."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _stack(tmp_path_factory, scenario: str, history_days: float) -> Iterator[Sta
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = StackConfig(workdir=tmp_path_factory.mktemp(f"stack-{scenario}"), scenario=scenario, rate=20.0,
-                         history_days=history_days, scrape_interval="1s", seed=42)
+                         history_days=history_days, scrape_interval="1s", seed=42, engine=True, engine_interval=5.0)
     stack = start_stack(config)
     stack.start_load()
     try:

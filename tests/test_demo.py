@@ -39,7 +39,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "40", "--prometheus-port", str(port),
          "--workdir", str(workdir),
-         "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0",
+         "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0", "--engine-port", "0",
          "--no-rule-backfill"],  # tests/test_rule_backfill.py covers it
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -58,6 +58,9 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
             return got == {("filesystem", "v1"), ("filesystem", "v2"), ("analytics", "v1"), ("analytics", "v2")}
 
         wait_until(both_versions_of_both_services, timeout=20, what="samples of every service and version")
+        # the SLO engine runs too, and Prometheus scrapes its results
+        binaries.wait_for_promql(url, 'mcp_slo_status{job="mcp-slo-engine",service="analytics",slo="latency"}',
+                                 timeout=30)
         children = processes_using(workdir)
         assert any("prometheus " in c or "/prometheus " in c for c in children.values()), children
         assert any("alertmanager" in c for c in children.values()), children
@@ -77,7 +80,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
         reader.join(5)
     output = "".join(lines)
     for name in ("exporter filesystem v1: http://", "exporter analytics v2: http://", "alertmanager: http://",
-                 "demo stopped"):
+                 "engine: http://", "demo stopped"):
         assert name in output, output
     # Every process the demo started is gone (by PID), and nothing answers on Prometheus's port.
     assert {pid for pid in children if Path(f"/proc/{pid}").exists()} == set()
@@ -100,7 +103,7 @@ def start_demo(tmp_path, *extra: str) -> tuple[subprocess.Popen, Path, list[str]
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--prometheus-port", "0", "--alertmanager-port", "0",
-         "--history-days", "0", "--workdir", str(workdir), *extra],
+         "--engine-port", "0", "--history-days", "0", "--workdir", str(workdir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

@@ -56,7 +56,7 @@ def test_the_canary_history_starts_two_hours_ago(regression_stack):
 def test_live_samples_keep_arriving_without_resets(regression_stack):
     url = regression_stack.prometheus_url
     # backfilled and scraped samples are one series per label set, not two
-    per_labelset = binaries.query(url, "count by (service, version, tool, status) (mcp_operations_total)")
+    per_labelset = binaries.query(url, "count by (service, version, method, tool, status) (mcp_operations_total)")
     assert per_labelset and {float(r["value"][1]) for r in per_labelset} == {1.0}
     scraped = binaries.query(url, 'mcp_operations_total{tool="read_file",version="v1",status="success"} offset 1d')
     assert scraped[0]["metric"]["job"] == "mcp" and scraped[0]["metric"]["instance"].startswith("127.0.0.1:")

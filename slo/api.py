@@ -1,0 +1,148 @@
+"""The engine's read-only HTTP API (Starlette), and its /metrics.
+
+    GET /api/v1/slos                 every SLO of the latest tick (?status=critical&service=fs)
+    GET /api/v1/slos/{service}       one service's SLOs (404 if the engine does not know it)
+    GET /api/v1/services             services with their versions, SLO count and worst status
+    GET /healthz                     200 while the process serves
+    GET /readyz                      200 once a fresh snapshot exists, 503 otherwise (with why)
+    GET /metrics                     the engine's metrics (slo.engine_metrics)
+
+Every answer comes from the store's latest snapshot: no request reaches Prometheus.
+Each SLO object carries `stale` (the engine's last tick failed or is too old) and
+`evaluated_at` (RFC 3339). JSON never holds NaN: unknown numbers are null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from slo.engine import Engine
+from slo.engine_metrics import registry_for
+from slo.evaluate import STATUS_CODES, STATUSES
+
+# worst first, for a service's summary status
+SEVERITY = {s: i for i, s in enumerate(("critical", "exhausted", "warning", "no_data", "ok"))}
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _clean(value):
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def json_response(body, status: int = 200) -> Response:
+    return Response(json.dumps(_clean(body), allow_nan=False), status_code=status, media_type="application/json")
+
+
+def create_app(engine: Engine) -> Starlette:
+    registry = registry_for(engine)
+
+    def current() -> tuple[list[dict], dict]:
+        snapshot = engine.snapshot()
+        if snapshot is None:
+            return [], {"evaluated_at": None, "stale": True}
+        stale = engine.is_stale(snapshot)
+        when = rfc3339(snapshot.evaluated_at)
+        slos = [{**r, "stale": stale, "evaluated_at": when} for r in snapshot.slos]
+        return slos, {"evaluated_at": when, "stale": stale, "age_seconds": engine.now() - snapshot.evaluated_at}
+
+    async def slos(request: Request) -> Response:
+        items, _ = current()
+        wanted_status = request.query_params.get("status")
+        if wanted_status is not None and wanted_status not in STATUSES:
+            return json_response({"error": f"unknown status {wanted_status!r}; one of {', '.join(STATUSES)}"}, 400)
+        if wanted_status:
+            items = [r for r in items if r["status"] == wanted_status]
+        if service := request.query_params.get("service"):
+            items = [r for r in items if r["service"] == service]
+        return json_response(items)
+
+    async def service_slos(request: Request) -> Response:
+        name = request.path_params["service"]
+        items = [r for r in current()[0] if r["service"] == name]
+        if not items:
+            return json_response({"error": f"no service {name!r} in the latest evaluation"}, 404)
+        return json_response(items)
+
+    async def services(request: Request) -> Response:
+        out: dict[str, dict] = {}
+        for r in current()[0]:
+            s = out.setdefault(r["service"], {"service": r["service"], "versions": r.get("versions", []),
+                                              "slos": 0, "status": "ok", "stale": r["stale"],
+                                              "evaluated_at": r["evaluated_at"]})
+            s["slos"] += 1
+            if SEVERITY[r["status"]] < SEVERITY[s["status"]]:
+                s["status"] = r["status"]
+        return json_response(sorted(out.values(), key=lambda s: s["service"]))
+
+    async def healthz(request: Request) -> Response:
+        h = engine.health
+        return json_response({"status": "ok", "ticks": h.ticks, "failures": h.failures,
+                              "last_error": h.last_error})
+
+    async def readyz(request: Request) -> Response:
+        _, state = current()
+        if state["evaluated_at"] is None:
+            return json_response({"ready": False, "reason": "no evaluation yet",
+                                  "last_error": engine.health.last_error}, 503)
+        if state["stale"]:
+            return json_response({"ready": False, "reason": "the latest evaluation is stale", **state,
+                                  "last_error": engine.health.last_error}, 503)
+        return json_response({"ready": True, **state})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(routes=[
+        Route("/api/v1/slos", slos),
+        Route("/api/v1/slos/{service:path}", service_slos),
+        Route("/api/v1/services", services),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ])
+    app.state.engine = engine
+    app.state.status_codes = STATUS_CODES
+    return app
+
+
+class BackgroundServer:
+    """The API served by uvicorn in a thread (the demo, tests); `stop()` ends it."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0):
+        import socket
+        import threading
+
+        import uvicorn
+
+        # bind first, so port 0 works and the port is known before anything scrapes it
+        self.socket = socket.create_server((host, port))
+        self.host, self.port = self.socket.getsockname()[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+                                       name="mcp-slo-api", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.socket.close()
+

@@ -1,0 +1,139 @@
+"""`mcp-slo engine`: evaluate every SLO on a schedule and serve the results.
+
+    mcp-slo engine --config examples/slo.yaml --prometheus http://127.0.0.1:9090 \\
+        --interval 30s --store mcp-slo.db --listen 127.0.0.1:8080
+
+The API, /metrics, /healthz and /readyz are served on --listen (see slo.api). Secrets
+never go on the command line: basic-auth passwords and bearer tokens are read from the
+environment variables named by --basic-auth-password-env and --bearer-token-env.
+Exit 2 for bad usage (a broken spec, an unusable store or option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from slo import durations, importers
+from slo.spec import SpecError
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="SPEC", help="the SLO spec (any format `validate` accepts)")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090", metavar="URL",
+                        help="Prometheus or any server with its query API (Thanos, Mimir, VictoriaMetrics)")
+    parser.add_argument("--interval", default="30s", help="time between ticks (default 30s)")
+    parser.add_argument("--timeout", help="a tick's deadline (default: 80%% of the interval)")
+    parser.add_argument("--store", default="mcp-slo.db", metavar="PATH", help="the SQLite file (default mcp-slo.db)")
+    parser.add_argument("--retention", default="30d", help="history kept in the store (default 30d)")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"serve the API and /metrics here (default {DEFAULT_LISTEN})")
+    parser.add_argument("--once", action="store_true", help="run one tick, print its summary as JSON and exit")
+    backend = parser.add_argument_group("remote backend")
+    backend.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                         help="an extra HTTP header, e.g. X-Scope-OrgID:team-a (repeatable)")
+    backend.add_argument("--basic-auth-user", metavar="USER")
+    backend.add_argument("--basic-auth-password-env", metavar="VAR", help="environment variable with the password")
+    backend.add_argument("--bearer-token-env", metavar="VAR", help="environment variable with a bearer token")
+    backend.add_argument("--ca-file", metavar="FILE", help="CA bundle to verify the server's certificate")
+    backend.add_argument("--insecure-skip-verify", action="store_true", help="do not verify TLS certificates")
+    backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
+
+
+def _fail(message: str) -> int:
+    print(f"mcp-slo engine: {message}", file=sys.stderr)
+    return 2
+
+
+def build(args: argparse.Namespace):
+    """(engine, listen host, port) from the arguments; raises ValueError with a clear message."""
+    from slo.backend import Backend, BackendOptions
+    from slo.engine import Engine
+    from slo.store import Store
+
+    spec = importers.load(args.config).spec
+    interval = durations.parse(args.interval)
+    timeout = durations.parse(args.timeout) if args.timeout else 0.8 * interval
+    if timeout >= interval:
+        raise ValueError(f"--timeout {args.timeout} must be shorter than --interval {args.interval}")
+    headers = {}
+    for h in args.header:
+        name, sep, value = h.partition(":")
+        if not sep:
+            raise ValueError(f"--header {name!r}: use NAME:VALUE")
+        headers[name.strip()] = value.strip()
+    basic = None
+    if args.basic_auth_user is not None:
+        if not args.basic_auth_password_env or args.basic_auth_password_env not in os.environ:
+            raise ValueError("--basic-auth-user needs --basic-auth-password-env naming a set environment variable")
+        basic = (args.basic_auth_user, os.environ[args.basic_auth_password_env])
+    # each query gets a share of the tick's deadline, retries included
+    per_query = max(0.5, min(10.0, timeout / (args.retries + 1)))
+    options = BackendOptions(url=args.prometheus, timeout=per_query, retries=args.retries, headers=headers,
+                             basic_auth=basic, bearer_token_env=args.bearer_token_env,
+                             verify=not args.insecure_skip_verify, ca_file=args.ca_file)
+    store = Store(args.store, retention_seconds=durations.parse(args.retention))
+    engine = Engine(spec, Backend(options), store, interval=interval, timeout=timeout)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--listen {args.listen!r}: use HOST:PORT")
+    return engine, host, int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slo.store import StoreError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
+    try:
+        engine, host, port = build(args)
+    except SpecError as exc:
+        return _fail(f"invalid spec\n{exc}")
+    except (ValueError, StoreError) as exc:
+        return _fail(str(exc))
+
+    if args.once:
+        result = engine.tick()
+        summary = {"ok": result is not None, "error": engine.health.last_error}
+        if result is not None:
+            summary.update(result.meta, statuses={s["status"]: 0 for s in result.slos})
+            for s in result.slos:
+                summary["statuses"][s["status"]] += 1
+        print(json.dumps(summary, indent=2, default=str))
+        engine.store.close()
+        return 0 if result is not None else 1
+    return serve(engine, host, port)
+
+
+def serve(engine, host: str, port: int) -> int:
+    """Start the engine's schedule and serve its API until SIGINT or SIGTERM."""
+    import uvicorn
+
+    from slo.api import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
+                                           access_log=False))
+    engine.start()
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    logging.getLogger("slo").info("engine: API on http://%s:%d, ticking every %gs against %s",
+                                  host, port, engine.interval, engine.backend.options.url)
+    try:
+        server.run()
+    finally:
+        engine.stop()
+        engine.store.close()
+    return 0

@@ -1,0 +1,103 @@
+"""The engine against a real Prometheus holding the demo's 30 days of generated history.
+
+The truth is computed here from the generated series themselves (the history's own
+cumulative counts), not from Prometheus; the engine's SLIs, budgets and burn rates must
+match it. Evaluated at the instant the history ends, before any live traffic counts."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from collector import names
+from demo.history import History
+from slo import importers, promql
+from slo.backend import Backend, BackendOptions
+from slo.evaluate import evaluate
+from tests import binaries
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+SPEC = importers.load("examples/slo.yaml").spec
+STEP = 120.0
+
+
+def counts(history: History, at: float, window: float, metric: str, **match: str) -> float:
+    """Events of `metric` series matching `match` in (at - window, at], from the history itself."""
+    ts = history.timestamps
+    end = int(np.searchsorted(ts, at, side="right")) - 1
+    start = int(np.searchsorted(ts, at - window, side="right")) - 1  # the last sample at or before the window
+    total = 0.0
+    for (name, labels), (first, values) in history.series.items():
+        d = dict(labels)
+        if name != metric or any(d.get(k) != v for k, v in match.items()):
+            continue
+        at_end = values[end - first] if end >= first else 0.0
+        at_start = values[start - first] if start >= first else 0.0
+        total += at_end - at_start
+    return total
+
+
+def truth(history: History, service: str, objective, at: float, window: float) -> float:
+    """The error ratio over `window` from the generated counts."""
+    base = {"service": service, "method": "tools/call"}
+    if objective.kind == "availability":
+        valid = counts(history, at, window, names.OPERATIONS_TOTAL, **base)
+        bad = counts(history, at, window, names.OPERATIONS_TOTAL, **base, status=names.ERROR)
+    else:
+        valid = counts(history, at, window, f"{names.OPERATION_DURATION}_count", **base)
+        good = counts(history, at, window, f"{names.OPERATION_DURATION}_bucket", **base, le=promql.le(objective.threshold))
+        bad = valid - good
+    return bad / valid
+
+
+@pytest.fixture(scope="module")
+def evaluation(regression_stack):
+    at = float(regression_stack.history.timestamps[-1])
+    with Backend(BackendOptions(url=regression_stack.prometheus_url, timeout=30)) as backend:
+        return evaluate(backend, SPEC, at)
+
+
+def test_every_named_service_and_slo_is_evaluated(evaluation):
+    keys = {(r["service"], r["tool"], r["slo"]) for r in evaluation.slos}
+    assert {("filesystem", None, "availability"), ("filesystem", None, "latency"), ("analytics", None, "availability"),
+            ("analytics", None, "latency"), ("filesystem", "write_file", "availability")} <= keys
+    assert evaluation.meta["queries"] <= 15  # a handful, whatever the number of services
+
+
+@pytest.mark.parametrize("window", ["30d", "3d", "1d", "6h", "2h", "1h", "30m"])
+def test_slis_budgets_and_burn_rates_match_the_generated_history(regression_stack, evaluation, window):
+    history, at = regression_stack.history, float(regression_stack.history.timestamps[-1])
+    seconds = promql_seconds(window)
+    checked = 0
+    for r in evaluation.slos:
+        if r["tool"] is not None:
+            continue
+        objective = next(o for o in SPEC.objectives_for(r["service"]) if o.name == r["slo"])
+        expected = truth(history, r["service"], objective, at, seconds)
+        burn = expected / objective.error_budget
+        assert r["burn_rates"][window] == pytest.approx(burn, rel=1e-3), (r["service"], r["slo"], window)
+        if window == r["window"]:
+            assert r["sli"] == pytest.approx(1 - expected, rel=1e-3)
+            assert r["error_budget_remaining"] == pytest.approx(1 - burn, rel=1e-3, abs=1e-6)
+        checked += 1
+    assert checked == 4
+
+
+def promql_seconds(window: str) -> float:
+    from slo import durations
+    return durations.parse(window)
+
+
+def test_the_demo_stack_runs_the_engine_and_prometheus_scrapes_it(regression_stack):
+    url = regression_stack.engine_url
+    wait_until(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, timeout=60, interval=0.5,
+               what="the engine's first fresh evaluation")
+    slos = httpx.get(f"{url}/api/v1/slos/filesystem", timeout=5).json()
+    assert {s["slo"] for s in slos if s["tool"] is None} == {"availability", "latency"}
+    binaries.wait_for_promql(regression_stack.prometheus_url,
+                             'mcp_slo_sli{job="mcp-slo-engine",service="filesystem",slo="availability",tool=""}',
+                             timeout=60)
+
