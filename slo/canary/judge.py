@@ -1,0 +1,447 @@
+"""The canary judge: counts of a baseline and a canary version in, a verdict with its
+evidence out. Pure: no Prometheus, no I/O.
+
+The engine calls `judge` on every tick with the counts accumulated since the canary
+started (`increase()` of counters and histogram buckets), so every decision rests on
+request counts, never on per-step points, and every rollback rests on an always-valid
+test (an e-value, see slo.canary.stats), so re-judging every 30 s does not inflate the
+false rollback rate.
+
+The tests, for the service as a whole and for each tool (the family):
+- errors: the canary's share of all bad events (errors and timeouts) against its share
+  of valid traffic (conditional binomial), sound when the baseline has no errors;
+- latency (when there are histogram buckets): Mann-Whitney U on the buckets, as the
+  probability that a canary request is slower (CLES);
+- slow_share (when the SLO has a latency threshold): the share of requests slower than
+  the threshold, tested like errors.
+
+The verdict:
+- `rollback` if the canary burns its own error budget at a page-tier rate, whatever the
+  comparison says;
+- `inconclusive` while the canary has fewer than `min_requests` requests;
+- `rollback` if any test's e-value reaches K / alpha (Bonferroni over the K tests of the
+  family, which is fixed by the comparison's shape: metrics x (service + tools)); the
+  family-wise false rollback rate stays <= alpha over every tick;
+- `inconclusive` if a test only looks worse at the fixed-sample level (Holm-adjusted
+  p-value <= alpha) without its e-value rejecting yet: promotion waits for the evidence to
+  settle either way (this can only delay a promotion, never cause a rollback);
+- `promote` if nothing rejects and every test of the service as a whole has enough
+  information: the always-valid test, at the current traffic, would reject a regression of
+  the guide's size with probability >= 80% (POWER). The guide's regression is the error
+  ratio (or slow share) doubling, or rising by 0.1 point if that is more (so a baseline
+  without errors still has a target), and for latency a CLES of 0.6. So a canary that
+  regresses by that much is promoted with probability <= 20%, and less for larger
+  regressions. Per-tool tests with too little traffic lower the score and are named in
+  the reason, but do not hold promotion: the service-wide tests cover their traffic, and
+  a rarely called tool could otherwise hold a release forever;
+- `inconclusive` otherwise (the reason says how many canary requests are needed).
+
+Score (0-100): 0 on rollback; otherwise the percentage of the family's tests that passed
+(enough information, no regression, not even a fixed-sample hint of one). Monotone: every
+test that passes adds the same amount, every test that fails makes it 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slo.canary import stats
+
+PROMOTE, ROLLBACK, INCONCLUSIVE = "promote", "rollback", "inconclusive"
+PASSED, FAILED, INSUFFICIENT = "passed", "failed", "insufficient"
+ERRORS, LATENCY, SLOW_SHARE = "errors", "latency", "slow_share"
+
+# The regression a promotion must have been able to catch (the guide's size).
+REGRESSION_FACTOR = 2.0  # the canary's error ratio (or slow share) doubling...
+REGRESSION_MIN_INCREASE = 0.001  # ...or rising by 0.1 point, whichever is more
+REGRESSION_CLES = 0.6  # a canary request slower than a baseline one 60% of the time
+POWER = 0.8  # the probability of catching it that a promotion requires
+CLES_TAU = 0.1  # the normal mixture's prior scale for CLES - 1/2: effects around REGRESSION_CLES
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One version, over the analysis window (counts may be fractional: rate * window)."""
+
+    requests: float  # valid requests (success + error + timeout; cancelled excluded)
+    errors: float  # error + timeout
+    buckets: tuple[tuple[float, float], ...] = ()  # ('le' upper bound, cumulative count), ascending, last +Inf
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the judge is asked: is `canary` worse than `baseline` for `service`?"""
+
+    service: str
+    baseline: str
+    canary: str
+    overall: tuple[Counts, Counts]  # (baseline, canary)
+    tools: dict[str, tuple[Counts, Counts]] = field(default_factory=dict)  # per tool, same shape
+    latency_threshold: float | None = None  # the SLO's threshold (seconds): share of requests over it
+    canary_page_burn: bool = False  # the canary burns its own error budget at a page-tier rate
+    min_requests: int = 200  # canary requests before anything but 'inconclusive'
+    alpha: float = 0.05  # family-wise false rollback rate, over all ticks
+
+
+@dataclass
+class Decision:
+    verdict: str  # promote | rollback | inconclusive
+    score: int  # 0-100
+    reason: str  # one sentence for a release manager
+    metrics: list[dict] = field(default_factory=list)  # evidence, one dict per test (metric and tool)
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Version:
+    requests: float
+    errors: float
+    bounds: tuple[float, ...]  # finite and +Inf upper bounds, () without histogram
+    per_bucket: list[float]  # non-cumulative counts
+
+
+def _number(value: float, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _version(counts: Counts, where: str) -> _Version:
+    """Validated counts of one version, with per-bucket (non-cumulative) histogram counts."""
+    requests = _number(counts.requests, f"{where}: requests")
+    errors = _number(counts.errors, f"{where}: errors")
+    if errors > requests:
+        # increase() extrapolates each counter on its own: tolerate a little excess.
+        if errors > requests + max(1.0, 0.01 * requests):
+            raise ValueError(f"{where}: {errors:g} errors for {requests:g} requests")
+        errors = requests
+    bounds: list[float] = []
+    per_bucket: list[float] = []
+    previous = 0.0
+    for i, pair in enumerate(counts.buckets):
+        try:
+            bound, cumulative = (float(x) for x in pair)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: bucket {i} must be (upper bound, cumulative count), got {pair!r}") from None
+        if math.isnan(bound) or (bounds and bound <= bounds[-1]):
+            raise ValueError(f"{where}: bucket bounds must be ascending, got {bound:g} after "
+                             f"{bounds[-1] if bounds else float('nan'):g}")
+        if not math.isfinite(cumulative) or cumulative < 0:
+            raise ValueError(f"{where}: bucket le={bound:g} has count {cumulative!r}")
+        bounds.append(bound)
+        per_bucket.append(max(0.0, cumulative - previous))  # extrapolation can break monotonicity
+        previous = max(previous, cumulative)
+    if bounds and bounds[-1] != math.inf:
+        raise ValueError(f"{where}: the last bucket must be le=+Inf, got le={bounds[-1]:g}")
+    return _Version(requests, errors, tuple(bounds), per_bucket)
+
+
+# --- one test -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Test:
+    name: str
+    tool: str | None
+    evidence: dict
+    p_value: float = 1.0
+    e_value: float = 1.0
+    power: Callable[[float, float], float] | None = None  # (traffic scale, e threshold) -> power
+    canary_requests: float = 0.0
+    no_data: str = ""  # why the test could not be run
+    p1: float | None = None  # the regression targeted (error ratio or slow share)
+    p0: float | None = None
+
+
+def _ratio(bad: float, total: float) -> float | None:
+    return bad / total if total > 0 else None
+
+
+def _binomial_test(name: str, tool: str | None, b_total: float, b_bad: float, c_total: float, c_bad: float,
+                   level: float) -> _Test:
+    """Errors or slow share: conditional binomial p-value and binomial mixture e-value."""
+    evidence = {
+        "baseline": {"requests": b_total, "bad": b_bad, "ratio": _ratio(b_bad, b_total)},
+        "canary": {"requests": c_total, "bad": c_bad, "ratio": _ratio(c_bad, c_total)},
+    }
+    test = _Test(name, tool, evidence, canary_requests=c_total)
+    if b_total <= 0 or c_total <= 0:
+        test.no_data = f"no {'baseline' if b_total <= 0 else 'canary'} traffic"
+        return test
+    share = c_total / (c_total + b_total)
+    test.p_value = stats.conditional_binomial_p(c_bad, b_bad, share)
+    test.e_value = stats.binomial_mixture_evalue(c_bad, b_bad, share)
+    k = int(math.floor(c_bad + 0.5))
+    m = k + int(math.floor(b_bad + 0.5))
+    low, high = stats.binomial_interval(k, m, level)
+
+    def odds_ratio(pi: float) -> float | None:  # share of bad events -> ratio of bad ratios
+        return None if pi >= 1.0 else pi / (1.0 - pi) * (1.0 - share) / share
+
+    value = None
+    if b_bad > 0:
+        value = (c_bad / c_total) / (b_bad / b_total)
+    elif c_bad == 0:
+        value = 1.0 if m == 0 else None
+    evidence["effect"] = {"measure": "ratio of bad ratios (canary / baseline)", "value": value,
+                          "low": odds_ratio(low) if m else 0.0, "high": odds_ratio(high) if m else None,
+                          "level": level}
+    p0 = b_bad / b_total
+    p1 = min(1.0, max(REGRESSION_FACTOR * p0, p0 + REGRESSION_MIN_INCREASE))
+    test.p0, test.p1 = p0, p1
+
+    def power(scale: float, threshold: float) -> float:
+        if p1 <= p0:
+            return 1.0  # the baseline fails everything: the canary cannot do worse
+        expected = int(math.floor(scale * (c_total * p1 + b_total * p0) + 0.5))
+        if expected == 0 or stats.binomial_mixture_evalue(expected, 0, share) < threshold:
+            return 0.0
+        lo, hi = -1, expected  # smallest canary share of the bad events that rejects
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if stats.binomial_mixture_evalue(mid, expected - mid, share) >= threshold:
+                hi = mid
+            else:
+                lo = mid
+        pi1 = share * p1 / (share * p1 + (1.0 - share) * p0)
+        return stats.binom_sf(hi, expected, pi1)
+
+    test.power = power
+    return test
+
+
+def _latency_test(tool: str | None, base: _Version, can: _Version, level: float) -> _Test:
+    """Mann-Whitney on the buckets: p-value, CLES with interval, normal mixture e-value."""
+    n_b, n_c = sum(base.per_bucket), sum(can.per_bucket)
+    evidence = {"baseline": {"requests": n_b}, "canary": {"requests": n_c}}
+    test = _Test(LATENCY, tool, evidence, canary_requests=n_c)
+    if n_b <= 0 or n_c <= 0:
+        test.no_data = f"no {'baseline' if n_b <= 0 else 'canary'} latency histogram"
+        return test
+    mw = stats.mann_whitney_buckets(can.per_bucket, base.per_bucket, level)
+    test.p_value = mw.p_value
+    test.e_value = stats.cles_evalue(mw, CLES_TAU)
+    evidence["effect"] = {"measure": "CLES: P(canary request slower) + P(tie) / 2", "value": mw.cles,
+                          "low": mw.low, "high": mw.high, "level": level, "u": mw.u, "z": mw.z}
+    pairs = n_c * n_b
+    variance = max(mw.variance / (pairs * pairs), mw.variance_cles)
+    if variance <= 0:  # a single occupied bucket: assume the information of tie-free data
+        variance = (n_c + n_b + 1.0) / (12.0 * pairs)
+    target = REGRESSION_CLES - 0.5
+
+    def power(scale: float, threshold: float) -> float:
+        v = variance / scale
+        if stats.normal_mixture_evalue(0.5, v, CLES_TAU) < threshold:
+            return 0.0
+        lo, hi = 0.0, 0.5  # smallest CLES - 1/2 that rejects
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if stats.normal_mixture_evalue(mid, v, CLES_TAU) >= threshold:
+                hi = mid
+            else:
+                lo = mid
+        return stats.normal_cdf((target - hi) / math.sqrt(v))
+
+    test.power = power
+    return test
+
+
+def _slow_counts(v: _Version, threshold: float, where: str) -> tuple[float, float]:
+    """(requests in the histogram, requests slower than the threshold)."""
+    for i, bound in enumerate(v.bounds):
+        if math.isclose(bound, threshold, rel_tol=1e-9):
+            total = sum(v.per_bucket)
+            return total, sum(v.per_bucket[i + 1:])
+    raise ValueError(f"{where}: the latency threshold {threshold:g} s is not a bucket bound "
+                     f"(bounds: {', '.join(f'{b:g}' for b in v.bounds)})")
+
+
+def _required(test: _Test, threshold: float) -> int | None:
+    """About how many canary requests give the test POWER (None: out of reach)."""
+    if test.power is None or test.canary_requests <= 0:
+        return None
+    lo, hi = 1.0, 2.0
+    while test.power(hi, threshold) < POWER:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e7:
+            return None
+    while hi / lo > 1.01:
+        mid = math.sqrt(lo * hi)
+        if test.power(mid, threshold) >= POWER:
+            hi = mid
+        else:
+            lo = mid
+    return math.ceil(hi * test.canary_requests)
+
+
+# --- the verdict ------------------------------------------------------------------------------
+
+
+def judge(c: Comparison) -> Decision:
+    """Compare the canary with the baseline: verdict, score, reason and per-test evidence."""
+    if not 0.0 < c.alpha < 0.5:
+        raise ValueError(f"canary alpha must be in (0, 0.5), got {c.alpha!r}")
+    if c.min_requests < 1:
+        raise ValueError(f"canary min_requests must be >= 1, got {c.min_requests!r}")
+    level = 1.0 - c.alpha
+    scopes: list[tuple[str | None, tuple[Counts, Counts]]] = [(None, c.overall)]
+    scopes += sorted(c.tools.items())
+    parsed = []
+    for tool, (base, can) in scopes:
+        place = "overall" if tool is None else f"tool {tool!r}"
+        b = _version(base, f"{c.service} {place}, baseline {c.baseline}")
+        v = _version(can, f"{c.service} {place}, canary {c.canary}")
+        if b.bounds and v.bounds and (len(b.bounds) != len(v.bounds) or not all(
+                math.isclose(x, y, rel_tol=1e-9) for x, y in zip(b.bounds, v.bounds))):
+            raise ValueError(f"{c.service} {place}: baseline and canary histograms have different buckets")
+        parsed.append((tool, b, v))
+    with_buckets = bool(parsed[0][1].bounds or parsed[0][2].bounds)
+
+    tests: list[_Test] = []
+    for tool, b, v in parsed:
+        place = "overall" if tool is None else f"tool {tool!r}"
+        tests.append(_binomial_test(ERRORS, tool, b.requests, b.errors, v.requests, v.errors, level))
+        if not with_buckets:
+            continue
+        if b.bounds and v.bounds:
+            tests.append(_latency_test(tool, b, v, level))
+        else:
+            tests.append(_Test(LATENCY, tool, {}, no_data="no latency histogram"))
+        if c.latency_threshold is None:
+            continue
+        if b.bounds and v.bounds:
+            b_total, b_slow = _slow_counts(b, c.latency_threshold, f"{c.service} {place}")
+            c_total, c_slow = _slow_counts(v, c.latency_threshold, f"{c.service} {place}")
+            test = _binomial_test(SLOW_SHARE, tool, b_total, b_slow, c_total, c_slow, level)
+            test.evidence["latency_threshold"] = c.latency_threshold
+            tests.append(test)
+        else:
+            tests.append(_Test(SLOW_SHARE, tool, {"latency_threshold": c.latency_threshold},
+                               no_data="no latency histogram"))
+
+    threshold = len(tests) / c.alpha
+    rejected = stats.bonferroni_evalues([t.e_value for t in tests], c.alpha)
+    adjusted = stats.holm([t.p_value for t in tests])
+    metrics = []
+    for test, reject, p_adj in zip(tests, rejected, adjusted):
+        power = test.power(1.0, threshold) if test.power else 0.0
+        suspect = not reject and p_adj <= c.alpha
+        status = FAILED if reject else PASSED if power >= POWER and not suspect else INSUFFICIENT
+        required = _required(test, threshold) if status == INSUFFICIENT and power < POWER else None
+        entry = {"name": test.name, "tool": test.tool, "baseline": None, "canary": None, "effect": None}
+        entry.update(test.evidence)
+        entry.update({"p_value": test.p_value, "p_adjusted": p_adj, "e_value": test.e_value,
+                      "threshold": threshold, "power": power, "required_requests": required,
+                      "status": status})
+        if test.no_data:
+            entry["note"] = test.no_data
+        elif suspect:
+            entry["note"] = ("worse by the fixed-sample test (Holm-adjusted p <= alpha), "
+                             "not yet by the always-valid one")
+        metrics.append(entry)
+
+    verdict, reason = _verdict(c, tests, metrics, threshold)
+    passed = sum(m["status"] == PASSED for m in metrics)
+    score = 0 if verdict == ROLLBACK else round(100 * passed / len(metrics))
+    return Decision(verdict=verdict, score=score, reason=reason, metrics=metrics)
+
+
+def _verdict(c: Comparison, tests: list[_Test], metrics: list[dict], threshold: float) -> tuple[str, str]:
+    cv, bv = c.canary, c.baseline
+    n_c = c.overall[1].requests
+    failed = [(t, m) for t, m in zip(tests, metrics) if m["status"] == FAILED]
+    if c.canary_page_burn:
+        return ROLLBACK, f"{cv} is burning its own error budget at a page-tier rate: roll back, " \
+                         f"whatever the comparison with {bv} says."
+    if n_c < c.min_requests:
+        return INCONCLUSIVE, f"{cv} has served {n_c:,.0f} requests, fewer than the {c.min_requests:,} " \
+                             f"needed before a verdict: wait."
+    if failed:
+        failed.sort(key=lambda tm: -tm[0].e_value)
+        head_test, head = failed[0]
+        also = ""
+        if len(failed) > 1:
+            also = "; also worse: " + ", ".join(_scope_name(t) for t, _ in failed[1:])
+        return ROLLBACK, (f"{_worse(c, head_test, head)} ({_p(head['p_value'])}, always-valid evidence "
+                          f"{_num(head['e_value'])} where {_num(threshold)} is needed{also}): roll back.")
+    suspects = [(t, m) for t, m in zip(tests, metrics) if m["p_adjusted"] <= c.alpha]
+    if suspects:
+        test, m = min(suspects, key=lambda tm: tm[1]["p_value"])
+        return INCONCLUSIVE, (f"{_worse(c, test, m)} ({_p(m['p_value'])}), which is not yet conclusive for a "
+                              f"test repeated on every tick: wait.")
+    overall = [(t, m) for t, m in zip(tests, metrics) if t.tool is None]
+    waiting = [(t, m) for t, m in overall if m["status"] != PASSED]
+    if not waiting:
+        errors = overall[0][0]
+        thin = [t.tool for t, m in zip(tests, metrics) if t.tool is not None and m["status"] != PASSED]
+        note = ""
+        if thin:
+            tools = list(dict.fromkeys(thin))
+            names = f"tool '{tools[0]}'" if len(tools) == 1 else f"{len(tools)} tools" if len(tools) > 3 \
+                else "tools " + ", ".join(f"'{name}'" for name in tools)
+            note = f" (too little traffic to judge {names} on their own)"
+        return PROMOTE, (f"{cv} is no worse than {bv} after {n_c:,.0f} requests, enough to catch its error "
+                         f"ratio rising from {_pct(errors.p0)} to {_pct(errors.p1)}{note}: promote.")
+    test, m = waiting[0]
+    if test.no_data:
+        return INCONCLUSIVE, f"No regression so far, but {test.name.replace('_', ' ')} cannot be compared " \
+                             f"yet ({test.no_data}): wait."
+    needed = m["required_requests"]
+    need = f"about {needed:,} needed" if needed else "far more needed"
+    return INCONCLUSIVE, (f"No regression so far, but {cv}'s {test.canary_requests:,.0f} requests are not "
+                          f"enough to catch {_target(c, test)} ({need}): wait.")
+
+
+def _scope_name(t: _Test) -> str:
+    what = {ERRORS: "errors", LATENCY: "latency", SLOW_SHARE: "slow requests"}[t.name]
+    return what if t.tool is None else f"{what} of tool '{t.tool}'"
+
+
+def _worse(c: Comparison, t: _Test, m: dict) -> str:
+    cv, bv = c.canary, c.baseline
+    subject = "requests" if t.tool is None else f"calls to tool '{t.tool}'"
+    if t.name == ERRORS:
+        return (f"{cv} fails {_pct(m['canary']['ratio'])} of {subject} "
+                f"against {_pct(m['baseline']['ratio'])} for {bv}")
+    if t.name == SLOW_SHARE:
+        return (f"{cv} answers {_pct(m['canary']['ratio'])} of {subject} in over {c.latency_threshold:g} s "
+                f"against {_pct(m['baseline']['ratio'])} for {bv}")
+    one, where = ("request", "") if t.tool is None else ("call", f" on {subject}")
+    return (f"{cv} is slower than {bv}{where}: a {cv} {one} is slower than a {bv} {one} "
+            f"{100 * m['effect']['value']:.0f}% of the time, ties counting half")
+
+
+def _target(c: Comparison, t: _Test) -> str:
+    if t.name == ERRORS:
+        return f"its error ratio rising from {_pct(t.p0)} to {_pct(t.p1)}"
+    if t.name == SLOW_SHARE:
+        return f"its share of requests over {c.latency_threshold:g} s rising from {_pct(t.p0)} to {_pct(t.p1)}"
+    return (f"a latency regression where a {c.canary} request is slower than a {c.baseline} one "
+            f"{REGRESSION_CLES:.0%} of the time")
+
+
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    v = 100.0 * x
+    if v == 0 or v >= 1:
+        return f"{v:.1f}%"
+    return f"{v:.2g}%" if v < 0.1 else f"{v:.2f}%"
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _num(x: float) -> str:
+    if x >= 1e4:
+        return f"{x:.1e}"
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"

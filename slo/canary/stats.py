@@ -1,0 +1,547 @@
+"""The statistics of the canary judge, in plain Python (the `math` module only).
+
+Everything here works on counts: request and error counters and histogram buckets summed
+over the canary's life, never on per-step time series (whose autocorrelated points are
+not independent evidence). Two kinds of test are provided for each question:
+
+- a fixed-sample test (a p-value), valid when looked at once; reported as evidence;
+- an always-valid test (an e-value: a nonnegative supermartingale under the null
+  hypothesis), valid however often it is looked at. By Ville's inequality,
+  P(sup_t E_t >= 1/alpha) <= alpha, so the judge may re-run on every tick and roll back
+  the first time an e-value reaches 1/alpha (corrected for multiplicity) while keeping
+  the false rollback rate at most alpha.
+
+Special functions (normal distribution, incomplete beta) are implemented here because
+the service does not depend on scipy; their accuracy is documented where they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_TINY = 1e-300
+_LOG_E_CAP = 700.0  # e-values are returned at most exp(700) ~ 1e304, so they stay finite
+
+# --- normal distribution ---------------------------------------------------------------
+
+
+def normal_cdf(x: float) -> float:
+    """P(Z <= x) for a standard normal Z, via erfc (accurate in both tails)."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def normal_logcdf(x: float) -> float:
+    """log P(Z <= x), finite far into the lower tail (asymptotic series below -30),
+    where the probability itself would underflow."""
+    if x > -30.0:
+        return math.log(normal_cdf(x))
+    x2 = x * x
+    return -0.5 * x2 - math.log(-x) - _LOG_SQRT_2PI + math.log1p(-1.0 / x2 + 3.0 / x2**2 - 15.0 / x2**3)
+
+
+# Acklam's rational approximation of the normal quantile (relative error < 1.2e-9),
+# polished by one Halley step on erfc, which brings it to full double precision.
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+_P_LOW = 0.02425
+
+
+def normal_ppf(p: float) -> float:
+    """The standard normal quantile z with P(Z <= z) = p (the inverse of `normal_cdf`).
+
+    Acklam's algorithm and one Halley refinement; the upper half is computed as -ppf(1-p),
+    which is exact in floating point for p >= 0.5, so both tails keep full precision.
+    """
+    if not 0.0 <= p <= 1.0 or math.isnan(p):
+        raise ValueError(f"normal_ppf: probability {p!r} is not in [0, 1]")
+    if p == 0.0:
+        return -math.inf
+    if p == 1.0:
+        return math.inf
+    if p > 0.5:
+        return -normal_ppf(1.0 - p)
+    if p < _P_LOW:
+        q = math.sqrt(-2.0 * math.log(p))
+        x = ((((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5])
+             / ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0))
+    else:
+        q = p - 0.5
+        r = q * q
+        x = (((((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q)
+             / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0))
+    e = normal_cdf(x) - p
+    u = e * _SQRT_2PI * math.exp(0.5 * x * x)
+    return x - u / (1.0 + 0.5 * x * u)
+
+
+# --- beta function and incomplete beta ---------------------------------------------------
+
+
+def _stirlerr(n: float) -> float:
+    """log(n!) - log(sqrt(2 pi n) (n/e)^n): the error of Stirling's formula, for n > 0.
+
+    Directly from lgamma for small n, from the Stirling series beyond 15 (where the
+    direct difference would lose digits); used so that log-beta and the incomplete beta's
+    prefactor stay accurate for counts up to 1e8 and beyond (Loader's method).
+    """
+    if n <= 15.0:
+        return math.lgamma(n + 1.0) - (n + 0.5) * math.log(n) + n - _LOG_SQRT_2PI
+    nn = n * n
+    s0, s1, s2, s3, s4 = 1 / 12, 1 / 360, 1 / 1260, 1 / 1680, 1 / 1188
+    if n > 500:
+        return (s0 - s1 / nn) / n
+    if n > 80:
+        return (s0 - (s1 - s2 / nn) / nn) / n
+    if n > 35:
+        return (s0 - (s1 - (s2 - s3 / nn) / nn) / nn) / n
+    return (s0 - (s1 - (s2 - (s3 - s4 / nn) / nn) / nn) / nn) / n
+
+
+def _bd0(x: float, m: float) -> float:
+    """x log(x/m) + m - x (the binomial deviance term), without cancellation when x ~ m."""
+    if x == 0.0:
+        return m
+    if abs(x - m) < 0.1 * (x + m):
+        v = (x - m) / (x + m)
+        s = (x - m) * v
+        ej = 2.0 * x * v
+        v2 = v * v
+        j = 1
+        while True:
+            ej *= v2
+            s1 = s + ej / (2 * j + 1)
+            if s1 == s:
+                return s1
+            s = s1
+            j += 1
+    return x * math.log(x / m) + m - x
+
+
+def log_beta(a: float, b: float) -> float:
+    """log B(a, b) = log Gamma(a) + log Gamma(b) - log Gamma(a + b), for a, b > 0.
+
+    Written with Stirling's formula and its exact error term (`_stirlerr`) rather than as a
+    difference of three lgamma values, which for a + b ~ 1e8 would cancel ~1e9-sized terms
+    and lose about 7 digits.
+    """
+    if a <= 0.0 or b <= 0.0:
+        raise ValueError(f"log_beta: parameters must be positive, got a={a!r}, b={b!r}")
+    if a > b:
+        a, b = b, a
+    n = a + b
+    return (a * math.log(a / n) + b * math.log1p(-a / n) + 0.5 * math.log(n / (a * b)) + _LOG_SQRT_2PI
+            + _stirlerr(a) + _stirlerr(b) - _stirlerr(n))
+
+
+def _log_front(a: float, b: float, x: float) -> float:
+    """log(x^a (1-x)^b / B(a, b)), accurate for large a and b (Loader's saddle-point form:
+    the deviance terms replace the cancelling a log x + b log(1-x) - log B(a, b))."""
+    n = a + b
+    return (0.5 * math.log(a * b / n) - _LOG_SQRT_2PI + _stirlerr(n) - _stirlerr(a) - _stirlerr(b)
+            - _bd0(a, n * x) - _bd0(b, n * (1.0 - x)))
+
+
+def _lentz_step(aa: float, c: float, d: float) -> tuple[float, float, float]:
+    """One step of the modified Lentz method: the new (c, d) and the factor to apply."""
+    d = 1.0 + aa * d
+    if abs(d) < _TINY:
+        d = _TINY
+    c = 1.0 + aa / c
+    if abs(c) < _TINY:
+        c = _TINY
+    d = 1.0 / d
+    return c, d, d * c
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of I_x(a, b) (modified Lentz), converging fast for
+    x < (a+1)/(a+b+2); it needs O(sqrt(max(a, b))) terms at worst."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    if abs(d) < _TINY:
+        d = _TINY
+    d = 1.0 / d
+    h = d
+    max_iter = 1000 + int(20.0 * math.sqrt(max(a, b)))
+    for m in range(1, max_iter + 1):
+        m2 = 2 * m
+        c, d, delta = _lentz_step(m * (b - m) * x / ((qam + m2) * (a + m2)), c, d)  # the even step
+        h *= delta
+        c, d, delta = _lentz_step(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), c, d)  # the odd step
+        h *= delta
+        if abs(delta - 1.0) < 1e-16:
+            return h
+    raise ArithmeticError(f"incomplete beta: no convergence for a={a!r}, b={b!r}, x={x!r}")
+
+
+def log_betainc(a: float, b: float, x: float, upper: bool = False) -> float:
+    """log I_x(a, b) (or, with upper=True, log(1 - I_x(a, b))), without underflow.
+
+    The continued fraction is evaluated on whichever side converges (using
+    1 - I_x(a, b) = I_{1-x}(b, a)); the other side is its complement, taken with log1p.
+    Relative accuracy is about 1e-13 for the directly computed side, including very
+    small tails, for parameters from ~1e-3 to 1e8 and beyond.
+    """
+    if a <= 0.0 or b <= 0.0:
+        raise ValueError(f"betainc: parameters must be positive, got a={a!r}, b={b!r}")
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"betainc: x={x!r} is not in [0, 1]")
+    if x == 0.0 or x == 1.0:
+        lower_is_zero = x == 0.0
+        if upper == lower_is_zero:
+            return 0.0
+        return -math.inf
+    if x < (a + 1.0) / (a + b + 2.0):
+        log_direct = _log_front(a, b, x) + math.log(_betacf(a, b, x)) - math.log(a)
+        direct_is_upper = False
+    else:
+        log_direct = _log_front(b, a, 1.0 - x) + math.log(_betacf(b, a, 1.0 - x)) - math.log(b)
+        direct_is_upper = True
+    log_direct = min(log_direct, 0.0)
+    if upper == direct_is_upper:
+        return log_direct
+    return math.log1p(-math.exp(log_direct)) if log_direct < 0.0 else -math.inf
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) = P(Beta(a, b) <= x).
+
+    It is the binomial tail (P(Bin(n, p) >= k) = I_p(k, n - k + 1)) and the Beta prior's
+    mass in the e-values. See `log_betainc` for accuracy.
+    """
+    return math.exp(log_betainc(a, b, x))
+
+
+def beta_ppf(q: float, a: float, b: float) -> float:
+    """The x with I_x(a, b) = q (a Beta quantile), by bisection on `betainc`; for the
+    Clopper-Pearson intervals of the effect sizes (relative precision ~1e-15 in x)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"beta_ppf: probability {q!r} is not in [0, 1]")
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi) or hi - lo < 1e-15 * max(mid, 1e-300):
+            break
+        if betainc(a, b, mid) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def binom_sf(k: float, n: float, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), as I_p(k, n - k + 1).
+
+    k <= 0 gives 1, k > n gives 0; accurate to ~1e-13 relative for n up to 1e8 and beyond
+    (no summation over terms, no cancellation).
+    """
+    if n < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"binom_sf: need n >= 0 and 0 <= p <= 1, got n={n!r}, p={p!r}")
+    k = math.ceil(k)
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p == 0.0:
+        return 0.0
+    if p == 1.0:
+        return 1.0
+    return betainc(k, n - k + 1, p)
+
+
+def binomial_interval(k: int, m: int, level: float = 0.95) -> tuple[float, float]:
+    """The Clopper-Pearson (exact) confidence interval for a binomial proportion after k
+    successes in m trials: never narrower than the nominal level, sound at k = 0 or m."""
+    if m <= 0:
+        return 0.0, 1.0
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if k <= 0 else beta_ppf(tail, k, m - k + 1)
+    high = 1.0 if k >= m else beta_ppf(1.0 - tail, k + 1, m - k)
+    return low, high
+
+
+# --- errors: the conditional binomial test ----------------------------------------------
+
+
+def _count(x: float, what: str) -> int:
+    """A count from Prometheus (rate * window, so possibly fractional), to the nearest integer."""
+    if not math.isfinite(x) or x < 0:
+        raise ValueError(f"{what} must be a finite count >= 0, got {x!r}")
+    return int(math.floor(x + 0.5))
+
+
+def _check_share(share: float) -> float:
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"the canary's traffic share must be strictly between 0 and 1, got {share!r}")
+    return float(share)
+
+
+def conditional_binomial_p(canary_bad: float, baseline_bad: float, share: float) -> float:
+    """One-sided p-value of "the canary's bad ratio is higher than the baseline's".
+
+    Given the m = canary_bad + baseline_bad bad events of both versions, each is the
+    canary's with probability pi = s p_c / (s p_c + (1 - s) p_b), where s is the canary's
+    share of valid traffic and p_c, p_b the bad ratios. So pi <= s exactly when p_c <= p_b
+    (with requests routed at random, whatever the ratios). Under H0 (pi = s),
+    canary_bad ~ Binomial(m, s) and p = P(X >= canary_bad). The test is exact, needs no
+    variance estimate and stays sound when the baseline has no bad events at all
+    (m = 0 gives p = 1). Counts are rounded to the nearest integer.
+    """
+    share = _check_share(share)
+    k = _count(canary_bad, "canary bad events")
+    m = k + _count(baseline_bad, "baseline bad events")
+    return binom_sf(k, m, share)
+
+
+def default_prior(share: float) -> tuple[float, float]:
+    """The Beta prior of `binomial_mixture_evalue` for a canary with traffic share s.
+
+    Beta(a, b) with a = 4 and its mean at pi1 = 2s / (1 + s), the share of bad events
+    that would be the canary's if its bad ratio were double the baseline's (0.18 for
+    s = 0.1): b = a (1 - pi1) / pi1. On the log-odds scale, where a ratio r of bad ratios
+    is a shift of log r, a Beta(4, b) has a standard deviation of about 0.55 whatever s
+    is (b grows like 1/s): truncated to pi > s, its median is a ratio of 2 and 80% of it
+    lies between ratios 1.2 and 3.9 for any s <= 0.1 (1.3 to 9 at s = 0.5).
+    The shape a = 4 was chosen by simulation at s = 0.1 and a 1% baseline: against a = 0.5
+    to 16, it is within ~10% of the best 80%-power sample size for ratios 1.5, 2, 3 and 5
+    (a = 16 gains a little at ratio 2 and loses at ratio 5; flatter priors lose at 1.5-2).
+    """
+    share = _check_share(share)
+    pi1 = 2.0 * share / (1.0 + share)
+    a = 4.0
+    return a, a * (1.0 - pi1) / pi1
+
+
+def binomial_mixture_evalue(canary_bad: float, baseline_bad: float, share: float,
+                            prior: tuple[float, float] | None = None) -> float:
+    """The always-valid version of `conditional_binomial_p`: an e-value for H0: pi <= s.
+
+    With k = canary_bad bad events out of m in total, the likelihood ratio of pi1 against
+    s, (pi1/s)^k ((1-pi1)/(1-s))^(m-k), is a supermartingale in the sequence of bad events
+    whenever pi <= s and pi1 > s (each event multiplies it by a factor whose mean,
+    pi pi1/s + (1-pi)(1-pi1)/(1-s), is linear in pi and 1 at pi = s). So is its mixture
+    over a Beta(a, b) prior truncated to pi1 > s:
+
+        Lambda = [int_s^1 (pi/s)^k ((1-pi)/(1-s))^(m-k) dBeta(pi; a, b)] / P_Beta(pi > s)
+               = B(k+a, m-k+b) (1 - I_s(k+a, m-k+b)) / [B(a, b) (1 - I_s(a, b)) s^k (1-s)^(m-k)]
+
+    computed in log space. By Ville's inequality, rejecting when Lambda >= 1/alpha at any
+    tick keeps the false rejection rate <= alpha. The prior defaults to `default_prior(s)`.
+    Counts are rounded to the nearest integer; the result is capped at ~1e304.
+    """
+    share = _check_share(share)
+    a, b = prior if prior is not None else default_prior(share)
+    k = _count(canary_bad, "canary bad events")
+    j = _count(baseline_bad, "baseline bad events")
+    if k == 0 and j == 0:
+        return 1.0
+    log_e = (log_beta(k + a, j + b) + log_betainc(k + a, j + b, share, upper=True)
+             - log_beta(a, b) - log_betainc(a, b, share, upper=True)
+             - k * math.log(share) - j * math.log1p(-share))
+    return math.exp(min(log_e, _LOG_E_CAP))
+
+
+# --- latency: Mann-Whitney on histogram buckets -----------------------------------------
+
+
+@dataclass(frozen=True)
+class MannWhitney:
+    """Mann-Whitney U of canary against baseline on histogram buckets."""
+
+    u: float  # pairs (canary, baseline) where the canary request is slower, ties counting 1/2
+    cles: float  # U / (n_c n_b): P(canary slower) + P(tie) / 2
+    variance: float  # tie-corrected variance of U under H0 (same distribution)
+    z: float  # (U - n_c n_b / 2) / sqrt(variance); 0 when the variance is 0
+    p_value: float  # one-sided, canary slower (normal approximation)
+    low: float  # confidence interval for the CLES (normal approximation, null variance)
+    high: float
+    variance_cles: float  # variance of the CLES estimate without assuming H0 (DeLong, placements)
+    n_canary: float
+    n_baseline: float
+
+
+def mann_whitney_buckets(canary_counts: Sequence[float], baseline_counts: Sequence[float],
+                         level: float = 0.95) -> MannWhitney:
+    """Mann-Whitney U test that canary requests are slower, on per-bucket counts.
+
+    The counts are per bucket (not cumulative) over the same ordered bounds; each bucket is
+    a tie group, since the histogram cannot order requests within it. U counts the
+    (canary, baseline) pairs where the canary request lies in a higher bucket, plus half
+    the pairs in the same bucket, so CLES = U / (n_c n_b) = P(canary slower) + P(tie) / 2.
+
+    - variance: the tie-corrected variance of U when both versions have the same
+      distribution, n_c n_b / 12 * (N + 1 - sum(t^3 - t) / (N (N - 1))) over the buckets'
+      totals t; it gives z and the one-sided p-value (normal approximation, no continuity
+      correction).
+    - low, high: a confidence interval for the CLES, CLES -+ z_{(1+level)/2} sqrt(variance)
+      / (n_c n_b): a normal approximation using the tie-corrected variance under H0, which
+      is right near CLES = 0.5 and usually wider than needed far from it.
+    - variance_cles: DeLong's estimate of the CLES estimate's variance (the variances of
+      the placements: the share of baseline requests each canary request beats, and the
+      converse), consistent whether or not the distributions are the same.
+    """
+    if len(canary_counts) != len(baseline_counts):
+        raise ValueError(f"Mann-Whitney: {len(canary_counts)} canary buckets against "
+                         f"{len(baseline_counts)} baseline buckets")
+    c = [float(x) for x in canary_counts]
+    b = [float(x) for x in baseline_counts]
+    if any(not math.isfinite(x) or x < 0 for x in c + b):
+        raise ValueError("Mann-Whitney: bucket counts must be finite and >= 0")
+    n_c, n_b = sum(c), sum(b)
+    if n_c <= 0 or n_b <= 0:
+        raise ValueError("Mann-Whitney: both versions need at least one observation")
+    n = n_c + n_b
+    pairs = n_c * n_b
+    u = 0.0
+    below = 0.0
+    ties = 0.0
+    canary_place = []  # share of baseline requests a canary request in this bucket beats
+    for ci, bi in zip(c, b):
+        place = (below + 0.5 * bi) / n_b
+        canary_place.append(place)
+        u += ci * place * n_b
+        below += bi
+        t = ci + bi
+        ties += t * t * t - t
+    cles = u / pairs
+    variance = pairs / 12.0 * ((n + 1.0) - (ties / (n * (n - 1.0)) if n > 1 else 0.0))
+    variance = max(variance, 0.0)
+    if variance > 0.0:
+        z = (u - 0.5 * pairs) / math.sqrt(variance)
+        p_value = normal_cdf(-z)
+    else:
+        z, p_value = 0.0, 1.0  # every request in one bucket: U is the same under any labelling
+    half = normal_ppf(0.5 + level / 2.0) * math.sqrt(variance) / pairs
+    # DeLong: placements of the baseline requests (share of canary requests slower than each).
+    above = n_c
+    s_c = s_b = 0.0
+    for ci, bi, place in zip(c, b, canary_place):
+        above -= ci
+        s_c += ci * (place - cles) ** 2
+        s_b += bi * ((above + 0.5 * ci) / n_c - cles) ** 2
+    variance_cles = 0.0
+    if n_c > 1 and n_b > 1:
+        variance_cles = s_c / (n_c - 1.0) / n_c + s_b / (n_b - 1.0) / n_b
+    return MannWhitney(u=u, cles=cles, variance=variance, z=z, p_value=p_value,
+                       low=max(0.0, cles - half), high=min(1.0, cles + half),
+                       variance_cles=variance_cles, n_canary=n_c, n_baseline=n_b)
+
+
+# --- the mixture SPRT for asymptotically normal estimates --------------------------------
+
+
+def normal_mixture_evalue(effect: float, variance: float, tau: float) -> float:
+    """One-sided mixture SPRT (Johari et al., "Always valid inference", 2017): an e-value
+    for H0: theta <= 0, from an asymptotically normal estimate `effect` of theta with
+    variance V (decreasing like 1/n as data accrue).
+
+    For each theta1 > 0, exp((theta1 effect - theta1^2 / 2) / V) is (asymptotically) a
+    martingale when theta = 0 and a supermartingale when theta < 0. Mixing over the
+    half-normal prior theta1 ~ |N(0, tau^2)| keeps that, and gives in closed form
+
+        Lambda = 2 sqrt(V/(V+tau^2)) exp(tau^2 effect^2 / (2 V (V+tau^2)))
+                 * Phi(effect tau / sqrt(V (V+tau^2)))
+
+    i.e. Johari's two-sided mixture times 2 Phi(.), which is near 2 for a clearly harmful
+    effect and tends to 0 for a harmless one. (The two-sided mixture is not valid for the
+    one-sided null: a large harmless effect would make it grow.) Over-estimating V keeps
+    the supermartingale property, so a conservative variance is safe. Returns 1 when
+    V <= 0 (no information); capped at ~1e304.
+    """
+    if tau <= 0.0:
+        raise ValueError(f"normal_mixture_evalue: tau must be > 0, got {tau!r}")
+    if not variance > 0.0 or not math.isfinite(effect):
+        return 1.0
+    t2 = tau * tau
+    total = variance + t2
+    log_e = (math.log(2.0) + 0.5 * math.log(variance / total) + t2 * effect * effect / (2.0 * variance * total)
+             + normal_logcdf(effect * tau / math.sqrt(variance * total)))
+    return math.exp(min(log_e, _LOG_E_CAP))
+
+
+def cles_evalue(mw: MannWhitney, tau: float) -> float:
+    """The always-valid test that canary requests are slower: `normal_mixture_evalue` on
+    effect = CLES - 1/2 with the larger of the two variance estimates of the CLES (the
+    tie-corrected one under H0 and DeLong's). The null hypothesis "not slower" includes
+    distributions that differ without being shifted (e.g. wider), where the H0 variance
+    can be too small; over-estimating the variance keeps the e-value valid."""
+    pairs = mw.n_canary * mw.n_baseline
+    variance = max(mw.variance / (pairs * pairs), mw.variance_cles)
+    return normal_mixture_evalue(mw.cles - 0.5, variance, tau)
+
+
+# --- multiplicity ------------------------------------------------------------------------
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order: the i-th smallest p is
+    multiplied by (K - i + 1), made monotone and capped at 1. Rejecting adjusted p <= alpha
+    controls the family-wise error rate for a single look."""
+    k = len(pvalues)
+    order = sorted(range(k), key=lambda i: pvalues[i])
+    adjusted = [1.0] * k
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (k - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def bonferroni_evalues(evalues: Sequence[float], alpha: float) -> list[bool]:
+    """Which e-values reject with K = len(evalues) tests: e_i >= K / alpha (Bonferroni).
+
+    Each e-value is a test supermartingale, so P(e_i ever >= K/alpha) <= alpha/K and the
+    chance that any of them ever rejects is <= alpha: the family-wise error rate is
+    controlled over every tick and every test, under any dependence between tests (the
+    same requests feed several). e-BH would be more powerful with many regressions but
+    controls only the false discovery rate; one false rollback is what matters here.
+    """
+    threshold = len(evalues) / alpha
+    return [e >= threshold for e in evalues]
+
+
+# --- fixed-sample yardsticks ---------------------------------------------------------------
+
+
+def fixed_sample_size(p0: float, p1: float, share: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Canary requests a fixed-sample one-sided test needs to detect a bad ratio going from
+    p0 (baseline) to p1 (canary) with the given power, when the canary gets `share` of the
+    traffic (kappa = (1 - share) / share baseline requests per canary request).
+
+    The normal approximation for two proportions with unequal allocation (Fleiss, without
+    continuity correction): n_c = [z_a sqrt(pbar qbar (1 + 1/kappa))
+    + z_b sqrt(p1 q1 + p0 q0 / kappa)]^2 / (p1 - p0)^2 with pbar = (p1 + kappa p0)/(1 + kappa).
+    It is the yardstick of the power benchmark: no test, sequential or not, does much better.
+    """
+    share = _check_share(share)
+    if not 0.0 <= p0 < p1 <= 1.0:
+        raise ValueError(f"fixed_sample_size: need 0 <= p0 < p1 <= 1, got p0={p0!r}, p1={p1!r}")
+    kappa = (1.0 - share) / share
+    z_a, z_b = normal_ppf(1.0 - alpha), normal_ppf(power)
+    pbar = (p1 + kappa * p0) / (1.0 + kappa)
+    root = (z_a * math.sqrt(pbar * (1.0 - pbar) * (1.0 + 1.0 / kappa))
+            + z_b * math.sqrt(p1 * (1.0 - p1) + p0 * (1.0 - p0) / kappa))
+    return math.ceil(root * root / (p1 - p0) ** 2)
+
+
+def fixed_sample_size_cles(cles: float, share: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Canary requests a fixed-sample one-sided Mann-Whitney test needs to detect a latency
+    shift of the given CLES (P(canary slower)) with the given power: Noether's formula,
+    N = (z_a + z_b)^2 / (12 s (1 - s) (CLES - 1/2)^2) requests in all, s N of them the
+    canary's (continuous latencies, no ties)."""
+    share = _check_share(share)
+    if not 0.5 < cles < 1.0:
+        raise ValueError(f"fixed_sample_size_cles: CLES must be in (0.5, 1), got {cles!r}")
+    z = normal_ppf(1.0 - alpha) + normal_ppf(power)
+    total = z * z / (12.0 * share * (1.0 - share) * (cles - 0.5) ** 2)
+    return math.ceil(share * total)
