@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
+from alerts import rules
 from slo.spec import Spec
 
-CANARY_ALERT = "MCPCanaryRegression"
+CANARY_ALERT = rules.CANARY_ALERT
 GROUP_BY = ["alertname", "service", "slo"]
 
 

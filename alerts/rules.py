@@ -32,6 +32,8 @@ from slo.spec import Spec
 BURN_ALERT = "MCPSLOErrorBudgetBurn"
 EXHAUSTED_ALERT = "MCPSLOErrorBudgetExhausted"
 ABSENT_ALERT = "MCPSLOAbsentData"
+CANARY_ALERT = "MCPCanaryRegression"  # from the engine's mcp_canary_verdict; routed to the release receiver
+CANARY_FOR = "2m"  # the rollback verdict must hold this long (a few engine ticks)
 
 OBJECTIVES_GROUP = "mcp-slo-objectives"
 SLO_GROUP = "mcp-slo"
@@ -170,6 +172,20 @@ def alert_rules(spec: Spec, p: Plan) -> list[dict]:
                     **links,
                 },
             })
+    rules.append({
+        "alert": CANARY_ALERT,
+        "expr": promql.canary_rollback(),
+        "for": CANARY_FOR,
+        "labels": {"severity": "release", **extra},  # routed to the release managers, never paged
+        "annotations": {
+            "summary": "{{ $labels.service }}: roll back canary {{ $labels.canary }} (baseline {{ $labels.baseline }})",
+            "description": ("The canary judge of the mcp-slo engine finds {{ $labels.canary }} of {{ $labels.service }} "
+                            f"worse than {{{{ $labels.baseline }}}} for {CANARY_FOR}: see its evidence at "
+                            "/api/v1/canaries/{{ $labels.service }} of the engine."),
+            "runbook_url": link(a.runbook_url, "alerting.runbook_url", slo="canary"),
+            "dashboard_url": link(a.dashboard_url, "alerting.dashboard_url", slo="canary"),
+        },
+    })
     for service in p.services:
         rules.append({
             "alert": ABSENT_ALERT,

@@ -3,6 +3,10 @@
     GET /api/v1/slos                 every SLO of the latest tick (?status=critical&service=fs)
     GET /api/v1/slos/{service}       one service's SLOs (404 if the engine does not know it)
     GET /api/v1/services             services with their versions, SLO count and worst status
+    GET /api/v1/canaries             every canary's latest decision (verdict, score, evidence)
+    GET /api/v1/canaries/{service}   one service's canaries
+    GET /api/v1/gate/{service}       200 only for promote: 409 rollback, 425 inconclusive,
+                                     404 no canary, 503 stale (a deploy gate for Argo/Flagger)
     GET /healthz                     200 while the process serves
     GET /readyz                      200 once a fresh snapshot exists, 503 otherwise (with why)
     GET /metrics                     the engine's metrics (slo.engine_metrics)
@@ -28,6 +32,8 @@ from slo.engine import Engine
 from slo.engine_metrics import registry_for
 from slo.evaluate import STATUS_CODES, STATUSES
 
+# the gate's answer per verdict: only promote is 2xx (409: roll back; 425 Too Early: not yet known)
+GATE_STATUS = {"promote": 200, "rollback": 409, "inconclusive": 425}
 # worst first, for a service's summary status
 SEVERITY = {s: i for i, s in enumerate(("critical", "exhausted", "warning", "no_data", "ok"))}
 
@@ -92,6 +98,36 @@ def create_app(engine: Engine) -> Starlette:
                 s["status"] = r["status"]
         return json_response(sorted(out.values(), key=lambda s: s["service"]))
 
+    def canaries_now() -> list[dict]:
+        snapshot = engine.snapshot()
+        stale = engine.is_stale(snapshot)
+        return [{**d, "stale": stale, "evaluated_at": rfc3339(d["evaluated_at"])} for d in engine.canaries(snapshot)]
+
+    async def canaries(request: Request) -> Response:
+        return json_response(canaries_now())
+
+    async def service_canaries(request: Request) -> Response:
+        name = request.path_params["service"]
+        items = [d for d in canaries_now() if d["service"] == name]
+        if not items:
+            return json_response({"error": f"no canary of {name!r} in the latest evaluation"}, 404)
+        return json_response(items)
+
+    async def gate(request: Request) -> Response:
+        """For Argo Rollouts (web metric) and Flagger (webhook): 200 only when every canary of
+        the service is to be promoted on fresh data; otherwise the reason, non-2xx."""
+        name = request.path_params["service"]
+        items = [d for d in canaries_now() if d["service"] == name]
+        body = {"service": name, "canaries": items}
+        if not items:
+            return json_response({**body, "verdict": None, "reason": f"no canary of {name!r}"}, 404)
+        if any(d["stale"] for d in items):
+            return json_response({**body, "verdict": None, "reason": "the engine's latest evaluation is stale"}, 503)
+        verdicts = {d["verdict"] for d in items}
+        verdict = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
+        reason = "; ".join(d["reason"] for d in items if d["verdict"] == verdict)
+        return json_response({**body, "verdict": verdict, "reason": reason}, GATE_STATUS[verdict])
+
     async def healthz(request: Request) -> Response:
         h = engine.health
         return json_response({"status": "ok", "ticks": h.ticks, "failures": h.failures,
@@ -114,6 +150,9 @@ def create_app(engine: Engine) -> Starlette:
         Route("/api/v1/slos", slos),
         Route("/api/v1/slos/{service:path}", service_slos),
         Route("/api/v1/services", services),
+        Route("/api/v1/canaries", canaries),
+        Route("/api/v1/canaries/{service:path}", service_canaries),
+        Route("/api/v1/gate/{service:path}", gate, methods=["GET", "POST"]),  # Flagger's webhooks POST
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -22,7 +22,10 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from slo import promql
 from slo.backend import Backend, BackendError
+from slo.canary.collect import comparisons
+from slo.canary.judge import judge
 from slo.evaluate import Evaluation, TickTimeout, evaluate
 from slo.plan import plan
 from slo.spec import Spec
@@ -76,7 +79,11 @@ class Engine:
             began = time.monotonic()
             try:
                 result = evaluate(self.backend, self.spec, started, deadline=self.timeout, the_plan=self.plan)
+                decisions = self._judge_canaries(result.evaluated_at)
+                result.meta["canaries"] = len(decisions)
                 self.store.write_tick(result.evaluated_at, result.slos, result.tools, result.meta)
+                for decision in decisions:
+                    self.store.write_canary(result.evaluated_at, decision)
             except (BackendError, TickTimeout) as exc:
                 h.failures += 1
                 h.consecutive_failures += 1
@@ -101,6 +108,16 @@ class Engine:
             h.consecutive_failures = 0
             return result
 
+    def _judge_canaries(self, at: float) -> list[dict]:
+        """Every canary's decision at `at` (queries may raise BackendError: the tick fails)."""
+        out = []
+        for pair, comparison in comparisons(self.backend, self.spec, at):
+            d = judge(comparison)
+            out.append({"service": pair.service, "baseline": pair.baseline, "canary": pair.canary,
+                        "verdict": d.verdict, "score": d.score, "reason": d.reason, "metrics": d.metrics,
+                        "window": promql.duration(pair.window), "canary_age_seconds": pair.age})
+        return out
+
     # --- schedule ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -123,6 +140,13 @@ class Engine:
 
     def snapshot(self) -> Snapshot | None:
         return self.store.latest()
+
+    def canaries(self, snapshot: Snapshot | None = None) -> list[dict]:
+        """The canary decisions of the latest tick (older ones are history)."""
+        snapshot = snapshot or self.snapshot()
+        if snapshot is None:
+            return []
+        return [d for d in self.store.canary_latest() if d["evaluated_at"] == snapshot.evaluated_at]
 
     def stale_after(self) -> float:
         """A snapshot older than this many seconds is stale: two missed ticks."""

@@ -9,6 +9,8 @@ Service-level SLOs have tool="".
     mcp_slo_burn_rate{service,tool,slo,window}              per window
     mcp_slo_objective{service,tool,slo,window}
     mcp_slo_status{service,tool,slo,status}                 1 for the current status, 0 for the others
+    mcp_canary_verdict{service,baseline,canary,verdict}     1 for the current verdict
+    mcp_canary_score{service,baseline,canary}               0 (roll back) to 100
     mcp_slo_engine_*                                        ticks, failures, durations, snapshot age
 """
 
@@ -22,6 +24,8 @@ from prometheus_client.registry import Collector
 
 from slo.engine import Engine
 from slo.evaluate import STATUSES
+
+VERDICTS = ("promote", "rollback", "inconclusive")
 
 SLO_LABELS = ["service", "tool", "slo"]
 
@@ -54,6 +58,16 @@ class EngineCollector(Collector):
             for s in STATUSES:
                 status.add_metric([*ids, s], 1.0 if r["status"] == s else 0.0)
         yield from (sli, remaining, objective, burn, status)
+
+        pair = ["service", "baseline", "canary"]
+        verdict = GaugeMetricFamily("mcp_canary_verdict", "1 for the canary's current verdict", labels=[*pair, "verdict"])
+        score = GaugeMetricFamily("mcp_canary_score", "The canary's score, 0 (roll back) to 100", labels=pair)
+        for d in e.canaries(snapshot):
+            ids = [d["service"], d["baseline"], d["canary"]]
+            for v in VERDICTS:
+                verdict.add_metric([*ids, v], 1.0 if d["verdict"] == v else 0.0)
+            score.add_metric(ids, d["score"])
+        yield from (verdict, score)
 
         h = e.health
         yield _counter("mcp_slo_engine_ticks", "Ticks attempted", h.ticks)

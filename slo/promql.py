@@ -453,3 +453,30 @@ def tool_bucket_rates(window: float) -> str:
     series = selector(f"{names.OPERATION_DURATION}_bucket", [matcher("method", "=", TOOL_METHOD)])
     return f"sum by (service, tool, le) (rate({series}[{duration(window)}]))"
 
+
+# --- canary queries -------------------------------------------------------------------------
+
+
+def version_first_seen(lookback: float, step: float) -> str:
+    """Seconds since each (service, version) first had tools/call series, within `lookback`
+    (at `step` resolution): how old a canary is."""
+    grouped = f"count by (service, version) ({selector(names.OPERATIONS_TOTAL, [matcher('method', '=', TOOL_METHOD)])})"
+    return f"time() - min_over_time(timestamp({grouped})[{duration(lookback)}:{duration(step)}])"
+
+
+def version_status_counts(window: float) -> str:
+    """tools/call requests by service, version, tool and status over `window` (counts)."""
+    series = selector(names.OPERATIONS_TOTAL, [matcher("method", "=", TOOL_METHOD)])
+    return f"sum by (service, version, tool, status) (increase({series}[{duration(window)}]))"
+
+
+def version_bucket_counts(window: float) -> str:
+    """tools/call duration buckets by service, version, tool and le over `window` (counts)."""
+    series = selector(f"{names.OPERATION_DURATION}_bucket", [matcher("method", "=", TOOL_METHOD)])
+    return f"sum by (service, version, tool, le) (increase({series}[{duration(window)}]))"
+
+
+def canary_rollback() -> str:
+    """1 for every canary the engine's judge says to roll back (the engine's own metric)."""
+    return f"{selector('mcp_canary_verdict', [matcher('verdict', '=', 'rollback')])} == 1"
+

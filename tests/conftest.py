@@ -14,13 +14,15 @@ from tests import binaries
 from tests.webhooks import Webhooks
 
 
-def _stack(tmp_path_factory, scenario: str, history_days: float) -> Iterator[Stack]:
+def running_stack(tmp_path_factory, scenario: str, history_days: float, **overrides) -> Iterator[Stack]:
+    """A demo stack under load (with the SLO engine) for the duration of a fixture."""
     for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
         binaries.require(binary)
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = StackConfig(workdir=tmp_path_factory.mktemp(f"stack-{scenario}"), scenario=scenario, rate=20.0,
-                         history_days=history_days, scrape_interval="1s", seed=42, engine=True, engine_interval=5.0)
+    settings = {"rate": 20.0, "scrape_interval": "1s", "seed": 42, "engine": True, "engine_interval": 5.0, **overrides}
+    config = StackConfig(workdir=tmp_path_factory.mktemp(f"stack-{scenario}"), scenario=scenario,
+                         history_days=history_days, **settings)
     stack = start_stack(config)
     stack.start_load()
     try:
@@ -32,13 +34,13 @@ def _stack(tmp_path_factory, scenario: str, history_days: float) -> Iterator[Sta
 @pytest.fixture(scope="session")
 def regression_stack(tmp_path_factory) -> Iterator[Stack]:
     """The demo under the regression scenario with 30 days of history."""
-    yield from _stack(tmp_path_factory, "regression", 30)
+    yield from running_stack(tmp_path_factory, "regression", 30)
 
 
 @pytest.fixture(scope="session")
 def healthy_stack(tmp_path_factory) -> Iterator[Stack]:
     """The demo under the healthy scenario with one day of history."""
-    yield from _stack(tmp_path_factory, "healthy", 1)
+    yield from running_stack(tmp_path_factory, "healthy", 1)
 
 
 @pytest.fixture(scope="module")

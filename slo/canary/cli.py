@@ -1,0 +1,97 @@
+"""`mcp-slo canary`: a one-shot canary judgement for a CI pipeline.
+
+    mcp-slo canary --service filesystem --prometheus http://127.0.0.1:9090 [--config SPEC]
+                   [--baseline v1 --canary v2]
+
+Prints the verdict, the reason and the evidence table. Exit codes: 0 promote, 1 roll back,
+3 inconclusive; 2 bad usage (a broken spec, no canary found, Prometheus unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from slo import importers
+from slo.spec import Spec, SpecError
+
+EXIT = {"promote": 0, "rollback": 1, "inconclusive": 3}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--service", required=True, help="the service whose canary to judge")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090", metavar="URL")
+    parser.add_argument("--config", metavar="SPEC", help="the SLO spec (canary settings, latency threshold)")
+    parser.add_argument("--baseline", help="the baseline version (default: the spec's, or the busiest)")
+    parser.add_argument("--canary", help="the canary version (default: every other version with traffic)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per query (default 30)")
+
+
+def _fail(message: str) -> int:
+    print(f"mcp-slo canary: {message}", file=sys.stderr)
+    return 2
+
+
+def table(decision) -> str:
+    rows = [("metric", "tool", "baseline", "canary", "effect [interval]", "p-value", "e-value", "result")]
+    for m in decision.metrics:
+        rows.append((str(m.get("name", "")), str(m.get("tool") or "(all)"), _side(m.get("baseline")),
+                     _side(m.get("canary")), _effect(m.get("effect")), _number(m.get("p_value")),
+                     _number(m.get("e_value")), str(m.get("status", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _side(counts) -> str:
+    """A version's column: its bad ratio and counts, or its request count."""
+    if not isinstance(counts, dict):
+        return "-"
+    if counts.get("ratio") is not None:
+        return f"{counts['ratio']:.3%} ({counts.get('bad', 0):.0f}/{counts.get('requests', 0):.0f})"
+    return f"{counts.get('requests', 0):.0f} requests"
+
+
+def _effect(effect) -> str:
+    if not isinstance(effect, dict):
+        return "-"
+    name = "CLES" if str(effect.get("measure", "")).startswith("CLES") else "x"
+    value = _number(effect.get("value"))
+    return f"{name} {value} [{_number(effect.get('low'))}, {_number(effect.get('high'))}]"
+
+
+def run(args: argparse.Namespace) -> int:
+    from slo.backend import Backend, BackendError, BackendOptions
+    from slo.canary.collect import comparisons
+    from slo.canary.judge import judge
+
+    try:
+        spec = importers.load(args.config).spec if args.config else Spec()
+        backend = Backend(BackendOptions(url=args.prometheus, timeout=args.timeout, retries=1))
+    except SpecError as exc:
+        return _fail(f"invalid spec\n{exc}")
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        baselines = {args.service: args.baseline} if args.baseline else None
+        found = [(p, c) for p, c in comparisons(backend, spec, time.time(), baselines=baselines)
+                 if p.service == args.service and (args.canary is None or p.canary == args.canary)]
+    except BackendError as exc:
+        return _fail(str(exc))
+    if not found:
+        return _fail(f"no canary of {args.service!r} with traffic in Prometheus at {args.prometheus}")
+    verdicts = []
+    for pair, comparison in found:
+        d = judge(comparison)
+        verdicts.append(d.verdict)
+        print(f"{pair.service}: {pair.canary} against {pair.baseline} over the last {int(pair.window / 60)} min: "
+              f"{d.verdict.upper()} (score {d.score})")
+        print(f"  {d.reason}\n")
+        print(table(d))
+        print()
+    worst = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
+    return EXIT[worst]
