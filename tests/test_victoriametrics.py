@@ -1,9 +1,12 @@
 """The engine unchanged against a second PromQL backend: VictoriaMetrics holding the same
 generated history as a Prometheus gives the same SLIs, budgets and burn rates.
 
-VictoriaMetrics' rate() does not extrapolate (it counts from the sample before the
-window), Prometheus' does; over windows of a day and more that differs by far less than
-0.1%, which is what is asserted. Both are also checked against the history's own counts.
+The engine's raw queries use increase(), which the two count differently where a series
+starts inside the window: VictoriaMetrics counts the series' first value, Prometheus
+extrapolates at most half a step back. With sparse error counters (a canary's errors
+start two hours before the end) that is a few errors out of a few hundred: SLIs agree
+within 0.1%, error ratios (budgets, burn rates) within 1%. Both are also checked against
+the history's own counts.
 """
 
 from __future__ import annotations
@@ -101,9 +104,9 @@ def test_victoriametrics_and_prometheus_agree(data, prometheus_url, victoria_url
         v = vm[key]
         assert (p["status"], p["window"], p["objective"]) == (v["status"], v["window"], v["objective"]), key
         assert v["sli"] == pytest.approx(p["sli"], rel=1e-3), key
-        assert v["error_budget_remaining"] == pytest.approx(p["error_budget_remaining"], rel=1e-3, abs=1e-4), key
+        assert v["error_budget_remaining"] == pytest.approx(p["error_budget_remaining"], rel=1e-2, abs=1e-3), key
         for window in LONG_WINDOWS:
-            assert v["burn_rates"][window] == pytest.approx(p["burn_rates"][window], rel=1e-3), (key, window)
+            assert v["burn_rates"][window] == pytest.approx(p["burn_rates"][window], rel=1e-2), (key, window)
         if key[1] is None:  # service level: both match the generated counts themselves
             objective = next(o for o in SPEC.objectives_for(key[0]) if o.name == key[2])
             exact = truth(past, key[0], objective, at, objective.window_seconds)
