@@ -66,6 +66,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "and the 30d SLI's accuracy (goal 0.1%)"),
     Benchmark("engine", "bench.bench_engine",
               "engine tick at 10/100/1,000 services vs per-service queries (goal: 2 s, 20 queries, 300 MB at 1,000)"),
+    Benchmark("canary", "bench.bench_canary",
+              "canary judge: A/A false rollbacks (goal <= 1%), power vs the fixed-sample minimum (goal <= 1.5x), "
+              "beside Kayenta- and Flagger-style judges"),
     Benchmark("load", "bench.bench_load",
               "demo load generator: achieved vs target rate, and memory over the run", {"seconds": 60.0}),
 )
