@@ -76,6 +76,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # Stopping: a late or second Ctrl-C must not cut the clean-up short (and escape as a
+        # KeyboardInterrupt); the children die with us anyway (PR_SET_PDEATHSIG).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.close()
     say("demo stopped")
     return 0

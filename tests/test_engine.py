@@ -78,7 +78,11 @@ def test_slis_budgets_and_burn_rates_match_the_generated_history(regression_stac
         objective = next(o for o in SPEC.objectives_for(r["service"]) if o.name == r["slo"])
         expected = truth(history, r["service"], objective, at, seconds)
         burn = expected / objective.error_budget
-        assert r["burn_rates"][window] == pytest.approx(burn, rel=1e-3), (r["service"], r["slo"], window)
+        # Prometheus extrapolates each series to the window's edges, a step's worth of counts
+        # at most; with the latency buckets' random draws that is within 0.1% over 3 days and
+        # more, and up to ~0.5% over hours (180 steps of 2 minutes in 6h).
+        tolerance = 1e-3 if seconds >= 3 * 86400 else 1e-2
+        assert r["burn_rates"][window] == pytest.approx(burn, rel=tolerance), (r["service"], r["slo"], window)
         if window == r["window"]:
             assert r["sli"] == pytest.approx(1 - expected, rel=1e-3)
             assert r["error_budget_remaining"] == pytest.approx(1 - burn, rel=1e-3, abs=1e-6)
