@@ -59,8 +59,7 @@ def per_service(backend: Backend, services: Sequence[str], windows: Sequence[int
     for service in services:
         for w in windows:
             names = [promql.recorded(n, w) for n in (promql.SLI_TOTAL, promql.SLI_BAD)]
-            expr = promql.selector("", [promql.matcher("__name__", "=~", "|".join(names)),
-                                        promql.matcher("service", "=", service)])
+            expr = promql.selector("", [promql.one_of("__name__", names), promql.matcher("service", "=", service)])
             for key, per in read_recorded(backend.query(expr, at), [w]).items():
                 rates.setdefault(key, {}).update(per)
     return rates

@@ -67,24 +67,23 @@ def matcher(label: str, op: str, value: str) -> str:
     return f"{label}{op}{quote(value)}"
 
 
-def one_of(label: str, values: Iterable[str]) -> str:
-    """`label="v"` for one value, `label=~"a|b"` for several (names matched literally)."""
+def _any(label: str, values: Iterable[str], equal: str, regex: str) -> str:
     values = sorted(set(values))
     if not values:
-        raise ValueError(f"one_of({label!r}) needs at least one value")
+        raise ValueError(f"a {label!r} matcher needs at least one value")
     if len(values) == 1:
-        return matcher(label, "=", values[0])
-    return matcher(label, "=~", "|".join(regex_escape(v) for v in values))
+        return matcher(label, equal, values[0])
+    return matcher(label, regex, "|".join(regex_escape(v) for v in values))
+
+
+def one_of(label: str, values: Iterable[str]) -> str:
+    """`label="v"` for one value, `label=~"a|b"` for several (names matched literally)."""
+    return _any(label, values, "=", "=~")
 
 
 def none_of(label: str, values: Iterable[str]) -> str:
     """`label!="v"` for one value, `label!~"a|b"` for several (names matched literally)."""
-    values = sorted(set(values))
-    if not values:
-        raise ValueError(f"none_of({label!r}) needs at least one value")
-    if len(values) == 1:
-        return matcher(label, "!=", values[0])
-    return matcher(label, "!~", "|".join(regex_escape(v) for v in values))
+    return _any(label, values, "!=", "!~")
 
 
 def selector(metric: str, matchers: Sequence[str] = ()) -> str:
@@ -416,8 +415,7 @@ def discovery() -> str:
 
 def recorded_slis(windows: Iterable[float]) -> str:
     """Every recorded SLI rate, total and bad, of `windows`, for every SLO at once."""
-    wanted = sorted({recorded(name, w) for name in (SLI_TOTAL, SLI_BAD) for w in windows})
-    return selector("", [matcher("__name__", "=~", "|".join(regex_escape(n) for n in wanted))])
+    return selector("", [one_of("__name__", {recorded(name, w) for name in (SLI_TOTAL, SLI_BAD) for w in windows})])
 
 
 def recorded_hours(window: float) -> str:
