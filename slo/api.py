@@ -12,7 +12,8 @@
     GET /metrics                     the engine's metrics (slo.engine_metrics)
 
 Every answer comes from the store's latest snapshot: no request reaches Prometheus.
-Each SLO object carries `stale` (the engine's last tick failed or is too old) and
+Each SLO object carries `stale` (two ticks in a row failed, or the snapshot is older than
+two missed ticks) and
 `evaluated_at` (RFC 3339). JSON never holds NaN: unknown numbers are null.
 """
 
@@ -122,7 +123,9 @@ def create_app(engine: Engine) -> Starlette:
         if not items:
             return json_response({**body, "verdict": None, "reason": f"no canary of {name!r}"}, 404)
         if any(d["stale"] for d in items):
-            return json_response({**body, "verdict": None, "reason": "the engine's latest evaluation is stale"}, 503)
+            why = f": {engine.health.last_error}" if engine.health.last_error else ""
+            return json_response({**body, "verdict": None,
+                                  "reason": f"the engine's latest evaluation is stale{why}"}, 503)
         verdicts = {d["verdict"] for d in items}
         verdict = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
         reason = "; ".join(d["reason"] for d in items if d["verdict"] == verdict)

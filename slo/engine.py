@@ -153,9 +153,12 @@ class Engine:
         return 2 * self.interval + self.timeout
 
     def is_stale(self, snapshot: Snapshot | None) -> bool:
+        """Stale: two ticks in a row failed, or the snapshot is older than two missed ticks.
+        One failed tick alone is not enough: a deploy gate that answered 503 on every
+        transient timeout would count as failed checks in Flagger and roll releases back."""
         if snapshot is None:
             return True
-        return self.now() - snapshot.evaluated_at > self.stale_after() or self.health.consecutive_failures > 0
+        return self.now() - snapshot.evaluated_at > self.stale_after() or self.health.consecutive_failures >= 2
 
 
 def _datetime(ts: float) -> datetime:

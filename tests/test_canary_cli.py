@@ -31,7 +31,9 @@ def canary(stack: Stack, service: str, capsys) -> tuple[int, str]:
 
 
 def gate(stack: Stack, service: str) -> httpx.Response:
-    return wait_until(lambda: (lambda r: r if r.status_code != 404 else None)(
+    """The gate's answer once the engine has a decision on fresh data (a loaded CI machine
+    can fail ticks in a row: 503, which Argo and Flagger retry too)."""
+    return wait_until(lambda: (lambda r: r if r.status_code not in (404, 503) else None)(
         httpx.get(f"{stack.engine_url}/api/v1/gate/{service}", timeout=5)), timeout=60, interval=0.5,
         what=f"a canary decision for {service}")
 
