@@ -215,7 +215,11 @@ class Canary(_Model):
     baseline: str | None = None  # default: the version with the most traffic
     max_lookback: Duration = "24h"
     min_requests: int = Field(default=200, ge=1)
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)  # false rollbacks, over every tick and test
+    # The regressions a promotion must have been able to catch (80% power): the canary's
+    # error ratio (or slow share) times error_regression, its latencies times latency_regression.
+    error_regression: float = Field(default=2.0, gt=1)
+    latency_regression: float = Field(default=1.2, gt=1)
 
 
 class ToolSpec(_Model):

@@ -41,7 +41,10 @@ def test_identical_versions_with_lots_of_traffic_are_promoted():
     assert [m["name"] for m in decision.metrics] == ["errors", "latency", "slow_share"]
     for m in decision.metrics:
         assert m["status"] == PASSED and m["tool"] is None
-        assert m["threshold"] == pytest.approx(3 / 0.05)  # 3 tests, Bonferroni on e-values
+        # 3 tests, alpha 0.01: 90% of alpha / 3 to each boundary, 10% / 3 to each e-value
+        assert m["sequential"]["boundary"] == pytest.approx(stats.sequential_boundary(0.009 / 3))
+        assert m["e_threshold"] == pytest.approx(3 / 0.001)
+        assert m["sequential"]["planned_information"] >= 1 and m["rejected_by"] is None
         assert m["e_value"] < 1 and m["p_value"] > 0.4 and m["power"] >= 0.8
     errors = metric(decision, "errors")
     assert errors["baseline"] == {"requests": 90_000, "bad": pytest.approx(900), "ratio": pytest.approx(0.01)}
@@ -57,9 +60,9 @@ def test_two_points_more_errors_rolls_back():
     decision = judge(compare(counts(90_000, 0.01), counts(10_000, 0.03)))
     assert decision.verdict == ROLLBACK and decision.score == 0
     assert "v2 fails 3.0% of requests against 1.0% for v1" in decision.reason
-    assert "p < 0.001" in decision.reason and decision.reason.endswith("roll back.")
+    assert "needs p <=" in decision.reason and decision.reason.endswith("roll back.")
     errors = metric(decision, "errors")
-    assert errors["status"] == FAILED and errors["e_value"] >= errors["threshold"]
+    assert errors["status"] == FAILED and errors["rejected_by"] in ("boundary", "e-value")
     assert errors["effect"]["value"] == pytest.approx(3.0) and errors["effect"]["low"] > 2.0
     assert metric(decision, "latency")["status"] == PASSED
     json.dumps(decision.metrics, allow_nan=False)
@@ -100,6 +103,51 @@ def test_too_little_information_is_inconclusive_and_says_how_much_is_needed():
     assert later.verdict == PROMOTE
 
 
+def planned_size(error_ratio: float = 0.01) -> int:
+    """Canary requests (10% share) at which the errors test reaches its planned information."""
+    errors = metric(judge(compare(counts(9_000, error_ratio), counts(1_000, error_ratio))), "errors")
+    return errors["required_requests"]
+
+
+def test_the_planned_regression_is_caught_by_the_boundary_at_the_planned_size():
+    n = planned_size()
+    # The expected counts of a doubled error ratio at the planned information: the sequential
+    # boundary rejects; the always-valid e-value alone would not yet.
+    decision = judge(compare(counts(9 * n, 0.01), counts(n, 0.02)))
+    errors = metric(decision, "errors")
+    assert decision.verdict == ROLLBACK and errors["rejected_by"] == "boundary", errors
+    assert errors["e_value"] < errors["e_threshold"]
+    assert "the sequential test needs p <=" in decision.reason
+    # Early on the boundary asks for far more (O'Brien-Fleming): p <= 1 - Phi(b / sqrt(t)).
+    early = metric(judge(compare(counts(9 * 0.1 * n, 0.01), counts(0.1 * n, 0.01), min_requests=1)), "errors")
+    assert early["sequential"]["reject_at"] < errors["sequential"]["reject_at"] / 10
+
+
+def test_a_much_larger_regression_is_caught_early_by_the_e_value():
+    n = planned_size()
+    decision = judge(compare(counts(9 * 0.15 * n, 0.01), counts(0.15 * n, 0.08)))
+    errors = metric(decision, "errors")
+    assert decision.verdict == ROLLBACK and errors["rejected_by"] == "e-value", errors
+    assert errors["sequential"]["p_value"] > errors["sequential"]["reject_at"]  # too early for the boundary
+
+
+def test_the_latency_plan_is_twenty_percent_slower_on_the_services_own_buckets():
+    decision = judge(compare(counts(90_000, 0.01), counts(10_000, 0.01)))
+    latency = metric(decision, "latency")
+    # What Mann-Whitney on these buckets measures between these latencies and the same x1.2
+    # (the counts are log-normal: the judge's fit recovers them).
+    slower = counts(1.0, 0.0, median=0.12 * 1.2)
+    same = counts(1.0, 0.0)
+    per_bucket = [[hi - lo for (_, lo), (_, hi) in zip(((0, 0.0),) + c.buckets[:-1], c.buckets)]
+                  for c in (slower, same)]
+    expected = stats.mann_whitney_buckets(per_bucket[0], per_bucket[1]).cles
+    assert latency["planned_cles"] == pytest.approx(expected, abs=1e-6)
+    assert 0.54 < expected < 0.56
+    slower = metric(judge(compare(counts(90_000, 0.01), counts(10_000, 0.01), latency_regression=1.5)), "latency")
+    assert slower["planned_cles"] > latency["planned_cles"]
+    assert slower["sequential"]["planned_information"] > latency["sequential"]["planned_information"]
+
+
 def test_score_grows_with_information_and_never_promotes_early():
     scores = []
     for canary in (150, 300, 1_000, 3_000, 30_000):
@@ -130,7 +178,7 @@ def test_regression_in_one_tool_rolls_back_and_names_the_tool():
     assert "'search'" in decision.reason and "'fetch'" not in decision.reason
     assert metric(decision, "errors", "search")["status"] == FAILED
     assert all(m["status"] != FAILED for m in decision.metrics if m["tool"] == "fetch")
-    assert metric(decision, "errors", "search")["threshold"] == pytest.approx(9 / 0.05)  # 3 metrics x 3 scopes
+    assert metric(decision, "errors", "search")["e_threshold"] == pytest.approx(9 / 0.001)  # 3 metrics x 3 scopes
 
 
 def test_baseline_without_errors():

@@ -56,6 +56,11 @@ def test_normal_ppf_textbook_quantiles(p, z):
     assert abs(stats.normal_ppf(1 - p) + z) < 1e-14
 
 
+def test_normal_ppf_of_the_smallest_probabilities_does_not_overflow():
+    assert stats.normal_ppf(5e-324) == pytest.approx(-38.47, abs=0.01)
+    assert stats.normal_ppf(1e-310) == pytest.approx(-37.66, abs=0.01)
+
+
 def test_normal_ppf_inverts_the_cdf_in_both_tails():
     for p in (1e-300, 1e-100, 1e-20, 1e-8, 0.001, 0.02425, 0.1, 0.3, 0.49, 0.7, 0.97575, 0.9999):
         assert rel(stats.normal_cdf(stats.normal_ppf(p)), p) < 1e-12
@@ -438,3 +443,114 @@ def test_binomial_mixture_catches_a_doubling_within_a_few_thousand_canary_reques
     assert fixed == 912
     assert np.mean(detected_at <= 5000) >= 0.95
     assert np.mean(detected_at <= 2.5 * fixed) >= 0.8
+
+
+# --- the sequential boundary ------------------------------------------------------------
+
+
+def brownian_paths(rng: np.random.Generator, runs: int, horizon: float, steps: int, drift: float = 0.0):
+    """(times, paths): standard Brownian motion plus drift t, sampled at `steps` points."""
+    dt = horizon / steps
+    increments = rng.standard_normal((runs, steps)) * math.sqrt(dt) + drift * dt
+    return np.arange(1, steps + 1) * dt, increments.cumsum(1)
+
+
+def critical_z(boundary: float, times: np.ndarray) -> np.ndarray:
+    """The z at or above which the p-value is at or below `sequential_level` (inf: never)."""
+    levels = [stats.sequential_level(boundary, t) for t in times]
+    return np.array([-stats.normal_ppf(level) if level > 0 else math.inf for level in levels])
+
+
+def test_sequential_boundary_solves_its_bound():
+    for alpha in (0.003, 0.01, 0.05 / 3):
+        b = stats.sequential_boundary(alpha)
+        assert stats.false_rejection_bound(b) == pytest.approx(alpha, rel=1e-9)
+        # the continuation costs a little: b is above the flat boundary's z_{1 - alpha/2}
+        assert stats.normal_ppf(1 - alpha / 2) < b < stats.normal_ppf(1 - alpha / 2) + 0.3
+
+
+def test_crossing_probability_against_simulation():
+    rng = np.random.default_rng(11)
+    b = 2.5
+    for drift in (0.0, 2.0, 3.5):
+        _, paths = brownian_paths(rng, 20_000, 1.0, 2_000, drift)
+        simulated = np.mean(paths.max(1) >= b)
+        exact = stats.crossing_probability(b, drift)
+        # discrete sampling misses a few crossings (Siegmund: about 0.58 sqrt(dt) of boundary)
+        assert exact - 0.03 <= simulated <= exact + 0.01, (drift, simulated, exact)
+    assert stats.crossing_probability(b, 0.0) == pytest.approx(2 * (1 - stats.normal_cdf(b)))
+
+
+def test_design_drift_gives_the_power_by_t_1():
+    b = stats.sequential_boundary(0.003)
+    theta = stats.design_drift(b, 0.8)
+    assert stats.crossing_probability(b, theta) == pytest.approx(0.8, abs=1e-9)
+    # A fixed-sample test at the same alpha needs z_{1-a} + z_{0.8}: sequential costs < 20%.
+    fixed = stats.normal_ppf(1 - 0.003) + stats.normal_ppf(0.8)
+    assert 1.0 < (theta / fixed) ** 2 < 1.2
+    assert stats.power_by(b, theta, 1.0) == pytest.approx(0.8, abs=1e-9)
+    assert stats.power_by(b, theta, 0.5) < 0.5 and stats.power_by(b, theta, 0.0) == 0.0
+
+
+def test_sequential_level_keeps_false_rejections_under_alpha_at_any_number_of_looks():
+    """Under H0, rejecting whenever the one-sided p-value of Z(t) = B(t)/sqrt(t) is at or
+    below `sequential_level(b, t)`, looked at 3,000 times up to t = 3 (so past the flat
+    part), happens in at most alpha of the runs; the same p-value looked at once would
+    reject in alpha/2 of them at t = 1, and a fixed level of alpha looked at every time in
+    far more."""
+    alpha = 0.05  # large enough to be measured with 20,000 runs
+    b = stats.sequential_boundary(alpha)
+    rng = np.random.default_rng(7)
+    times, paths = brownian_paths(rng, 20_000, 3.0, 3_000)
+    z = paths / np.sqrt(times)
+    critical = critical_z(b, times)
+    rejected = np.mean((z >= critical).any(1))
+    assert 0.5 * alpha <= rejected <= alpha, rejected
+    assert np.mean((z >= stats.normal_ppf(1 - alpha)).any(1)) > 3 * alpha
+
+
+def test_sequential_level_catches_the_planned_drift_by_t_1_and_more_after():
+    b = stats.sequential_boundary(0.003)
+    theta = stats.design_drift(b, 0.8)
+    rng = np.random.default_rng(8)
+    times, paths = brownian_paths(rng, 20_000, 2.0, 2_000, theta)
+    z = paths / np.sqrt(times)
+    caught = z >= critical_z(b, times)
+    by_1 = np.mean(caught[:, times <= 1.0].any(1))
+    assert 0.77 <= by_1 <= 0.81, by_1  # 80% by t = 1, less a little for discrete looks
+    assert np.mean(caught.any(1)) > 0.9  # the continuation catches most of the rest by t = 2
+
+
+# --- planning a latency regression ------------------------------------------------------
+
+BOUNDS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, math.inf)
+
+
+def lognormal_buckets(mu: float, sigma: float, n: float = 1.0) -> list[float]:
+    cdf = [1.0 if b == math.inf else stats.normal_cdf((math.log(b) - mu) / sigma) for b in BOUNDS]
+    return [n * (c - (cdf[i - 1] if i else 0.0)) for i, c in enumerate(cdf)]
+
+
+def test_lognormal_fit_recovers_a_lognormal_and_refuses_what_it_cannot_fit():
+    mu, sigma = stats.lognormal_fit(lognormal_buckets(math.log(0.08), 0.7, 5000), BOUNDS)
+    assert mu == pytest.approx(math.log(0.08), abs=1e-9) and sigma == pytest.approx(0.7, abs=1e-9)
+    one_bucket = [0, 0, 100, 0, 0, 0, 0, 0, 0]
+    assert stats.lognormal_fit(one_bucket, BOUNDS) is None  # no bound with requests on both sides
+    assert stats.lognormal_fit([0] * 9, BOUNDS) is None
+
+
+def test_planned_cles_is_what_mann_whitney_sees_between_a_lognormal_and_it_slower():
+    base = lognormal_buckets(math.log(0.05), 0.8)
+    slower = lognormal_buckets(math.log(0.05 * 1.2), 0.8)
+    expected = stats.mann_whitney_buckets(slower, base).cles
+    assert stats.planned_cles(base, BOUNDS, 1.2) == pytest.approx(expected, abs=1e-9)
+    assert stats.planned_cles(base, BOUNDS, 1.5) > expected > 0.5
+
+
+def test_planned_cles_falls_back_to_spreading_requests_inside_their_bucket():
+    one_bucket = [0, 0, 100, 0, 0, 0, 0, 0, 0]  # all in (0.05, 0.1]
+    # x1.2 moves the top sixth of (0.05, 0.1] past 0.1 (evenly spread: (0.1 - 0.1/1.2) / 0.05)
+    moved = (0.1 - 0.1 / 1.2) / 0.05
+    assert stats.planned_cles(one_bucket, BOUNDS, 1.2) == pytest.approx(moved + (1 - moved) * 0.5)
+    assert stats.shift_weights(BOUNDS, 1.0)[3] == (3, 1.0)
+    assert stats.planned_cles([0] * 9, BOUNDS, 1.2) is None

@@ -39,14 +39,17 @@ def test_counters_only_grow_and_buckets_add_up():
             assert np.array_equal(inf, count)
 
 
-def test_the_canary_starts_two_hours_before_the_end_and_takes_its_share():
+def test_the_canary_starts_its_age_before_the_end_and_takes_its_share():
     h = make(days=2)
+    age = load("healthy").canary_age
+    assert age == 3 * 3600
     step = h.timestamps[1] - h.timestamps[0]
     for first, values in series(h, "mcp_operations_total", version="v2"):
-        assert h.timestamps[first] >= END - 2 * 3600 - step
+        assert END - age - step <= h.timestamps[first] <= END - age + step
     v2 = sum(v[-1] for _, v in series(h, "mcp_operation_duration_seconds_count", service="filesystem", version="v2"))
-    v1_since = sum(v[-1] - v[-61] for _, v in series(h, "mcp_operation_duration_seconds_count",
-                                                    service="filesystem", version="v1"))
+    since = int(age / step) + 1
+    v1_since = sum(v[-1] - v[-since] for _, v in series(h, "mcp_operation_duration_seconds_count",
+                                                       service="filesystem", version="v1"))
     assert 0.07 < v2 / (v1_since + v2) < 0.13  # 10% split, Poisson noise
 
 

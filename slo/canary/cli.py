@@ -34,11 +34,15 @@ def _fail(message: str) -> int:
 
 
 def table(decision) -> str:
-    rows = [("metric", "tool", "baseline", "canary", "effect [interval]", "p-value", "e-value", "result")]
+    rows = [("metric", "tool", "baseline", "canary", "effect [interval]", "p-value", "rollback at",
+             "information", "result")]
     for m in decision.metrics:
+        sequential = m.get("sequential") or {}
+        information = sequential.get("planned_information")
         rows.append((str(m.get("name", "")), str(m.get("tool") or "(all)"), _side(m.get("baseline")),
-                     _side(m.get("canary")), _effect(m.get("effect")), _number(m.get("p_value")),
-                     _number(m.get("e_value")), str(m.get("status", ""))))
+                     _side(m.get("canary")), _effect(m.get("effect")), _number(sequential.get("p_value")),
+                     _number(sequential.get("reject_at")),
+                     "-" if information is None else f"{min(information, 9.99):.0%}", str(m.get("status", ""))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -128,5 +128,6 @@ def comparisons(backend: Backend, spec: Spec, at: float,
             tools={t: (counts(status, buckets, p.service, p.baseline, t), counts(status, buckets, p.service, p.canary, t))
                    for t in tools},
             latency_threshold=latency, canary_page_burn=burning, min_requests=settings.min_requests,
-            alpha=settings.alpha)))
+            alpha=settings.alpha, error_regression=settings.error_regression,
+            latency_regression=settings.latency_regression)))
     return out
