@@ -69,6 +69,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("canary", "bench.bench_canary",
               "canary judge: A/A false rollbacks (goal <= 1%), power vs the fixed-sample minimum (goal <= 1.5x), "
               "beside Kayenta- and Flagger-style judges"),
+    Benchmark("dashboard", "bench.bench_dashboard",
+              "dashboard overview view at 10/100/1,000 services (goal at 1,000: p95 <= 200 ms for an evaluation "
+              "already read, 0 Prometheus queries)"),
     Benchmark("load", "bench.bench_load",
               "demo load generator: achieved vs target rate, and memory over the run", {"seconds": 60.0}),
 )

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from slo.engine import Engine
 from slo.engine_metrics import registry_for
 from slo.evaluate import STATUS_CODES, STATUSES
+from slo.store import Snapshot
 
 # the gate's answer per verdict: only promote is 2xx (409: roll back; 425 Too Early: not yet known)
 GATE_STATUS = {"promote": 200, "rollback": 409, "inconclusive": 425}
@@ -43,19 +44,60 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _clean(value):
-    """JSON-safe: non-finite floats become None."""
+def jsonable(value):
+    """JSON-safe: non-finite floats become None (the API's answers hold no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 def json_response(body, status: int = 200) -> Response:
-    return Response(json.dumps(_clean(body), allow_nan=False), status_code=status, media_type="application/json")
+    return Response(json.dumps(jsonable(body), allow_nan=False), status_code=status, media_type="application/json")
+
+
+# The answers' shapes, as functions of a snapshot: the API serves them, and the dashboard
+# builds the same ones when it reads the store directly (dashboard.source.StoreSource).
+
+
+def slo_items(snapshot: Snapshot | None, stale: bool, now: float) -> tuple[list[dict], dict]:
+    """Every SLO of `snapshot` with `stale` and `evaluated_at`, and the snapshot's state
+    (`evaluated_at`, `stale`, `age_seconds`; None and stale when there is no snapshot)."""
+    if snapshot is None:
+        return [], {"evaluated_at": None, "stale": True}
+    when = rfc3339(snapshot.evaluated_at)
+    slos = [{**r, "stale": stale, "evaluated_at": when} for r in snapshot.slos]
+    return slos, {"evaluated_at": when, "stale": stale, "age_seconds": now - snapshot.evaluated_at}
+
+
+def service_items(slos: list[dict]) -> list[dict]:
+    """One entry per service of `slos`: versions, SLO count and worst status, by name."""
+    out: dict[str, dict] = {}
+    for r in slos:
+        s = out.setdefault(r["service"], {"service": r["service"], "versions": r.get("versions", []),
+                                          "slos": 0, "status": "ok", "stale": r["stale"],
+                                          "evaluated_at": r["evaluated_at"]})
+        s["slos"] += 1
+        if SEVERITY[r["status"]] < SEVERITY[s["status"]]:
+            s["status"] = r["status"]
+    return sorted(out.values(), key=lambda s: s["service"])
+
+
+def canary_items(decisions: list[dict], stale: bool) -> list[dict]:
+    """Canary decisions with `stale` and `evaluated_at` as RFC 3339."""
+    return [{**d, "stale": stale, "evaluated_at": rfc3339(d["evaluated_at"])} for d in decisions]
+
+
+def readiness(state: dict, last_error: str | None) -> tuple[dict, int]:
+    """The /readyz answer and its status code for a snapshot's state (from slo_items)."""
+    if state["evaluated_at"] is None:
+        return {"ready": False, "reason": "no evaluation yet", "last_error": last_error}, 503
+    if state["stale"]:
+        return {"ready": False, "reason": "the latest evaluation is stale", **state, "last_error": last_error}, 503
+    return {"ready": True, **state}, 200
 
 
 def create_app(engine: Engine) -> Starlette:
@@ -63,12 +105,7 @@ def create_app(engine: Engine) -> Starlette:
 
     def current() -> tuple[list[dict], dict]:
         snapshot = engine.snapshot()
-        if snapshot is None:
-            return [], {"evaluated_at": None, "stale": True}
-        stale = engine.is_stale(snapshot)
-        when = rfc3339(snapshot.evaluated_at)
-        slos = [{**r, "stale": stale, "evaluated_at": when} for r in snapshot.slos]
-        return slos, {"evaluated_at": when, "stale": stale, "age_seconds": engine.now() - snapshot.evaluated_at}
+        return slo_items(snapshot, engine.is_stale(snapshot), engine.now())
 
     async def slos(request: Request) -> Response:
         items, _ = current()
@@ -89,20 +126,11 @@ def create_app(engine: Engine) -> Starlette:
         return json_response(items)
 
     async def services(request: Request) -> Response:
-        out: dict[str, dict] = {}
-        for r in current()[0]:
-            s = out.setdefault(r["service"], {"service": r["service"], "versions": r.get("versions", []),
-                                              "slos": 0, "status": "ok", "stale": r["stale"],
-                                              "evaluated_at": r["evaluated_at"]})
-            s["slos"] += 1
-            if SEVERITY[r["status"]] < SEVERITY[s["status"]]:
-                s["status"] = r["status"]
-        return json_response(sorted(out.values(), key=lambda s: s["service"]))
+        return json_response(service_items(current()[0]))
 
     def canaries_now() -> list[dict]:
         snapshot = engine.snapshot()
-        stale = engine.is_stale(snapshot)
-        return [{**d, "stale": stale, "evaluated_at": rfc3339(d["evaluated_at"])} for d in engine.canaries(snapshot)]
+        return canary_items(engine.canaries(snapshot), engine.is_stale(snapshot))
 
     async def canaries(request: Request) -> Response:
         return json_response(canaries_now())
@@ -137,14 +165,7 @@ def create_app(engine: Engine) -> Starlette:
                               "last_error": h.last_error})
 
     async def readyz(request: Request) -> Response:
-        _, state = current()
-        if state["evaluated_at"] is None:
-            return json_response({"ready": False, "reason": "no evaluation yet",
-                                  "last_error": engine.health.last_error}, 503)
-        if state["stale"]:
-            return json_response({"ready": False, "reason": "the latest evaluation is stale", **state,
-                                  "last_error": engine.health.last_error}, 503)
-        return json_response({"ready": True, **state})
+        return json_response(*readiness(current()[1], engine.health.last_error))
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,264 @@
+"""The Dash app: a multipage shell around the pages of dashboard/pages/, fed by one data source.
+
+    app = create_app(EngineSource("http://127.0.0.1:8080"), prometheus_url="http://127.0.0.1:9090")
+    app.run(port=8050)                      # or: mcp-slo dashboard --engine URL
+    gunicorn -w 4 'dashboard.app:server'     # configured by the environment, see ENVIRONMENT
+
+The shell, on every page: navigation, a time range and an auto-refresh period (both kept in
+the URL's query string, beside each page's own state, so every view is a permalink), and a
+banner saying how old the engine's latest evaluation is. Pages are registered explicitly
+with `dash.register_page` rather than by Dash's scan of a folder: the scan re-executes page
+files for every app and collects `dash.callback`s globally, while each page here registers
+its callbacks on the app it is given, with the app's data source.
+
+The source's reads are shared by every callback through a cache of a few seconds (and the
+big answers are read once per engine evaluation, see CachedSource); the pages built so far
+read only the engine's results, never Prometheus. Nothing secret reaches the browser: the
+engine's URL is shown without credentials, the spec and Prometheus's URL stay on the server.
+`/healthz` answers 200 while the process serves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dash
+import flask
+from dash import ALL, Input, Output, ctx, dcc, html, no_update
+
+from dashboard.overview import fmt_duration, merge_search, parse_search
+from dashboard.prometheus import Metrics
+from dashboard.pages import alerts, canaries, service
+from dashboard.pages import overview as overview_page
+from dashboard.source import DEFAULT_TTL, CachedSource, EngineSource, Source, SourceError, Status, StoreSource
+
+PAGES = (overview_page, canaries, alerts, service)
+NAV = (overview_page, canaries, alerts)  # a service's page is reached from its row
+RANGES = ("1h", "6h", "24h", "7d", "30d")
+DEFAULT_RANGE = "24h"
+REFRESHES = {"off": None, "10s": 10, "30s": 30, "1m": 60, "5m": 300}  # label -> seconds
+DEFAULT_REFRESH = "30s"  # the engine's default interval: a faster refresh shows the same data
+DEFAULT_ENGINE_URL = "http://127.0.0.1:8080"  # mcp-slo engine's default --listen
+
+# gunicorn's `dashboard.app:server` reads these
+ENVIRONMENT = {
+    "MCP_SLO_ENGINE_URL": f"the engine's API (default {DEFAULT_ENGINE_URL})",
+    "MCP_SLO_STORE": "or the engine's SQLite store, read directly (not with MCP_SLO_ENGINE_URL)",
+    "MCP_SLO_ENGINE_INTERVAL": "with MCP_SLO_STORE: the engine's --interval, to tell stale data (default 30s)",
+    "MCP_SLO_PROMETHEUS_URL": "Prometheus, for the charts and alerts",
+    "MCP_SLO_ALERTMANAGER_URL": "Alertmanager, for the alerts page (optional)",
+    "MCP_SLO_CONFIG": "the SLO spec (optional)",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the server side knows besides the data; never sent to the browser."""
+
+    description: str  # where the data comes from, without credentials ("the engine at URL")
+    prometheus_url: str | None
+    spec: Any  # slo.spec.Spec or None
+
+
+def create_app(source: Source, prometheus_url: str | None = None, config: Any = None, *,
+               ttl: float = DEFAULT_TTL, alertmanager_url: str | None = None,
+               metrics: Metrics | None = None) -> dash.Dash:
+    """The app over `source` (EngineSource or StoreSource; wrapped in a CachedSource of `ttl`
+    seconds unless it is one). Charts and alerts read Prometheus and Alertmanager through
+    `metrics` (built from the URLs unless given). `config` is the SLO spec, if any."""
+    data = source if isinstance(source, CachedSource) else CachedSource(source, ttl)
+    metrics = metrics or Metrics(prometheus_url, alertmanager_url, ttl=ttl)
+    app = dash.Dash(__name__, use_pages=True, pages_folder="", title="mcp-slo", update_title=None)
+    app.index_string = INDEX
+    for page in PAGES:
+        dash.register_page(page.__name__, path=page.PATH, path_template=getattr(page, "PATH_TEMPLATE", None),
+                           name=page.NAME, order=page.ORDER, title=f"{page.NAME} · mcp-slo", layout=page.layout)
+    app.layout = shell()
+    register_callbacks(app, data)
+    for page in PAGES:
+        if hasattr(page, "register_callbacks"):
+            page.register_callbacks(app, data, metrics)
+    app.server.add_url_rule("/healthz", "healthz", lambda: flask.jsonify(status="ok"))
+    app.mcp_slo = Settings(description=data.description, prometheus_url=prometheus_url, spec=config)
+    app.mcp_slo_metrics = metrics
+    return app
+
+
+def make_source(engine_url: str | None = None, store: str | None = None, interval: float = 30.0) -> Source:
+    """An EngineSource, or a StoreSource when `store` is given; ValueError for bad values."""
+    if engine_url and store:
+        raise ValueError("read from the engine's API or from its store, not both")
+    if store:
+        return StoreSource(store, interval=interval)
+    return EngineSource(engine_url or DEFAULT_ENGINE_URL)
+
+
+def server_from_env(environ: Mapping[str, str] = os.environ) -> flask.Flask:
+    """The Flask server of an app configured by ENVIRONMENT; ValueError (or slo.spec.SpecError)
+    naming the variable when a value is unusable."""
+    from slo import durations, importers
+
+    interval = environ.get("MCP_SLO_ENGINE_INTERVAL") or "30s"
+    try:
+        seconds = durations.parse(interval)
+        source = make_source(environ.get("MCP_SLO_ENGINE_URL"), environ.get("MCP_SLO_STORE"), seconds)
+    except ValueError as exc:
+        raise ValueError(f"MCP_SLO_ENGINE_URL / MCP_SLO_STORE / MCP_SLO_ENGINE_INTERVAL: {exc}") from exc
+    spec_path = environ.get("MCP_SLO_CONFIG")
+    spec = importers.load(spec_path).spec if spec_path else None
+    return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec,
+                      alertmanager_url=environ.get("MCP_SLO_ALERTMANAGER_URL")).server
+
+
+_server: flask.Flask | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`server`, built from the environment on first use (gunicorn 'dashboard.app:server'), so
+    importing this module builds no app."""
+    global _server
+    if name == "server":
+        if _server is None:
+            _server = server_from_env()
+        return _server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- the shell -----------------------------------------------------------------------------
+
+
+def shell() -> html.Div:
+    return html.Div([
+        # refresh=False: a callback writing the query string updates the address bar without
+        # making Dash's router render the page again (which would take the focus from the filter)
+        dcc.Location(id="url", refresh=False),
+        dcc.Interval(id="tick", interval=REFRESHES[DEFAULT_REFRESH] * 1000),
+        html.Header(className="top", children=[
+            html.Strong("mcp-slo", className="brand"),
+            html.Nav([dcc.Link(page.NAME, id={"role": "nav", "path": page.PATH}, href=page.PATH) for page in NAV]),
+            html.Div(className="shell-controls", children=[
+                html.Label("Range", htmlFor="range"),
+                dcc.Dropdown(id="range", options=list(RANGES), value=DEFAULT_RANGE, clearable=False,
+                             searchable=False, className="shell-dropdown"),
+                html.Label("Refresh", htmlFor="refresh"),
+                dcc.Dropdown(id="refresh", options=list(REFRESHES), value=DEFAULT_REFRESH, clearable=False,
+                             searchable=False, className="shell-dropdown"),
+            ]),
+        ]),
+        html.Div(id="banner", className="banner"),
+        html.Main(dash.page_container),
+    ])
+
+
+def shell_query(range_: str | None, refresh: str | None) -> dict[str, str | None]:
+    """The shell's URL parameters; None for defaults, so links stay short."""
+    return {"range": None if range_ in (None, DEFAULT_RANGE) else range_,
+            "refresh": None if refresh in (None, DEFAULT_REFRESH) else refresh}
+
+
+def sync_shell(trigger: str | None, search: str | None, range_: str | None, refresh: str | None) -> tuple:
+    """Keep the URL and the shell's controls in step: a control changed -> the URL; the URL
+    changed (first load, back and forward, a page writing its own state) -> the controls.
+    Returns (search, range, refresh, nav hrefs), no_update where nothing changes."""
+    if trigger in ("range", "refresh"):
+        new = merge_search(search, shell_query(range_, refresh))
+        return (new if new != (search or "") else no_update), no_update, no_update, nav_hrefs(range_, refresh)
+    params = parse_search(search)
+    want_range = params.get("range") if params.get("range") in RANGES else DEFAULT_RANGE
+    want_refresh = params.get("refresh") if params.get("refresh") in REFRESHES else DEFAULT_REFRESH
+    return (no_update, want_range if want_range != range_ else no_update,
+            want_refresh if want_refresh != refresh else no_update, nav_hrefs(want_range, want_refresh))
+
+
+def nav_hrefs(range_: str | None, refresh: str | None) -> list[str]:
+    return [page.PATH + merge_search("", shell_query(range_, refresh)) for page in NAV]
+
+
+def banner(status: Status | SourceError) -> tuple[Any, str]:
+    """(what the banner says, its class): how old the engine's latest evaluation is, and
+    loudly when it is stale, missing or cannot be read."""
+    if isinstance(status, SourceError):
+        return f"Cannot read the data: {status.message}", "banner error"
+    failing = f" The engine's last tick failed: {status.last_error}" if status.last_error else ""
+    if status.evaluated_at is None:
+        return f"No evaluation yet: the engine has not finished its first one.{failing}", "banner warn"
+    age = fmt_duration(status.age() or 0.0)
+    if status.stale:
+        return (f"Stale data: the engine's latest evaluation is {age} old ({status.evaluated_at}).{failing}",
+                "banner warn")
+    return f"Latest evaluation {age} ago ({status.evaluated_at}).", "banner ok"
+
+
+def register_callbacks(app: dash.Dash, data: Source) -> None:
+    @app.callback(Output("url", "search"), Output("range", "value"), Output("refresh", "value"),
+                  Output({"role": "nav", "path": ALL}, "href"),
+                  Input("url", "search"), Input("range", "value"), Input("refresh", "value"))
+    def on_shell(search, range_, refresh):
+        return sync_shell(ctx.triggered_id, search, range_, refresh)
+
+    @app.callback(Output("tick", "interval"), Output("tick", "disabled"), Input("refresh", "value"))
+    def on_refresh(refresh):
+        seconds = REFRESHES.get(refresh)
+        return (seconds or 3600) * 1000, seconds is None
+
+    @app.callback(Output("banner", "children"), Output("banner", "className"),
+                  Input("tick", "n_intervals"), Input("url", "pathname"))
+    def on_banner(_tick, _pathname):
+        return banner(data.status())
+
+
+# the page around the app: Dash's placeholders, and the little CSS the pages need
+INDEX = """<!DOCTYPE html>
+<html>
+<head>
+{%metas%}
+<title>{%title%}</title>
+{%favicon%}
+{%css%}
+<style>
+body { font-family: system-ui, sans-serif; margin: 0; color: #212121; }
+header.top { display: flex; gap: 1.5rem; align-items: center; padding: .4rem 1rem; background: #263238; color: #fff; }
+header.top nav a { color: #cfd8dc; text-decoration: none; margin-right: 1rem; }
+header.top .shell-controls { margin-left: auto; display: flex; gap: .5rem; align-items: center; }
+.shell-dropdown { width: 6.5rem; color: #212121; }
+main { padding: .25rem 1rem 1rem; }
+.banner { padding: .3rem 1rem; font-size: .85rem; }
+.banner.ok { color: #616161; }
+.banner.warn { background: #fff3e0; border-bottom: 1px solid #ffb74d; }
+.banner.error { background: #ffebee; border-bottom: 1px solid #e57373; }
+.controls { display: flex; gap: .75rem; align-items: center; flex-wrap: wrap; margin: .5rem 0; }
+.controls .filter { width: 26rem; padding: .35rem; }
+.controls .status-filter { min-width: 18rem; }
+.controls .sort { width: 13rem; }
+.summary { margin: .4rem 0; }
+.summary .count { margin: 0 .2rem; }
+table.overview { border-collapse: collapse; width: 100%; font-size: .85rem; }
+table.overview th, table.overview td { padding: .25rem .45rem; border-bottom: 1px solid #eee; text-align: left;
+  white-space: nowrap; }
+table.overview thead th { position: sticky; top: 0; background: #fafafa; }
+table.overview th.group { text-align: center; border-bottom: 1px solid #bbb; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+.chip { color: #fff; border-radius: .6rem; padding: .05rem .5rem; font-size: .75rem; }
+.budget { display: flex; gap: .4rem; align-items: center; justify-content: flex-end; }
+.budget .bar { width: 6rem; height: .5rem; background: #eee; border-radius: .25rem; overflow: hidden; }
+.budget .bar div { height: 100%; }
+.firing { font-weight: 600; }
+.muted { color: #757575; }
+tr.stale { opacity: .6; }
+.empty { padding: 1.5rem 0; max-width: 50rem; }
+.notice { background: #fff8e1; padding: .4rem .6rem; margin: .4rem 0; }
+.pager { display: flex; gap: 1rem; align-items: center; margin: .6rem 0; }
+</style>
+</head>
+<body>
+{%app_entry%}
+<footer>
+{%config%}
+{%scripts%}
+{%renderer%}
+</footer>
+</body>
+</html>"""

@@ -1,0 +1,354 @@
+"""The overview's data: one row per SLO of the engine's latest evaluation, with the canaries
+of its service; filtered, sorted, paged and formatted for the page.
+
+    state = ViewState.from_query({"q": "fs", "status": "critical,warning", "sort": "-budget"})
+    v = view(slos, canaries, state)       # slos and canaries as the engine's API answers them
+    v.rows                                # the page's rows, every number formatted
+    merge_search("?range=24h", state.query())   # -> "?range=24h&q=fs&status=critical%2Cwarning&..."
+
+Plain functions on lists and dicts, no Dash and no pandas: the page's callbacks stay thin,
+tests call these directly, and a view of 1,000 services x 2 SLOs takes milliseconds (only
+the visible page is formatted). The page state lives in the URL's query string, so every
+view is a permalink; the shell's own keys (range, refresh) share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode
+
+from slo import durations
+from slo.api import SEVERITY
+
+PAGE_SIZE = 50
+STATUSES = tuple(SEVERITY)  # worst first: critical, exhausted, warning, no_data, ok
+STATUS_LABELS = {"critical": "critical", "exhausted": "budget exhausted", "warning": "warning",
+                 "no_data": "no data", "ok": "ok"}
+NONE = "—"  # a number nobody knows (no traffic): never shown as 0 or 100%
+
+
+# --- URL state -----------------------------------------------------------------------------
+
+
+def parse_search(search: str | None) -> dict[str, str]:
+    """A query string ("?a=1&b=2") as a dict; the last of repeated keys wins."""
+    return dict(parse_qsl((search or "").lstrip("?")))
+
+
+def merge_search(search: str | None, updates: Mapping[str, str | None]) -> str:
+    """`search` with `updates` applied (None or "" removes a key); "" when nothing is left."""
+    params = parse_search(search)
+    for key, value in updates.items():
+        if value in (None, ""):
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return f"?{urlencode(params)}" if params else ""
+
+
+@dataclass(frozen=True)
+class Sort:
+    label: str
+    value: Callable[[dict], Any]  # of a row, ascending worst first (names A-Z); None sorts last
+
+
+def _burn_1h(row: dict) -> float | None:
+    b = (row["item"].get("burn_rates") or {}).get("1h")
+    return -b if b is not None else None  # the fastest burn first
+
+
+SORTS: dict[str, Sort] = {
+    "budget": Sort("Error budget left", lambda r: r["item"].get("error_budget_remaining")),
+    "status": Sort("Status", lambda r: (SEVERITY.get(r["item"].get("status"), len(SEVERITY)),
+                                        _or_inf(r["item"].get("error_budget_remaining")))),
+    "sli": Sort("SLI", lambda r: r["item"].get("sli")),
+    "burn": Sort("Burn rate (1h)", _burn_1h),
+    "exhaustion": Sort("Time to exhaustion", lambda r: r["item"].get("time_to_exhaustion_seconds")),
+    "name": Sort("Name", lambda r: r["name"]),
+}
+DEFAULT_SORT = "budget"
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the overview shows: the text filter, statuses, sort and page."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("q", "status", "sort", "page")  # its URL parameters
+
+    q: str = ""
+    statuses: tuple[str, ...] = ()  # empty: every status
+    sort: str = DEFAULT_SORT
+    reverse: bool = False  # best first instead of worst first
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, Any]) -> ViewState:
+        """From URL parameters (q, status=a,b, sort=[-]key, page); anything unknown is ignored.
+        A repeated parameter (Dash passes a list) counts once, the last; status=a&status=b is a,b."""
+        sort = str(_one(params.get("sort")) or DEFAULT_SORT)
+        reverse = sort.startswith("-")
+        sort = sort.lstrip("-")
+        if sort not in SORTS:
+            sort, reverse = DEFAULT_SORT, False
+        status = params.get("status") or ""
+        wanted = ",".join(status if isinstance(status, (list, tuple)) else [str(status)]).split(",")
+        try:
+            page = max(1, int(_one(params.get("page")) or 1))
+        except (TypeError, ValueError):
+            page = 1
+        return cls(q=str(_one(params.get("q")) or "").strip(), statuses=tuple(s for s in STATUSES if s in wanted),
+                   sort=sort, reverse=reverse, page=page)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any] | None) -> ViewState:
+        """From what `data()` returned (a dcc.Store's content)."""
+        data = data or {}
+        return cls.from_query({"q": data.get("q"), "status": ",".join(data.get("statuses") or ()),
+                               "sort": ("-" if data.get("reverse") else "") + str(data.get("sort") or DEFAULT_SORT),
+                               "page": data.get("page")})
+
+    def data(self) -> dict:
+        return {"q": self.q, "statuses": list(self.statuses), "sort": self.sort, "reverse": self.reverse,
+                "page": self.page}
+
+    def query(self) -> dict[str, str | None]:
+        """URL parameters; None for defaults, so merge_search drops them and links stay short."""
+        sort = ("-" if self.reverse else "") + self.sort
+        return {"q": self.q or None, "status": ",".join(self.statuses) or None,
+                "sort": None if sort == DEFAULT_SORT else sort, "page": str(self.page) if self.page > 1 else None}
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def build_rows(slos: Iterable[dict], canaries: Iterable[dict] = ()) -> list[dict]:
+    """One row per SLO: the engine's dict as `item`, its service's canary decisions, the tiers
+    that fire, and what the text filter searches (lower case)."""
+    by_service: dict[str, list[dict]] = {}
+    for d in canaries:
+        by_service.setdefault(d.get("service"), []).append(d)
+    rows = []
+    for item in slos:
+        service, tool, slo = item["service"], item.get("tool") or "", item["slo"]
+        decisions = by_service.get(service, ())
+        firing = [a["tier"] for a in item.get("alerts") or () if a.get("firing")]
+        words = [service, tool, slo, item.get("kind") or "", item.get("status") or "", *firing,
+                 *(item.get("versions") or ()), *(d.get("verdict") or "" for d in decisions)]
+        rows.append({"item": item, "name": (service, tool, slo), "canaries": decisions, "firing": firing,
+                     "text": " ".join(words).lower()})
+    return rows
+
+
+def filter_rows(rows: list[dict], text: str = "", statuses: Iterable[str] = ()) -> list[dict]:
+    """Rows whose text holds every word of `text` (any case), with one of `statuses` (any if empty)."""
+    terms = text.lower().split()
+    wanted = set(statuses)
+    return [r for r in rows
+            if (not wanted or r["item"].get("status") in wanted) and all(t in r["text"] for t in terms)]
+
+
+def sort_rows(rows: list[dict], key: str = DEFAULT_SORT, reverse: bool = False) -> list[dict]:
+    """Worst first (or best first with `reverse`); ties by name; unknown values (no data) last."""
+    value = SORTS[key].value
+    by_name = sorted(rows, key=lambda r: r["name"])
+    known = [r for r in by_name if value(r) is not None]
+    unknown = [r for r in by_name if value(r) is None]
+    known.sort(key=value, reverse=reverse)  # stable, also reversed: ties keep the name order
+    return known + unknown
+
+
+def page_of(rows: list[dict], page: int, size: int = PAGE_SIZE) -> tuple[list[dict], int, int]:
+    """(the rows of `page`, that page clamped to what exists, the number of pages)."""
+    pages = max(1, math.ceil(len(rows) / size))
+    page = min(max(1, page), pages)
+    return rows[(page - 1) * size: page * size], page, pages
+
+
+def burn_windows(rows: Iterable[dict]) -> list[str]:
+    """The windows the alert tiers use (long and short), shortest first: the burn-rate columns."""
+    seen: set[str] = set()
+    for r in rows:
+        for a in r["item"].get("alerts") or ():
+            seen.add(a["long_window"])
+            seen.add(a["short_window"])
+    return sorted(seen, key=_seconds)
+
+
+def burn_cells(item: dict, windows: list[str]) -> list[dict]:
+    """The burn rate of each window, and the tiers whose threshold it exceeds there: `level`
+    is the worst severity exceeded (page, ticket or None); `firing` when one of them fires."""
+    rates = item.get("burn_rates") or {}
+    alerts = item.get("alerts") or ()
+    cells = []
+    for w in windows:
+        b = rates.get(w)
+        uses = [a for a in alerts if w in (a["long_window"], a["short_window"])]
+        over = [a for a in uses if b is not None and b > a["burn_rate_threshold"]]
+        level = "page" if any(a["severity"] == "page" for a in over) else "ticket" if over else None
+        notes = [f"{a['tier']}: {'over' if a in over else 'under'} {fmt_burn(a['burn_rate_threshold'])}"
+                 f" ({a['long_window']} and {a['short_window']}){', firing' if a.get('firing') else ''}"
+                 for a in uses]
+        cells.append({"window": w, "value": b, "text": fmt_burn(b), "level": level,
+                      "firing": any(a.get("firing") for a in over), "over": [a["tier"] for a in over],
+                      "title": f"burn rate over {w}: {fmt_burn(b)}" + "".join(f"\n{n}" for n in notes)})
+    return cells
+
+
+def format_row(row: dict, windows: list[str]) -> dict:
+    """Everything the page shows of one row, as text (and a few levels for colours)."""
+    item = row["item"]
+    status = item.get("status") or "no_data"
+    budget = item.get("error_budget_remaining")
+    low_traffic = [a["tier"] for a in item.get("alerts") or () if a.get("low_traffic")]
+    return {
+        "service": item["service"], "tool": item.get("tool") or None, "slo": item["slo"],
+        "kind": item.get("kind"), "description": item.get("description") or "",
+        "threshold": fmt_threshold(item.get("threshold")),
+        "status": status, "status_label": STATUS_LABELS.get(status, status),
+        "objective": fmt_objective(item.get("objective")), "window": item.get("window") or "",
+        "sli": fmt_sli(item.get("sli")),
+        "budget": {"text": fmt_budget(budget), "value": budget,
+                   "fill": min(max(budget, 0.0), 1.0) if budget is not None else 0.0},
+        "burn": burn_cells(item, windows),
+        "exhaustion": fmt_exhaustion(item.get("time_to_exhaustion_seconds"), status),
+        "canaries": [canary_cell(d) for d in row["canaries"]],
+        "firing": row["firing"], "low_traffic": low_traffic,
+        "versions": list(item.get("versions") or ()), "stale": bool(item.get("stale")),
+    }
+
+
+def canary_cell(decision: dict) -> dict:
+    return {"text": f"{decision.get('canary')}: {decision.get('verdict')} ({decision.get('score')})",
+            "verdict": decision.get("verdict"),
+            "title": f"{decision.get('canary')} against {decision.get('baseline')}: {decision.get('reason') or ''}"}
+
+
+@dataclass
+class View:
+    """One page of the overview."""
+
+    rows: list[dict]  # formatted (format_row)
+    windows: list[str]  # the burn-rate columns
+    total: int  # SLOs in the evaluation
+    matched: int  # of them, those the filter keeps
+    page: int
+    pages: int
+    counts: dict[str, int] = field(default_factory=dict)  # SLOs per status, of all
+    all_no_data: bool = False  # SLOs exist, none with valid events in its window
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every view of one evaluation shares: its rows (by name), burn columns and counts."""
+
+    rows: list[dict]
+    windows: list[str]
+    counts: dict[str, int]
+
+
+# The last lists prepared, and what was made of them: the source's cache hands the same list
+# objects to every callback until it reads again, so most views skip the work (and its garbage).
+_last: tuple[list, list, Prepared] | None = None
+
+
+def prepare(slos: list[dict], canaries: list[dict]) -> Prepared:
+    """The rows, burn columns and counts of `slos` with `canaries` (kept for the same lists)."""
+    global _last
+    last = _last
+    if last is not None and last[0] is slos and last[1] is canaries:
+        return last[2]
+    rows = sorted(build_rows(slos, canaries), key=lambda r: r["name"])
+    counts = dict.fromkeys(STATUSES, 0)
+    for r in rows:
+        status = r["item"].get("status")
+        counts[status] = counts.get(status, 0) + 1
+    prepared = Prepared(rows, burn_windows(rows), counts)
+    _last = (slos, canaries, prepared)  # one assignment: threads see the old or the new entry
+    return prepared
+
+
+def view(slos: list[dict], canaries: list[dict], state: ViewState, page_size: int = PAGE_SIZE) -> View:
+    p = prepare(slos, canaries)
+    matched = sort_rows(filter_rows(p.rows, state.q, state.statuses), state.sort, state.reverse)
+    visible, page, pages = page_of(matched, state.page, page_size)
+    return View(rows=[format_row(r, p.windows) for r in visible], windows=p.windows, total=len(p.rows),
+                matched=len(matched), page=page, pages=pages, counts=p.counts,
+                all_no_data=bool(p.rows) and p.counts.get("no_data", 0) == len(p.rows))
+
+
+# --- numbers as text -----------------------------------------------------------------------
+
+
+def _trim(number: str) -> str:
+    return number.rstrip("0").rstrip(".") if "." in number else number
+
+
+def fmt_objective(x: float | None) -> str:
+    """0.999 -> "99.9%"."""
+    return NONE if x is None else f"{_trim(f'{x * 100:.4f}')}%"
+
+
+def fmt_sli(x: float | None) -> str:
+    """0.99804 -> "99.804%", rounded down so that short of 100% never reads 100%."""
+    if x is None:
+        return NONE
+    return f"{_trim(f'{math.floor(x * 100_000 + 1e-6) / 1000:.3f}')}%"
+
+
+def fmt_budget(x: float | None) -> str:
+    """The share of the error budget left: 0.37 -> "37.0%", overspent -0.952 -> "-95.2%"."""
+    return NONE if x is None else f"{x * 100:.1f}%"
+
+
+def fmt_burn(b: float | None) -> str:
+    """How many times faster than sustainable: "0.52x", "14.4x", "1,250x"."""
+    if b is None:
+        return NONE
+    if b < 10:
+        return f"{b:.2f}x"
+    return f"{b:.1f}x" if b < 100 else f"{b:,.0f}x"
+
+
+def fmt_threshold(seconds: float | None) -> str | None:
+    """A latency threshold: 0.5 -> "500 ms", 2 -> "2 s"."""
+    if seconds is None:
+        return None
+    return f"{_trim(f'{seconds * 1000:.1f}')} ms" if seconds < 1 else f"{_trim(f'{seconds:.2f}')} s"
+
+
+def fmt_duration(seconds: float) -> str:
+    """The two largest units: "45s", "1m 30s", "3h 12m", "2d 4h" (a zero second unit is left out)."""
+    s = max(0, round(seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for (unit, size), (smaller, smaller_size) in zip(units, units[1:]):
+        if s >= size:
+            rest = s % size // smaller_size
+            return f"{s // size}{unit}" + (f" {rest}{smaller}" if rest else "")
+    return f"{s}s"
+
+
+def fmt_exhaustion(seconds: float | None, status: str) -> str:
+    """Time until the budget is spent at the last hour's burn rate: "3h 12m", "never", "exhausted"."""
+    if status == "no_data":
+        return NONE
+    if seconds is None:
+        return "never"  # the engine's None: not burning at all this hour
+    return "exhausted" if seconds <= 0 else fmt_duration(seconds)
+
+
+def _seconds(window: str) -> float:
+    try:
+        return durations.parse(window)
+    except ValueError:
+        return math.inf  # not a duration: last, never an error on the page
+
+
+def _one(value: Any) -> Any:
+    return value[-1] if isinstance(value, (list, tuple)) and value else value
+
+
+def _or_inf(x: float | None) -> float:
+    return math.inf if x is None else x

@@ -1,0 +1,152 @@
+"""Prometheus and Alertmanager for the dashboard's charts and alert lists.
+
+The overview never comes here: it reads the engine's snapshot. The service, canary and
+alert pages do, through one `Metrics` per app:
+
+- `range(expr, start, end)`: a range query whose step keeps it at MAX_POINTS points or
+  fewer (a 30-day chart is 720 hourly points, not 170,000 at 15 s);
+- `instant(expr)`: an instant query;
+- `alerts()`: Prometheus's firing and pending alerts (GET /api/v1/alerts);
+- `alertmanager_alerts()`: what Alertmanager holds (GET /api/v2/alerts), with receivers
+  and silences.
+
+Every read is shared for a few seconds by all callbacks (TTLCache, keyed by the query and
+the time range rounded to the step, so two viewers of the same chart share one query) and
+returns a SourceError instead of raising: a chart says "Prometheus unreachable" and the
+rest of the page still renders. Queries go through slo.backend.Backend (bounded time and
+retries, credentials never logged); label values in PromQL must come from slo.promql's
+escaping helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from dashboard.source import DEFAULT_TTL, SourceError, TTLCache, display_url
+from slo.backend import Backend, BackendError, BackendOptions, Sample, Series
+
+T = TypeVar("T")
+
+MAX_POINTS = 1000  # per series and chart
+MIN_STEP = 15.0  # seconds: below Prometheus's usual scrape interval a chart gains nothing
+NICE_STEPS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+TIMEOUT = 8.0  # seconds per query: a chart waits for it
+
+
+def step_for(span: float, max_points: int = MAX_POINTS) -> float:
+    """The smallest round step (15 s, 30 s, 1 min, ... 1 d) giving at most `max_points`
+    points over `span` seconds."""
+    if not span > 0:
+        return MIN_STEP
+    needed = span / max(1, max_points - 1)
+    return float(next((s for s in NICE_STEPS if s >= needed), math.ceil(needed / 86400) * 86400))
+
+
+class Metrics:
+    """The pages' reads from Prometheus (and Alertmanager, when configured)."""
+
+    def __init__(self, prometheus_url: str | None, alertmanager_url: str | None = None, *,
+                 ttl: float = DEFAULT_TTL, timeout: float = TIMEOUT, clock: Callable[[], float] = time.time,
+                 options: BackendOptions | None = None):
+        self.prometheus_url = prometheus_url
+        self.alertmanager_url = alertmanager_url.rstrip("/") if alertmanager_url else None
+        self.cache = TTLCache(ttl)
+        self.clock = clock
+        self._backend = None
+        if options is not None or prometheus_url:
+            self._backend = Backend(options or BackendOptions(prometheus_url, timeout=timeout, retries=0))
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0))
+
+    @property
+    def queries(self) -> int:
+        """Queries sent to Prometheus so far (the benchmark counts them per view)."""
+        return self._backend.queries if self._backend is not None else 0
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+        self._http.close()
+
+    # --- Prometheus ----------------------------------------------------------------------
+
+    def range(self, expr: str, start: float, end: float, max_points: int = MAX_POINTS) -> list[Series] | SourceError:
+        """`expr` from `start` to `end` (Unix seconds) at `step_for` the span; the range is
+        aligned to the step, so viewers a few seconds apart share the cached answer."""
+        step = step_for(end - start, max_points)
+        end = math.floor(end / step) * step
+        start = max(end - math.floor((end - start) / step) * step, 0.0)
+        return self._prometheus(f"range {step} {start} {end} {expr}",
+                                lambda backend: backend.query_range(expr, start, end, step))
+
+    def instant(self, expr: str) -> list[Sample] | SourceError:
+        return self._prometheus(f"instant {expr}", lambda backend: backend.query(expr))
+
+    def alerts(self) -> list[dict] | SourceError:
+        """Prometheus's active alerts (firing and pending): labels, annotations, state, activeAt."""
+        if not self.prometheus_url:
+            return SourceError("unconfigured", "no Prometheus configured (--prometheus)")
+
+        def read() -> list[dict] | SourceError:
+            body = self._get_json(f"{self.prometheus_url.rstrip('/')}/api/v1/alerts", "Prometheus")
+            if isinstance(body, SourceError):
+                return body
+            alerts = (body.get("data") or {}).get("alerts") if isinstance(body, dict) else None
+            if not isinstance(alerts, list):
+                return SourceError("bad_response", "Prometheus answered /api/v1/alerts without an alert list")
+            return [a for a in alerts if isinstance(a, dict)]
+
+        return self.cache.get("alerts", read)
+
+    # --- Alertmanager -----------------------------------------------------------------------
+
+    def alertmanager_alerts(self) -> list[dict] | SourceError:
+        """Alertmanager's alerts (GET /api/v2/alerts): labels, annotations, status (state,
+        silencedBy, inhibitedBy), receivers, startsAt."""
+        if not self.alertmanager_url:
+            return SourceError("unconfigured", "no Alertmanager configured (--alertmanager)")
+
+        def read() -> list[dict] | SourceError:
+            body = self._get_json(f"{self.alertmanager_url}/api/v2/alerts", "Alertmanager")
+            if isinstance(body, SourceError):
+                return body
+            if not isinstance(body, list):
+                return SourceError("bad_response", "Alertmanager answered /api/v2/alerts without an alert list")
+            return [a for a in body if isinstance(a, dict)]
+
+        return self.cache.get("alertmanager-alerts", read)
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _prometheus(self, key: str, read: Callable[[Backend], T]) -> T | SourceError:
+        if self._backend is None:
+            return SourceError("unconfigured", "no Prometheus configured (--prometheus)")
+        backend = self._backend
+
+        def compute() -> T | SourceError:
+            try:
+                return read(backend)
+            except BackendError as exc:
+                return SourceError("unreachable" if exc.kind in ("unreachable", "timeout") else "prometheus",
+                                   str(exc))  # one line: what failed, the query, the URL; no credential
+            except ValueError as exc:
+                return SourceError("bad_request", str(exc))
+
+        return self.cache.get(key, compute)
+
+    def _get_json(self, url: str, who: str) -> Any:
+        shown = display_url(url)
+        try:
+            response = self._http.get(url)
+        except httpx.HTTPError as exc:
+            return SourceError("unreachable", f"{who} at {shown} is unreachable ({type(exc).__name__})")
+        if response.status_code != 200:
+            return SourceError("http", f"{who} at {shown} answered HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            return SourceError("bad_response", f"{who} at {shown} did not answer JSON")

@@ -1,0 +1,330 @@
+"""Where the dashboard's data comes from: the engine's JSON API, or its SQLite store.
+
+    source = EngineSource("http://127.0.0.1:8080")     # mcp-slo engine --listen
+    source = StoreSource("mcp-slo.db", interval=30)     # the engine's --store, on the same host
+    data = CachedSource(source, ttl=5)                  # what the app's callbacks share
+    data.slos()       # [SLO dict, ...] as GET /api/v1/slos answers, or a SourceError
+    data.canaries()   # [decision dict, ...] as GET /api/v1/canaries answers, or a SourceError
+    data.status()     # Status of the latest evaluation (age, stale, why), or a SourceError
+
+Both sources give the same shapes (slo.api builds them for the API and for StoreSource),
+and neither raises for what goes wrong at run time: an unreachable engine, an answer that
+is not JSON or a store that cannot be read come back as a `SourceError` whose message the
+page can show as it is (it names the engine's URL without credentials, or the store's path).
+No read reaches Prometheus.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+
+from slo import api
+from slo.store import Store, StoreError
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 5.0  # seconds for the engine's answer (2 to connect): a page waits for it
+DEFAULT_TTL = 5.0  # seconds a read is reused by every callback
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """Why the data could not be read; `message` is one line fit for the page."""
+
+    kind: str  # "unreachable", "http", "bad_response", "store"
+    message: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """The engine's latest evaluation, as /readyz describes it."""
+
+    evaluated_at: str | None  # RFC 3339; None before the first evaluation
+    age_seconds: float | None  # its age when read
+    stale: bool
+    reason: str | None  # why the engine is not ready (no evaluation yet, stale), None when it is
+    last_error: str | None  # the engine's last failed tick (the engine redacts credentials)
+    read_at: float  # time.monotonic() of the read: the age keeps growing while the Status is cached
+
+    def age(self, now: float | None = None) -> float | None:
+        """The evaluation's age now, in seconds."""
+        if self.age_seconds is None:
+            return None
+        return self.age_seconds + ((time.monotonic() if now is None else now) - self.read_at)
+
+    @classmethod
+    def from_readyz(cls, body: dict, read_at: float) -> Status:
+        age = body.get("age_seconds")
+        return cls(evaluated_at=body.get("evaluated_at"), age_seconds=float(age) if age is not None else None,
+                   stale=bool(body.get("stale", not body.get("ready"))), reason=body.get("reason"),
+                   last_error=body.get("last_error"), read_at=read_at)
+
+
+class Source(Protocol):
+    description: str  # "the engine at URL" or "the store PATH", for messages
+
+    def slos(self) -> list[dict] | SourceError: ...
+
+    def services(self) -> list[dict] | SourceError: ...
+
+    def canaries(self) -> list[dict] | SourceError: ...
+
+    def status(self) -> Status | SourceError: ...
+
+
+# --- the engine's API ----------------------------------------------------------------------
+
+
+def display_url(url: str) -> str:
+    """`url` without credentials (user:password@), for messages and the page."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+class EngineSource:
+    """Reads the engine's API over HTTP (httpx; one pooled client, safe to share between threads).
+
+    Credentials in the URL (http://user:password@host:8080) are sent as basic auth and never
+    shown: `url` and every message carry the URL without them.
+    """
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None):
+        parts = urlsplit(str(url).strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the engine's URL must be http(s)://host:port[/path], got {display_url(str(url))!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"the engine's URL must not have a query string or fragment: {display_url(str(url))!r}")
+        auth = None
+        if parts.username is not None or parts.password is not None:
+            auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+        self.url = display_url(urlunsplit(parts)).rstrip("/")
+        self.timeout = timeout
+        self.description = f"the engine at {self.url}"
+        self._client = httpx.Client(base_url=self.url, auth=auth, transport=transport,
+                                    timeout=httpx.Timeout(timeout, connect=min(2.0, timeout)),
+                                    headers={"Accept": "application/json"}, follow_redirects=False)
+
+    def slos(self) -> list[dict] | SourceError:
+        return self._list("/api/v1/slos")
+
+    def services(self) -> list[dict] | SourceError:
+        return self._list("/api/v1/services")
+
+    def canaries(self) -> list[dict] | SourceError:
+        return self._list("/api/v1/canaries")
+
+    def status(self) -> Status | SourceError:
+        # 503 is an answer here: no evaluation yet, or a stale one (the body says which)
+        body = self._get("/readyz", ok=(200, 503))
+        if isinstance(body, SourceError):
+            return body
+        if not isinstance(body, dict):
+            return self._bad("/readyz", "is not a JSON object")
+        return Status.from_readyz(body, time.monotonic())
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _list(self, path: str) -> list[dict] | SourceError:
+        body = self._get(path)
+        if isinstance(body, SourceError):
+            return body
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            return self._bad(path, "is not a JSON list of objects")
+        return body
+
+    def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> Any:
+        try:
+            response = self._client.get(path)
+        except httpx.TimeoutException:
+            return SourceError("unreachable", f"{self.description} did not answer {path} within {self.timeout:g}s")
+        except httpx.HTTPError as exc:
+            return SourceError("unreachable", f"cannot reach {self.description}: {self._reason(exc)}")
+        if response.status_code not in ok:
+            return SourceError("http", f"{self.description} answered {path} with HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type")
+            return self._bad(path, f"is not JSON ({kind})")
+
+    def _bad(self, path: str, what: str) -> SourceError:
+        return SourceError("bad_response", f"the answer of {self.description} to {path} {what}")
+
+    @staticmethod
+    def _reason(exc: Exception) -> str:
+        # httpx names the OS error ("[Errno 111] Connection refused"); the client only ever
+        # had the URL without credentials, so nothing secret can be in it
+        return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --- the engine's store --------------------------------------------------------------------
+
+
+class StoreSource:
+    """Reads the engine's SQLite store (the same host, or a shared volume): no engine API needed.
+
+    Read-only: a missing file is reported, never created. The store does not know the engine's
+    schedule, so staleness follows the engine's rule for the default --timeout: older than two
+    missed ticks of `interval` seconds. The engine's last error is not in the store either.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, interval: float = 30.0, now: Callable[[], float] = time.time):
+        if not interval > 0:
+            raise ValueError(f"the engine's interval must be positive, got {interval!r}")
+        self.path = os.fspath(path)
+        self.stale_after = 2 * interval + 0.8 * interval  # as Engine.stale_after with the default timeout
+        self.now = now
+        self.description = f"the store {self.path}"
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def slos(self) -> list[dict] | SourceError:
+        read = self._read()
+        return read if isinstance(read, SourceError) else read[0]
+
+    def services(self) -> list[dict] | SourceError:
+        slos = self.slos()
+        return slos if isinstance(slos, SourceError) else api.service_items(slos)
+
+    def canaries(self) -> list[dict] | SourceError:
+        read = self._read(canaries=True)
+        return read if isinstance(read, SourceError) else read[2]
+
+    def status(self) -> Status | SourceError:
+        read = self._read()
+        if isinstance(read, SourceError):
+            return read
+        body, _ = api.readiness(read[1], None)
+        return Status.from_readyz(body, time.monotonic())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def _read(self, canaries: bool = False) -> tuple[list[dict], dict, list[dict]] | SourceError:
+        """(SLOs, state, canary decisions) of the latest snapshot, shaped as the API's answers."""
+        try:
+            store = self._open()
+            if isinstance(store, SourceError):
+                return store
+            snapshot, now = store.latest(), self.now()
+            stale = snapshot is None or now - snapshot.evaluated_at > self.stale_after
+            slos, state = api.slo_items(snapshot, stale, now)
+            decisions = []
+            if canaries and snapshot is not None:
+                # as Engine.canaries: the latest tick's decisions (older ones are history)
+                decisions = [d for d in store.canary_latest() if d["evaluated_at"] == snapshot.evaluated_at]
+            return api.jsonable(slos), state, api.jsonable(api.canary_items(decisions, stale))
+        except StoreError as exc:
+            return SourceError("store", f"cannot read {self.description}: {exc}")
+
+    def _open(self) -> Store | SourceError:
+        with self._lock:
+            if self._store is None:
+                if not os.path.isfile(self.path):
+                    return SourceError("store", f"{self.description} does not exist (yet): "
+                                                "is the engine running with --store on this path?")
+                self._store = Store(self.path)
+            return self._store
+
+
+# --- sharing reads between callbacks --------------------------------------------------------
+
+
+class TTLCache:
+    """Values computed at most once per `ttl` seconds per key, errors included (an unreachable
+    engine is not asked again by every callback). While one caller computes a key, the others
+    wait for its result instead of all asking at once. One per process: each gunicorn worker
+    has its own."""
+
+    def __init__(self, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, Any]] = {}  # key -> (expires at, value)
+        self._computing: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, compute: Callable[[], T]) -> T:
+        with self._lock:
+            hit = self._fresh(key)
+            if hit is not None:
+                return hit[1]
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            with self._lock:
+                hit = self._fresh(key)  # computed by another caller while this one waited
+                if hit is not None:
+                    return hit[1]
+            value = compute()
+            with self._lock:
+                self._values[key] = (self.clock() + self.ttl, value)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+    def _fresh(self, key: str) -> tuple[float, Any] | None:
+        hit = self._values.get(key)
+        return hit if hit is not None and self.clock() < hit[0] else None
+
+
+class CachedSource:
+    """A source whose reads are shared through a TTLCache by every callback of the app.
+
+    The big answers (SLOs, services, canaries: megabytes at 1,000 services) are also kept
+    past the TTL while the engine's latest evaluation is the one they came from: when the
+    cache expires, the small status answer tells whether to read them again. So they are
+    read once per evaluation (the engine's tick), not once per TTL.
+    """
+
+    def __init__(self, source: Source, ttl: float = DEFAULT_TTL, cache: TTLCache | None = None):
+        self.source = source
+        self.description = source.description
+        self.cache = cache or TTLCache(ttl)
+        self._kept: dict[str, tuple[tuple, Any]] = {}  # key -> (evaluation, answer)
+
+    def slos(self) -> list[dict] | SourceError:
+        return self._per_evaluation("slos", self.source.slos)
+
+    def services(self) -> list[dict] | SourceError:
+        return self._per_evaluation("services", self.source.services)
+
+    def canaries(self) -> list[dict] | SourceError:
+        return self._per_evaluation("canaries", self.source.canaries)
+
+    def status(self) -> Status | SourceError:
+        return self.cache.get("status", self.source.status)
+
+    def clear(self) -> None:
+        """Forget everything: the next reads go to the source."""
+        self.cache.clear()
+        self._kept.clear()
+
+    def _per_evaluation(self, key: str, read: Callable[[], T]) -> T:
+        def compute() -> T:
+            status = self.status()
+            # stale is part of the evaluation's identity: the answers carry it on every item
+            evaluation = (status.evaluated_at, status.stale) if isinstance(status, Status) else None
+            kept = self._kept.get(key)
+            if evaluation is not None and evaluation[0] is not None and kept is not None and kept[0] == evaluation:
+                return kept[1]
+            value = read()
+            if evaluation is not None and not isinstance(value, SourceError):
+                self._kept[key] = (evaluation, value)
+            else:
+                self._kept.pop(key, None)
+            return value
+
+        return self.cache.get(key, compute)

@@ -1,0 +1,95 @@
+"""`mcp-slo dashboard`: the Dash app over the engine's results.
+
+    mcp-slo dashboard --engine http://127.0.0.1:8080 --prometheus http://127.0.0.1:9090
+    mcp-slo dashboard --store mcp-slo.db --listen 0.0.0.0:8050 --config examples/slo.yaml
+
+Reads the engine's API (--engine, the default) or its SQLite store (--store, on the same
+host); the overview never queries Prometheus (--prometheus is for the charts of the pages to
+come). This serves with Werkzeug's threaded server, for one machine; behind a real server,
+run several workers with gunicorn 'dashboard.app:server', configured by the environment
+(dashboard.app.ENVIRONMENT). Exit 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from urllib.parse import urlsplit
+
+DEFAULT_LISTEN = "127.0.0.1:8050"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dashboard.app import DEFAULT_ENGINE_URL
+
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--engine", metavar="URL",
+                       help=f"the engine's API, its --listen address (default {DEFAULT_ENGINE_URL})")
+    where.add_argument("--store", metavar="PATH", help="read the engine's SQLite store directly instead")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090", metavar="URL",
+                        help="Prometheus (or a compatible API), for range charts; the overview never queries it")
+    parser.add_argument("--alertmanager", metavar="URL", help="Alertmanager, for the alerts page (optional)")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"serve the dashboard here (default {DEFAULT_LISTEN})")
+    parser.add_argument("--config", metavar="SPEC", help="the SLO spec (any format `validate` accepts)")
+    parser.add_argument("--interval", default="30s",
+                        help="with --store: the engine's --interval, to tell stale results (default 30s)")
+
+
+def build(args: argparse.Namespace):
+    """(app, host, port) from the arguments; ValueError (SpecError for the spec) with a clear message."""
+    from dashboard.app import create_app, make_source
+    from slo import durations, importers
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--listen {args.listen!r}: use HOST:PORT")
+    for flag, url in (("--prometheus", args.prometheus), ("--alertmanager", args.alertmanager)):
+        parts = urlsplit(url) if url else None
+        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"{flag} must be http(s)://host[:port][/path]")
+    source = make_source(args.engine, args.store, durations.parse(args.interval))
+    spec = importers.load(args.config).spec if args.config else None
+    return (create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager),
+            host.strip("[]"), int(port))
+
+
+def run(args: argparse.Namespace) -> int:
+    from slo.spec import SpecError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app, host, port = build(args)
+    except SpecError as exc:
+        print(f"mcp-slo dashboard: invalid spec\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"mcp-slo dashboard: {exc}", file=sys.stderr)
+        return 2
+    return serve(app, host, port)
+
+
+def serve(app, host: str, port: int) -> int:
+    """Serve until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(host, port, app.server, threaded=True)
+    except OSError as exc:
+        print(f"mcp-slo dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    # shutdown() waits for serve_forever() to return: call it from another thread
+    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=server.shutdown).start())
+    logging.getLogger("dashboard").info("dashboard on http://%s:%d, reading %s", host, server.server_port,
+                                        app.mcp_slo.description)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
