@@ -30,6 +30,7 @@ import flask
 from dash import ALL, Input, Output, ctx, dcc, html, no_update
 
 from dashboard.overview import fmt_duration, merge_search, parse_search
+from dashboard.auth import AuthConfig, protect
 from dashboard.prometheus import Metrics
 from dashboard.pages import alerts, canaries, service
 from dashboard.pages import overview as overview_page
@@ -51,6 +52,10 @@ ENVIRONMENT = {
     "MCP_SLO_PROMETHEUS_URL": "Prometheus, for the charts and alerts",
     "MCP_SLO_ALERTMANAGER_URL": "Alertmanager, for the alerts page (optional)",
     "MCP_SLO_CONFIG": "the SLO spec (optional)",
+    "MCP_SLO_AUTH_USERS": "a users file: basic auth on every page but /healthz (see dashboard.auth)",
+    "MCP_SLO_OIDC_ISSUER": "or OpenID Connect: the issuer URL (with MCP_SLO_OIDC_CLIENT_ID, and the client "
+                           "secret and session key in MCP_SLO_OIDC_CLIENT_SECRET and MCP_SLO_SESSION_KEY)",
+    "MCP_SLO_OIDC_CLIENT_ID": "the OpenID Connect client id",
 }
 
 
@@ -65,10 +70,11 @@ class Settings:
 
 def create_app(source: Source, prometheus_url: str | None = None, config: Any = None, *,
                ttl: float = DEFAULT_TTL, alertmanager_url: str | None = None,
-               metrics: Metrics | None = None) -> dash.Dash:
+               metrics: Metrics | None = None, auth: AuthConfig | None = None) -> dash.Dash:
     """The app over `source` (EngineSource or StoreSource; wrapped in a CachedSource of `ttl`
     seconds unless it is one). Charts and alerts read Prometheus and Alertmanager through
-    `metrics` (built from the URLs unless given). `config` is the SLO spec, if any."""
+    `metrics` (built from the URLs unless given). `config` is the SLO spec, if any; `auth`
+    puts every page behind basic auth or OpenID Connect (dashboard.auth)."""
     data = source if isinstance(source, CachedSource) else CachedSource(source, ttl)
     metrics = metrics or Metrics(prometheus_url, alertmanager_url, ttl=ttl)
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="mcp-slo", update_title=None)
@@ -82,6 +88,8 @@ def create_app(source: Source, prometheus_url: str | None = None, config: Any = 
         if hasattr(page, "register_callbacks"):
             page.register_callbacks(app, data, metrics)
     app.server.add_url_rule("/healthz", "healthz", lambda: flask.jsonify(status="ok"))
+    if auth is not None:
+        protect(app, auth)
     app.mcp_slo = Settings(description=data.description, prometheus_url=prometheus_url, spec=config)
     app.mcp_slo_metrics = metrics
     return app
@@ -109,8 +117,10 @@ def server_from_env(environ: Mapping[str, str] = os.environ) -> flask.Flask:
         raise ValueError(f"MCP_SLO_ENGINE_URL / MCP_SLO_STORE / MCP_SLO_ENGINE_INTERVAL: {exc}") from exc
     spec_path = environ.get("MCP_SLO_CONFIG")
     spec = importers.load(spec_path).spec if spec_path else None
+    auth = AuthConfig(users_file=environ.get("MCP_SLO_AUTH_USERS"), oidc_issuer=environ.get("MCP_SLO_OIDC_ISSUER"),
+                      oidc_client_id=environ.get("MCP_SLO_OIDC_CLIENT_ID"))
     return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec,
-                      alertmanager_url=environ.get("MCP_SLO_ALERTMANAGER_URL")).server
+                      alertmanager_url=environ.get("MCP_SLO_ALERTMANAGER_URL"), auth=auth).server
 
 
 _server: flask.Flask | None = None

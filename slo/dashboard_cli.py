@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090", metavar="URL",
                         help="Prometheus (or a compatible API), for range charts; the overview never queries it")
     parser.add_argument("--alertmanager", metavar="URL", help="Alertmanager, for the alerts page (optional)")
+    parser.add_argument("--auth-users", metavar="FILE",
+                        help="basic auth: a file of user:password lines (see dashboard/auth.py); default: no auth")
+    parser.add_argument("--oidc-issuer", metavar="URL", help="or OpenID Connect: the identity provider's issuer URL "
+                        "(client secret and session key from MCP_SLO_OIDC_CLIENT_SECRET, MCP_SLO_SESSION_KEY)")
+    parser.add_argument("--oidc-client-id", metavar="ID", help="the OpenID Connect client id")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"serve the dashboard here (default {DEFAULT_LISTEN})")
     parser.add_argument("--config", metavar="SPEC", help="the SLO spec (any format `validate` accepts)")
@@ -40,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace):
     """(app, host, port) from the arguments; ValueError (SpecError for the spec) with a clear message."""
     from dashboard.app import create_app, make_source
+    from dashboard.auth import AuthConfig
     from slo import durations, importers
 
     host, _, port = args.listen.rpartition(":")
@@ -51,8 +57,9 @@ def build(args: argparse.Namespace):
             raise ValueError(f"{flag} must be http(s)://host[:port][/path]")
     source = make_source(args.engine, args.store, durations.parse(args.interval))
     spec = importers.load(args.config).spec if args.config else None
-    return (create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager),
-            host.strip("[]"), int(port))
+    auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
+    return (create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
+                       auth=auth), host.strip("[]"), int(port))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,3 +49,29 @@ def webhooks() -> Iterator[Webhooks]:
     hooks = Webhooks()
     yield hooks
     hooks.close()
+
+
+# --- headless Chromium for the dashboard's browser tests (dash[testing]) ---------------------
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "headless"):  # dash[testing] installed: never open a window
+        config.option.headless = True
+
+
+def pytest_setup_options():
+    """Chromium's options for dash[testing]'s browser: Debian's binary, and none of its
+    background connections (this machine's network is closed; CI's may be too)."""
+    import shutil
+
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary:
+        options.binary_location = binary
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    return options
