@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus-port", type=int, default=9090, help="0 picks a free port")
     parser.add_argument("--alertmanager-port", type=int, default=9093, help="0 picks a free port")
     parser.add_argument("--engine-port", type=int, default=8080, help="the SLO engine's API and /metrics (0: a free port)")
-    parser.add_argument("--no-engine", dest="engine", action="store_false", help="do not run the SLO engine")
+    parser.add_argument("--no-engine", dest="engine", action="store_false",
+                        help="do not run the SLO engine (nor the dashboard)")
+    parser.add_argument("--dashboard-port", type=int, default=8050, help="the dashboard (0: a free port)")
+    parser.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="do not serve the dashboard")
     parser.add_argument("--seed", type=int, help="random seed for reproducible load and history")
     parser.add_argument("--history-days", type=float, default=30.0,
                         help="days of history to backfill before starting (0: none)")
@@ -51,6 +54,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         workdir=workdir, scenario=args.scenario, rate=args.rate, history_days=args.history_days,
         prometheus_port=args.prometheus_port, alertmanager_port=args.alertmanager_port, seed=args.seed,
         backfill_rules=args.rule_backfill, engine=args.engine, engine_port=args.engine_port,
+        dashboard=args.engine and args.dashboard, dashboard_port=args.dashboard_port,
     )
     say = lambda msg: print(msg, flush=True)  # noqa: E731
     # Until the event loop takes over signals, SIGTERM stops us like Ctrl-C does.

@@ -61,6 +61,9 @@ class StackConfig:
     engine: bool = False
     engine_port: int = 0
     engine_interval: float = 10.0
+    # The dashboard over the engine (in this process, on dashboard_port; needs the engine)
+    dashboard: bool = False
+    dashboard_port: int = 0
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Stack:
     alertmanager_url: str = ""
     engine_url: str = ""
     engine: object = None  # slo.engine.Engine, when config.engine
+    dashboard_url: str = ""
     _processes: list[ManagedProcess] = field(default_factory=list)
     _http_servers: list = field(default_factory=list)
     _api_servers: list = field(default_factory=list)
@@ -83,6 +87,8 @@ class Stack:
 
     def endpoints(self) -> list[tuple[str, str]]:
         out = [("prometheus", self.prometheus_url), ("alertmanager", self.alertmanager_url)]
+        if self.dashboard_url:
+            out.append(("dashboard", self.dashboard_url))
         if self.engine_url:
             out.append(("engine", f"{self.engine_url}/api/v1/slos"))
         out += [(f"exporter {s} {v}", f"http://{t}/metrics") for (s, v), t in self.exporters.items()]
@@ -207,6 +213,25 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     ))
     if stack.engine is not None:
         stack.engine.start()
+        if config.dashboard:
+            _start_dashboard(stack)
+
+
+def _start_dashboard(stack: Stack) -> None:
+    """The dashboard over the engine's API, served from a thread (Werkzeug)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from dashboard.app import create_app
+    from dashboard.source import EngineSource
+
+    app = create_app(EngineSource(stack.engine_url), stack.prometheus_url, stack.engine.spec,
+                     alertmanager_url=stack.alertmanager_url)
+    server = make_server("127.0.0.1", stack.config.dashboard_port, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, name="mcp-slo-dashboard", daemon=True).start()
+    stack._http_servers.append(server)
+    stack.dashboard_url = f"http://127.0.0.1:{server.server_port}"
 
 
 def _start_engine(stack: Stack):

@@ -29,12 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--store", metavar="PATH", help="read the engine's SQLite store directly instead")
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090", metavar="URL",
                         help="Prometheus (or a compatible API), for range charts; the overview never queries it")
-    parser.add_argument("--alertmanager", metavar="URL", help="Alertmanager, for the alerts page (optional)")
-    parser.add_argument("--auth-users", metavar="FILE",
-                        help="basic auth: a file of user:password lines (see dashboard/auth.py); default: no auth")
-    parser.add_argument("--oidc-issuer", metavar="URL", help="or OpenID Connect: the identity provider's issuer URL "
-                        "(client secret and session key from MCP_SLO_OIDC_CLIENT_SECRET, MCP_SLO_SESSION_KEY)")
-    parser.add_argument("--oidc-client-id", metavar="ID", help="the OpenID Connect client id")
+    add_page_arguments(parser)
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"serve the dashboard here (default {DEFAULT_LISTEN})")
     parser.add_argument("--config", metavar="SPEC", help="the SLO spec (any format `validate` accepts)")
@@ -42,24 +37,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --store: the engine's --interval, to tell stale results (default 30s)")
 
 
+def add_page_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the dashboard needs besides its data source (shared with `mcp-slo serve`)."""
+    parser.add_argument("--alertmanager", metavar="URL", help="Alertmanager, for the alerts page (optional)")
+    parser.add_argument("--auth-users", metavar="FILE",
+                        help="basic auth: a file of user:password lines (see dashboard/auth.py); default: no auth")
+    parser.add_argument("--oidc-issuer", metavar="URL", help="or OpenID Connect: the identity provider's issuer URL "
+                        "(client secret and session key from MCP_SLO_OIDC_CLIENT_SECRET, MCP_SLO_SESSION_KEY)")
+    parser.add_argument("--oidc-client-id", metavar="ID", help="the OpenID Connect client id")
+
+
+def check_url(flag: str, url: str | None) -> None:
+    parts = urlsplit(url) if url else None
+    if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ValueError(f"{flag} must be http(s)://host[:port][/path]")
+
+
+def parse_listen(flag: str, listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{flag} {listen!r}: use HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def build_app(source, args: argparse.Namespace, spec):
+    """The app over `source` with the page arguments (`add_page_arguments`) of `args`."""
+    from dashboard.app import create_app
+    from dashboard.auth import AuthConfig
+
+    for flag, url in (("--prometheus", args.prometheus), ("--alertmanager", args.alertmanager)):
+        check_url(flag, url)
+    auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
+    return create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
+                      auth=auth)
+
+
 def build(args: argparse.Namespace):
     """(app, host, port) from the arguments; ValueError (SpecError for the spec) with a clear message."""
-    from dashboard.app import create_app, make_source
-    from dashboard.auth import AuthConfig
+    from dashboard.app import make_source
     from slo import durations, importers
 
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--listen {args.listen!r}: use HOST:PORT")
-    for flag, url in (("--prometheus", args.prometheus), ("--alertmanager", args.alertmanager)):
-        parts = urlsplit(url) if url else None
-        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
-            raise ValueError(f"{flag} must be http(s)://host[:port][/path]")
+    host, port = parse_listen("--listen", args.listen)
     source = make_source(args.engine, args.store, durations.parse(args.interval))
     spec = importers.load(args.config).spec if args.config else None
-    auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
-    return (create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
-                       auth=auth), host.strip("[]"), int(port))
+    return build_app(source, args, spec), host, port
 
 
 def run(args: argparse.Namespace) -> int:

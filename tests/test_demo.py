@@ -40,7 +40,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
         [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "40", "--prometheus-port", str(port),
          "--workdir", str(workdir),
          "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0", "--engine-port", "0",
-         "--no-rule-backfill"],  # tests/test_rule_backfill.py covers it
+         "--dashboard-port", "0", "--no-rule-backfill"],  # tests/test_rule_backfill.py covers it
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
@@ -61,6 +61,10 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
         # the SLO engine runs too, and Prometheus scrapes its results
         binaries.wait_for_promql(url, 'mcp_slo_status{job="mcp-slo-engine",service="analytics",slo="latency"}',
                                  timeout=30)
+        # and the dashboard over it
+        dashboard = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("dashboard: "))
+        assert httpx.get(f"{dashboard}/healthz", timeout=5).json() == {"status": "ok"}
+        assert "mcp-slo" in httpx.get(dashboard, timeout=5).text
         children = processes_using(workdir)
         assert any("prometheus " in c or "/prometheus " in c for c in children.values()), children
         assert any("alertmanager" in c for c in children.values()), children
@@ -103,7 +107,7 @@ def start_demo(tmp_path, *extra: str) -> tuple[subprocess.Popen, Path, list[str]
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "slo.cli", "demo", "--prometheus-port", "0", "--alertmanager-port", "0",
-         "--engine-port", "0", "--history-days", "0", "--workdir", str(workdir), *extra],
+         "--engine-port", "0", "--dashboard-port", "0", "--history-days", "0", "--workdir", str(workdir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

@@ -1,0 +1,69 @@
+"""`mcp-slo serve`: the engine and the dashboard in one process, for the demo and small setups.
+
+    mcp-slo serve --config examples/slo.yaml --prometheus http://127.0.0.1:9090 \\
+        --listen 127.0.0.1:8080 --dashboard-listen 127.0.0.1:8050
+
+The engine ticks and serves its API and /metrics on --listen exactly as `mcp-slo engine`
+does (every engine option applies); the dashboard, on --dashboard-listen, reads that API.
+In production run them apart: one engine (its scheduler must not run in several workers),
+and the dashboard under gunicorn with as many workers as needed. Exit 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from slo import dashboard_cli, engine_cli
+
+DEFAULT_DASHBOARD_LISTEN = dashboard_cli.DEFAULT_LISTEN
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    engine_cli.add_arguments(parser)
+    dashboard = parser.add_argument_group("dashboard")
+    dashboard.add_argument("--dashboard-listen", default=DEFAULT_DASHBOARD_LISTEN, metavar="HOST:PORT",
+                           help=f"serve the dashboard here (default {DEFAULT_DASHBOARD_LISTEN})")
+    dashboard_cli.add_page_arguments(dashboard)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dashboard.source import EngineSource
+    from slo.api import BackgroundServer, create_app
+    from slo.spec import SpecError
+    from slo.store import StoreError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if args.once:
+        return engine_cli.run(args)
+    try:
+        engine, host, port = engine_cli.build(args)
+        dash_host, dash_port = dashboard_cli.parse_listen("--dashboard-listen", args.dashboard_listen)
+    except SpecError as exc:
+        print(f"mcp-slo serve: invalid spec\n{exc}", file=sys.stderr)
+        return 2
+    except (ValueError, StoreError) as exc:
+        print(f"mcp-slo serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        api = BackgroundServer(create_app(engine), host, port)
+    except OSError as exc:
+        print(f"mcp-slo serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        engine.store.close()
+        return 2
+    try:
+        try:
+            app = dashboard_cli.build_app(EngineSource(api.url), args, engine.spec)
+        except ValueError as exc:
+            print(f"mcp-slo serve: {exc}", file=sys.stderr)
+            return 2
+        engine.start()
+        logging.getLogger("slo").info("engine: API on %s, ticking every %gs against %s", api.url, engine.interval,
+                                      engine.backend.options.url)
+        return dashboard_cli.serve(app, dash_host, dash_port)
+    finally:
+        engine.stop()
+        api.stop()
+        engine.store.close()
