@@ -210,6 +210,39 @@ class _Malformed(Exception):
         self.kind = kind
 
 
+class _Watchdog:
+    """Shuts a response's socket down at `deadline`, which ends a read blocked on it."""
+
+    def __init__(self, raw, deadline: float):
+        self.fired = False
+        self._sock = _socket_of(raw)
+        self._timer = None
+        if self._sock is not None:
+            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _socket_of(raw):
+    """The socket under a urllib3 response, or None (then reads are bounded per chunk only)."""
+    connection = getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
 class Backend:
     """Queries one Prometheus-compatible server. Thread-safe; `close()` when done."""
 
@@ -381,6 +414,9 @@ class Backend:
             return response
         raw = response.raw
         read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3: at most one socket read
+        # Older urllib3 reads whole chunks, so a trickled body would hold a read past the
+        # deadline: a watchdog shuts the socket down at the deadline instead.
+        watchdog = None if read1 else _Watchdog(raw, deadline)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -393,12 +429,22 @@ class Backend:
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
                     raise _Abort("timeout", f"reply body not received within {self._budget:g}s")
+            missing = getattr(raw, "length_remaining", None)  # urllib3 < 2 does not check Content-Length
+            if watchdog is not None and watchdog.fired:
+                raise _Abort("timeout", f"reply body not received within {self._budget:g}s")
+            if isinstance(missing, int) and missing > 0:
+                raise _Abort("bad_response", f"incomplete reply: {missing} bytes short of its Content-Length")
         except _Abort:
             response.close()
             raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             response.close()
+            if watchdog is not None and watchdog.fired:
+                raise _Abort("timeout", f"reply body not received within {self._budget:g}s") from None
             raise _Abort(*self._describe(exc)) from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         response._content = b"".join(chunks)  # what requests' .content and .json() read
         response._content_consumed = True
         release = getattr(raw, "release_conn", None)
