@@ -12,8 +12,9 @@ files for every app and collects `dash.callback`s globally, while each page here
 its callbacks on the app it is given, with the app's data source.
 
 The source's reads are shared by every callback through a cache of a few seconds (and the
-big answers are read once per engine evaluation, see CachedSource); the pages built so far
-read only the engine's results, never Prometheus. Nothing secret reaches the browser: the
+big answers are read once per engine evaluation, see CachedSource). The overview reads only
+the engine's results, never Prometheus; the service, canary and alert pages add Prometheus
+and Alertmanager through dashboard.prometheus.Metrics. Nothing secret reaches the browser: the
 engine's URL is shown without credentials, the spec and Prometheus's URL stay on the server.
 `/healthz` answers 200 while the process serves.
 """

@@ -5,6 +5,7 @@
     data = CachedSource(source, ttl=5)                  # what the app's callbacks share
     data.slos()       # [SLO dict, ...] as GET /api/v1/slos answers, or a SourceError
     data.canaries()   # [decision dict, ...] as GET /api/v1/canaries answers, or a SourceError
+    data.canary_history("filesystem", since=t)   # its logged decisions since t, oldest first
     data.status()     # Status of the latest evaluation (age, stale, why), or a SourceError
 
 Both sources give the same shapes (slo.api builds them for the API and for StoreSource),
@@ -16,13 +17,14 @@ No read reaches Prometheus.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -77,6 +79,8 @@ class Source(Protocol):
 
     def canaries(self) -> list[dict] | SourceError: ...
 
+    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError: ...
+
     def status(self) -> Status | SourceError: ...
 
 
@@ -121,6 +125,12 @@ class EngineSource:
     def canaries(self) -> list[dict] | SourceError:
         return self._list("/api/v1/canaries")
 
+    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
+        """The service's logged decisions since `since` (unix seconds), oldest first, the newest
+        api.HISTORY_LIMIT at most; without the per-test evidence, which the log does not show."""
+        params = {"evidence": "false", **({"since": repr(float(since))} if since is not None else {})}  # exact
+        return self._list(f"/api/v1/canaries/{quote(service, safe='')}/history", params)
+
     def status(self) -> Status | SourceError:
         # 503 is an answer here: no evaluation yet, or a stale one (the body says which)
         body = self._get("/readyz", ok=(200, 503))
@@ -133,17 +143,17 @@ class EngineSource:
     def close(self) -> None:
         self._client.close()
 
-    def _list(self, path: str) -> list[dict] | SourceError:
-        body = self._get(path)
+    def _list(self, path: str, params: dict[str, str] | None = None) -> list[dict] | SourceError:
+        body = self._get(path, params=params)
         if isinstance(body, SourceError):
             return body
         if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
             return self._bad(path, "is not a JSON list of objects")
         return body
 
-    def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> Any:
+    def _get(self, path: str, ok: tuple[int, ...] = (200,), params: dict[str, str] | None = None) -> Any:
         try:
-            response = self._client.get(path)
+            response = self._client.get(path, params=params)
         except httpx.TimeoutException:
             return SourceError("unreachable", f"{self.description} did not answer {path} within {self.timeout:g}s")
         except httpx.HTTPError as exc:
@@ -198,6 +208,17 @@ class StoreSource:
     def canaries(self) -> list[dict] | SourceError:
         read = self._read(canaries=True)
         return read if isinstance(read, SourceError) else read[2]
+
+    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
+        """As EngineSource.canary_history, from the store."""
+        try:
+            store = self._open()
+            if isinstance(store, SourceError):
+                return store
+            decisions = store.canary_history(service, since=since, limit=api.HISTORY_LIMIT)
+            return api.jsonable(api.canary_history_items(decisions, evidence=False))
+        except StoreError as exc:
+            return SourceError("store", f"cannot read {self.description}: {exc}")
 
     def status(self) -> Status | SourceError:
         read = self._read()
@@ -304,6 +325,15 @@ class CachedSource:
     def canaries(self) -> list[dict] | SourceError:
         return self._per_evaluation("canaries", self.source.canaries)
 
+    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
+        """The service's whole bounded log is read once per evaluation and cut at `since` here:
+        the newest N since a time are the newest N overall cut there, and a key per `since`
+        (which moves with the clock) would never be reused and would pile up in the cache."""
+        log = self._per_evaluation(f"canary_history {service}", lambda: self.source.canary_history(service))
+        if isinstance(log, SourceError) or since is None:
+            return log
+        return [d for d in log if _unix(d.get("evaluated_at")) >= since]
+
     def status(self) -> Status | SourceError:
         return self.cache.get("status", self.source.status)
 
@@ -328,3 +358,11 @@ class CachedSource:
             return value
 
         return self.cache.get(key, compute)
+
+
+def _unix(when: Any) -> float:
+    """An answer's RFC 3339 time as unix seconds; -inf for one that is not a time."""
+    try:
+        return api.parse_time(str(when))
+    except ValueError:
+        return -math.inf

@@ -5,22 +5,27 @@
     GET /api/v1/services             services with their versions, SLO count and worst status
     GET /api/v1/canaries             every canary's latest decision (verdict, score, evidence)
     GET /api/v1/canaries/{service}   one service's canaries
+    GET /api/v1/canaries/{service}/history
+                                     its decisions, oldest first: the newest HISTORY_LIMIT (1,000)
+                                     since ?since= (RFC 3339 or unix seconds; default: all kept);
+                                     ?evidence=false leaves out the per-test evidence (`metrics`)
     GET /api/v1/gate/{service}       200 only for promote: 409 rollback, 425 inconclusive,
                                      404 no canary, 503 stale (a deploy gate for Argo/Flagger)
     GET /healthz                     200 while the process serves
     GET /readyz                      200 once a fresh snapshot exists, 503 otherwise (with why)
     GET /metrics                     the engine's metrics (slo.engine_metrics)
 
-Every answer comes from the store's latest snapshot: no request reaches Prometheus.
-Each SLO object carries `stale` (two ticks in a row failed, or the snapshot is older than
-two missed ticks) and
-`evaluated_at` (RFC 3339). JSON never holds NaN: unknown numbers are null.
+Every answer comes from the store (its latest snapshot, or the canary decision log): no
+request reaches Prometheus. Each SLO object carries `stale` (two ticks in a row failed, or
+the snapshot is older than two missed ticks) and `evaluated_at` (RFC 3339). JSON never
+holds NaN: unknown numbers are null.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +43,9 @@ from slo.store import Snapshot
 GATE_STATUS = {"promote": 200, "rollback": 409, "inconclusive": 425}
 # worst first, for a service's summary status
 SEVERITY = {s: i for i, s in enumerate(("critical", "exhausted", "warning", "no_data", "ok"))}
+# decisions per history answer: 8 hours of one canary at the default 30 s interval; with
+# about 10 KB of evidence each, ten megabytes, which ?evidence=false cuts to a few hundred KB
+HISTORY_LIMIT = 1000
 
 
 def rfc3339(ts: float) -> str:
@@ -91,6 +99,33 @@ def canary_items(decisions: list[dict], stale: bool) -> list[dict]:
     return [{**d, "stale": stale, "evaluated_at": rfc3339(d["evaluated_at"])} for d in decisions]
 
 
+def canary_history_items(decisions: list[dict], evidence: bool = True) -> list[dict]:
+    """Logged canary decisions with `evaluated_at` as RFC 3339 (no `stale`: each is as old as
+    its time says); without the per-test `metrics` unless `evidence`."""
+    return [{**{k: v for k, v in d.items() if evidence or k != "metrics"}, "evaluated_at": rfc3339(d["evaluated_at"])}
+            for d in decisions]
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds from RFC 3339 ("2027-01-15T08:00:00Z", with an offset or fraction) or unix
+    seconds ("1800000000.5"); ValueError for anything else."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        # an offset's unencoded "+" arrives as a space from a query string: take it back
+        iso = re.sub(r" (\d\d:\d\d)$", r"+\1", text.strip())
+        try:
+            when = datetime.fromisoformat(iso.replace("z", "Z"))
+        except ValueError:
+            raise ValueError(f"not RFC 3339 or unix seconds: {text!r}") from None
+        if when.tzinfo is None:
+            raise ValueError(f"an RFC 3339 time needs its offset (Z or +HH:MM): {text!r}")
+        seconds = when.timestamp()
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite time: {text!r}")
+    return seconds
+
+
 def readiness(state: dict, last_error: str | None) -> tuple[dict, int]:
     """The /readyz answer and its status code for a snapshot's state (from slo_items)."""
     if state["evaluated_at"] is None:
@@ -142,6 +177,21 @@ def create_app(engine: Engine) -> Starlette:
             return json_response({"error": f"no canary of {name!r} in the latest evaluation"}, 404)
         return json_response(items)
 
+    async def canary_history(request: Request) -> Response:
+        name = request.path_params["service"]
+        since, evidence = request.query_params.get("since"), request.query_params.get("evidence", "true")
+        if evidence not in ("true", "false"):
+            return json_response({"error": f"evidence is true or false, not {evidence!r}"}, 400)
+        try:
+            # answers give times to the microsecond, rounded: one passed back as `since` must
+            # still find its own decision
+            start = parse_time(since) - 1e-6 if since is not None else None
+        except ValueError as exc:
+            return json_response({"error": f"since: {exc}"}, 400)
+        # an unknown service (or none judged since) is an empty log, not an error: canaries come and go
+        decisions = engine.store.canary_history(name, since=start, limit=HISTORY_LIMIT)
+        return json_response(canary_history_items(decisions, evidence == "true"))
+
     async def gate(request: Request) -> Response:
         """For Argo Rollouts (web metric) and Flagger (webhook): 200 only when every canary of
         the service is to be promoted on fresh data; otherwise the reason, non-2xx."""
@@ -175,6 +225,8 @@ def create_app(engine: Engine) -> Starlette:
         Route("/api/v1/slos/{service:path}", service_slos),
         Route("/api/v1/services", services),
         Route("/api/v1/canaries", canaries),
+        # before the next route, whose {service:path} would take "fs/history" for a name
+        Route("/api/v1/canaries/{service:path}/history", canary_history),
         Route("/api/v1/canaries/{service:path}", service_canaries),
         Route("/api/v1/gate/{service:path}", gate, methods=["GET", "POST"]),  # Flagger's webhooks POST
         Route("/healthz", healthz),

@@ -440,15 +440,21 @@ def raw_slis(slis: Iterable[SLI], window: float) -> str:
                           for sli in slis for part, expr in sli.raw_parts(window, "increase").items())
 
 
-def tool_status_rates(window: float) -> str:
-    """tools/call requests per second by service, tool and status."""
+def tool_calls(metric: str, service: str | None = None) -> str:
+    """`metric`'s tools/call series, of every service or of `service` only."""
+    service_matcher = [matcher("service", "=", service)] if service is not None else []
+    return selector(metric, [*service_matcher, matcher("method", "=", TOOL_METHOD)])
+
+
+def tool_status_rates(window: float, service: str | None = None) -> str:
+    """tools/call requests per second by service, tool and status (of every service, or of `service`)."""
     return (f"sum by (service, tool, status) "
-            f"(rate({selector(names.OPERATIONS_TOTAL, [matcher('method', '=', TOOL_METHOD)])}[{duration(window)}]))")
+            f"(rate({tool_calls(names.OPERATIONS_TOTAL, service)}[{duration(window)}]))")
 
 
-def tool_bucket_rates(window: float) -> str:
+def tool_bucket_rates(window: float, service: str | None = None) -> str:
     """tools/call duration histogram buckets per second by service, tool and le."""
-    series = selector(f"{names.OPERATION_DURATION}_bucket", [matcher("method", "=", TOOL_METHOD)])
+    series = tool_calls(f"{names.OPERATION_DURATION}_bucket", service)
     return f"sum by (service, tool, le) (rate({series}[{duration(window)}]))"
 
 
@@ -478,3 +484,92 @@ def canary_rollback() -> str:
     """1 for every canary the engine's judge says to roll back (the engine's own metric)."""
     return f"{selector('mcp_canary_verdict', [matcher('verdict', '=', 'rollback')])} == 1"
 
+
+
+# --- dashboard charts -----------------------------------------------------------------------
+# One service's series for the service page's range charts (its per-tool table reads
+# tool_status_rates and tool_bucket_rates with the service). The SLO series read the recording
+# rules; the request, latency and active-operation charts the raw metrics of tools/call, the
+# requests the SLOs count. `window` is `chart_window` of the chart's step.
+
+
+def chart_window(step: float) -> int:
+    """The rate window of a chart at `step` seconds: the step, so that consecutive points tile
+    time and no burst falls between two of them, and never under the base window (5m)."""
+    return int(max(math.ceil(step), BASE_WINDOW))
+
+
+def _of(service: str, metric: str) -> str:
+    return selector(metric, [matcher("service", "=", service)])
+
+
+def service_sli(service: str, window: float) -> str:
+    """1 - the error ratio over `window` of every SLO of `service` (per tool too), from the
+    recorded base-window rates: as recorded for 5m, else their averages over `window` (bad and
+    total apart: traffic-weighted). The base-window rates are also what the demo backfills."""
+    bad, total = (_of(service, recorded(name, BASE_WINDOW)) for name in (SLI_BAD, SLI_TOTAL))
+    if window > BASE_WINDOW:
+        bad, total = (f"avg_over_time({s}[{duration(window)}])" for s in (bad, total))
+    return f"1 - ({bad} / {total})"
+
+
+def service_objectives(service: str) -> str:
+    """The objective (0.999) of every SLO of `service`."""
+    return _of(service, OBJECTIVE)
+
+
+ENGINE_BUDGET_REMAINING = "mcp_slo_error_budget_remaining"  # the engine's gauge (slo.engine_metrics)
+
+
+def service_budget_remaining(service: str) -> str:
+    """The share of the error budget left over the SLO window of every SLO of `service`: the
+    engine's gauge where Prometheus scrapes the engine, else as the rules record it. The engine
+    reads the raw counters for a window the rules have not covered yet (on a new Prometheus the
+    rules' 30d budget is NaN for up to an hour, then counts only the hours since they started),
+    so its numbers are the API's; NaN from the rules is left out."""
+    rules = f"{_of(service, BUDGET_REMAINING)} > -Inf"
+    return f"max by ({', '.join(SLO_LABELS)}) ({_of(service, ENGINE_BUDGET_REMAINING)} or {ON_SLO} ({rules}))"
+
+
+def service_burn_rates(service: str, windows: Iterable[float]) -> str:
+    """The burn rate of every SLO of `service` over each of `windows` (recorded error ratio /
+    error budget), one query; the window of each series in its `burn_window` label ("1h")."""
+    names_ = {recorded(ERROR_RATIO, w) for w in windows}
+    ratios = selector("", [one_of("__name__", names_), matcher("service", "=", service)])
+    # the division drops __name__: keep the window it names as a label
+    by_window = f'label_replace({ratios}, "burn_window", "$1", "__name__", {quote(f"{ERROR_RATIO}:rate(.+)")})'
+    return f"{by_window} / {ON_SLO} group_left {_of(service, ERROR_BUDGET)}"
+
+
+def service_status_rates(service: str, window: float) -> str:
+    """tools/call requests per second of `service` by status."""
+    return f"sum by (status) (rate({tool_calls(names.OPERATIONS_TOTAL, service)}[{duration(window)}]))"
+
+
+def service_bucket_rates(service: str, window: float) -> str:
+    """tools/call duration buckets per second of `service` by `le` (cumulative, as exposed)."""
+    return f"sum by (le) (rate({tool_calls(f'{names.OPERATION_DURATION}_bucket', service)}[{duration(window)}]))"
+
+
+def service_latency_quantiles(service: str, window: float, quantiles: Iterable[float]) -> str:
+    """histogram_quantile of `service`'s tools/call buckets for each of `quantiles`, one query,
+    each series tagged with its `quantile` ("0.99"). Estimates, as good as the bucket bounds."""
+    buckets = service_bucket_rates(service, window)
+    return "\nor\n".join(tagged(f"histogram_quantile({number(q)}, {buckets})", quantile=number(q)) for q in quantiles)
+
+
+def service_active(service: str, window: float) -> str:
+    """The most operations in flight at once within `window`, per version of `service`
+    (the gauge's peak: a burst between two points still shows)."""
+    return f"sum by (version) (max_over_time({_of(service, names.OPERATIONS_ACTIVE)}[{duration(window)}]))"
+
+
+# --- dashboard: canaries ----------------------------------------------------------------------
+
+
+def canary_latency_buckets(service: str, versions: Iterable[str], window: float) -> str:
+    """tools/call duration buckets of `service`'s `versions` over `window` (counts) by version
+    and le: the distributions the canary judge compares over its window, all tools together."""
+    series = selector(f"{names.OPERATION_DURATION}_bucket",
+                      [matcher("service", "=", service), one_of("version", versions), matcher("method", "=", TOOL_METHOD)])
+    return f"sum by (version, le) (increase({series}[{duration(window)}]))"

@@ -6,6 +6,7 @@
     store.slo_history("filesystem", "availability")      # [(evaluated_at, result), ...]
     store.write_canary(time.time(), {"service": ..., "baseline": ..., "canary": ..., "verdict": ...})
     store.canary_latest()                                 # latest decision per (service, baseline, canary)
+    store.canary_history("filesystem", since=t, limit=1000)  # its decisions since t, oldest first
 
 One writer (the engine), any number of readers (the HTTP API in threads, the dashboard in
 another process). The file is in WAL mode: readers never block the writer and each read runs
@@ -230,15 +231,20 @@ class Store:
             rows = db.execute(sql, args).fetchall()
         return [_decision(at, body) for at, body in rows]
 
-    def canary_history(self, service: str, since: float | None = None) -> list[dict]:
-        """Decisions of one service ordered by time (oldest first); since is inclusive."""
+    def canary_history(self, service: str, since: float | None = None, limit: int | None = None) -> list[dict]:
+        """Decisions of one service ordered by time (oldest first); since is inclusive; with
+        `limit`, only the newest `limit` of them (still oldest first)."""
         sql, args = "SELECT evaluated_at, body FROM canary_decisions WHERE service = ?", [service]
         if since is not None:
             sql += " AND evaluated_at >= ?"
             args.append(float(since))
+        sql += " ORDER BY evaluated_at DESC, id DESC"  # newest first, so LIMIT keeps the newest
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, int(limit)))
         with self._read() as db:
-            rows = db.execute(sql + " ORDER BY evaluated_at, id", args).fetchall()
-        return [_decision(at, body) for at, body in rows]
+            rows = db.execute(sql, args).fetchall()
+        return [_decision(at, body) for at, body in reversed(rows)]
 
     def close(self) -> None:
         """Close every connection; reads and writes raise StoreError afterwards. Idempotent."""

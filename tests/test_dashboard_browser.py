@@ -17,6 +17,7 @@ import pytest
 
 from dashboard.app import create_app
 from dashboard.auth import AuthConfig, hash_password
+from dashboard.canary_data import fmt_pct
 from dashboard.overview import fmt_budget, fmt_objective, fmt_sli
 from dashboard.source import EngineSource
 from slo.api import BackgroundServer
@@ -24,7 +25,8 @@ from slo.api import create_app as engine_api
 from slo.backend import Backend, BackendOptions
 from slo.engine import Engine
 from slo.store import Store
-from tests.support import free_port, wait_until
+from tests import binaries
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("dash.testing")
@@ -38,6 +40,8 @@ def shots(tmp_path) -> Path:
 
 
 def start(dash_duo, app, path: str = "/") -> str:
+    from tests.support import free_port
+
     port = free_port()
     dash_duo.start_server(app, port=port, navigate=False)
     url = f"http://127.0.0.1:{port}"
@@ -109,3 +113,53 @@ def test_pages_behind_basic_auth_are_refused_without_credentials(dash_duo, healt
     dash_duo.driver.get(url + "/?q=analytics")
     dash_duo.wait_for_element("table.overview tbody tr", timeout=20)
     assert "analytics" in dash_duo.find_element("table.overview tbody").text
+
+
+def test_service_page_shows_the_engines_numbers_and_its_charts(dash_duo, healthy_stack, shots):
+    # the charts read the recording rules, on a range that ends at a whole step (15 s): wait
+    # until their first evaluation after the stack started is that old
+    binaries.wait_for_promql(healthy_stack.prometheus_url,
+                             'mcp_slo:sli_total:rate5m{service="filesystem"} offset 30s', timeout=180)
+    start(dash_duo, stack_app(healthy_stack), "/services/filesystem?range=1h")
+    dash_duo.wait_for_contains_text("#service-header", "SLI", timeout=20)
+    expected = api_slo(healthy_stack, "filesystem", "availability")
+    header = dash_duo.find_element("#service-header").text
+    assert f"SLI {fmt_sli(expected['sli'])} of {fmt_objective(expected['objective'])}" in header, header
+    assert f"budget left {fmt_budget(expected['error_budget_remaining'])}" in header, header
+    # every chart drew data (plotly puts one trace group per series), and the tool table came
+    for graph in ("sli", "budget", "burn", "requests", "latency", "heatmap", "active"):
+        dash_duo.wait_for_element(f"#service-{graph} .main-svg", timeout=20)
+    wait_until(lambda: dash_duo.find_elements("#service-sli .scatterlayer .trace"), timeout=20,
+               what="the SLI chart's series")
+    dash_duo.wait_for_contains_text("#service-tools", "read_file", timeout=20)
+    assert console_errors(dash_duo) == []
+    dash_duo.driver.save_screenshot(str(shots / "service.png"))
+
+
+def test_canaries_page_shows_the_verdict_and_evidence(dash_duo, regression_stack, shots):
+    decision = wait_until(lambda: next((d for d in httpx.get(f"{regression_stack.engine_url}/api/v1/canaries",
+                                                             timeout=5).json() if d["service"] == "analytics"), None),
+                          timeout=60, interval=0.5, what="the analytics canary's decision")
+    start(dash_duo, stack_app(regression_stack), "/canaries?service=analytics")
+    dash_duo.wait_for_contains_text("#canaries-body", "against", timeout=20)
+    body = dash_duo.find_element("#canaries-body").text
+    assert "rollback" in body and decision["verdict"] == "rollback"
+    assert f"score {decision['score']}" in body
+    errors = next(m for m in decision["metrics"] if m["name"] == "errors" and m["tool"] is None)
+    assert fmt_pct(errors["canary"]["ratio"]) in body  # the canary's error ratio, as the API gives it
+    dash_duo.wait_for_element("#canaries-body .main-svg", timeout=20)  # latency distributions, score over time
+    assert console_errors(dash_duo) == []
+    dash_duo.driver.save_screenshot(str(shots / "canaries.png"))
+
+
+def test_alerts_page_lists_what_prometheus_fires(dash_duo, regression_stack, shots):
+    binaries.wait_for_promql(regression_stack.prometheus_url, 'ALERTS{alertstate="firing"}', timeout=240)
+    firing = httpx.get(f"{regression_stack.prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    names = {a["labels"]["alertname"] for a in firing if a["state"] == "firing"}
+    start(dash_duo, stack_app(regression_stack), "/alerts")
+    dash_duo.wait_for_element("#alerts-body table tbody tr", timeout=20)
+    body = dash_duo.find_element("#alerts-body").text
+    for name in names:
+        assert name in body, (name, body)
+    assert console_errors(dash_duo) == []
+    dash_duo.driver.save_screenshot(str(shots / "alerts.png"))

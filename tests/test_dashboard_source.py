@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from dashboard.source import CachedSource, EngineSource, SourceError, Status, StoreSource, TTLCache
+from slo import api
 from slo.api import BackgroundServer, create_app
 from slo.backend import Backend, BackendOptions
 from slo.engine import Engine
@@ -86,6 +87,59 @@ def test_engine_and_store_sources_answer_the_same(engine_api, tmp_path):
     for status in (over_http.status(), direct.status()):
         assert (status.evaluated_at, status.stale, status.reason) == ("2027-01-15T08:00:00Z", False, None)
         assert status.age_seconds == pytest.approx(10.0)
+
+
+def test_engine_and_store_sources_give_the_same_canary_log(engine_api, tmp_path):
+    engine, clock, url = engine_api
+    engine.store.write_canary(AT - 10, {**canary(), "service": "team/checkout"})  # a slash in the name
+    over_http = EngineSource(url)
+    direct = StoreSource(tmp_path / "engine.db", interval=INTERVAL, now=clock)
+    log = over_http.canary_history("checkout")
+    assert [(d["evaluated_at"], d["verdict"]) for d in log] == [("2027-01-15T07:59:30Z", "inconclusive"),
+                                                                ("2027-01-15T08:00:00Z", "rollback")]
+    assert log[1]["score"] == canary()["score"] and log[1]["reason"] == canary()["reason"]
+    assert all("metrics" not in d and "stale" not in d for d in log)  # the log without the evidence
+    assert direct.canary_history("checkout") == log
+    assert over_http.canary_history("checkout", since=AT) == direct.canary_history("checkout", since=AT) == log[1:]
+    assert [d["service"] for d in over_http.canary_history("team/checkout")] == ["team/checkout"]
+    assert over_http.canary_history("nobody") == direct.canary_history("nobody") == []
+    # a time from an answer (to the microsecond, rounded up here), passed back as since, finds its decision
+    engine.store.write_canary(AT + 0.1234567, {**canary(), "service": "rounded"})
+    shown = over_http.canary_history("rounded")[0]["evaluated_at"]
+    assert shown == "2027-01-15T08:00:00.123457Z" and api.parse_time(shown) > AT + 0.1234567
+    assert len(httpx.get(f"{url}/api/v1/canaries/rounded/history", params={"since": shown}).json()) == 1
+    assert len(over_http.canary_history("rounded", since=AT + 0.1234567)) == 1
+    down = EngineSource(f"http://127.0.0.1:{free_port()}", timeout=1.0).canary_history("checkout")
+    assert isinstance(down, SourceError) and down.kind == "unreachable"
+    assert StoreSource(tmp_path / "missing.db").canary_history("checkout").kind == "store"
+
+
+def test_a_cached_source_reads_a_canary_log_once_per_evaluation_and_cuts_it_at_since():
+    requests, engine_state = [], {"evaluated_at": "2027-01-15T08:00:00Z"}
+    log = [{"service": "checkout", "verdict": v, "evaluated_at": f"2027-01-15T0{h}:00:00Z"}
+           for v, h in (("inconclusive", 6), ("inconclusive", 7), ("rollback", 8))]
+
+    def engine(request):
+        requests.append((request.url.path, dict(request.url.params)))
+        if request.url.path == "/readyz":
+            return httpx.Response(200, json={"ready": True, "evaluated_at": engine_state["evaluated_at"],
+                                             "stale": False, "age_seconds": 3.0})
+        return httpx.Response(200, json=log)
+
+    clock = Clock(0.0)
+    data = CachedSource(EngineSource("http://engine.test:8080", transport=mock(engine)), cache=TTLCache(5.0, clock))
+    seven = AT - 3600  # 07:00
+    assert data.canary_history("checkout", since=seven) == log[1:]
+    assert data.canary_history("checkout", since=seven + 1) == log[2:]
+    assert data.canary_history("checkout") == log
+    assert requests == [("/readyz", {}), ("/api/v1/canaries/checkout/history", {"evidence": "false"})]
+    clock.now = 6.0  # past the TTL, the same evaluation: only the status is asked
+    assert data.canary_history("checkout", since=seven + 60) == log[2:]
+    assert requests[2:] == [("/readyz", {})]
+    engine_state["evaluated_at"] = "2027-01-15T08:00:30Z"
+    clock.now = 12.0
+    data.canary_history("checkout")
+    assert [path for path, _ in requests[3:]] == ["/readyz", "/api/v1/canaries/checkout/history"]
 
 
 def test_both_sources_mark_the_same_snapshot_stale(engine_api, tmp_path):

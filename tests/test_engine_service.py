@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,63 @@ def test_the_engine_command_runs_one_tick(spec_file, prometheus, tmp_path, capsy
     assert '"ok": true' in capsys.readouterr().out
     assert cli.main(["engine", "--config", str(tmp_path / "missing.yaml"), "--once"]) == 2
     assert cli.main(["engine", "--config", str(spec_file), "--interval", "5s", "--timeout", "9s", "--once"]) == 2
+
+
+@pytest.fixture
+def canary_prometheus(tmp_path) -> Iterator[PrometheusProcess]:
+    """A Prometheus scraping one service, 'shop', with a v2 canary at a tenth of the traffic."""
+    registry = CollectorRegistry()
+    fams = families(registry)
+    server, _ = start_metrics_server(0, registry=registry)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.wait(0.2):
+            for version, calls, errors in (("v1", 90, 1), ("v2", 10, 1)):
+                fams.operations.labels("shop", version, "tools/call", "buy", "success").inc(calls - errors)
+                fams.operations.labels("shop", version, "tools/call", "buy", "error").inc(errors)
+                for _ in range(calls):
+                    fams.duration.labels("shop", version, "tools/call", "buy").observe(0.05)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    p = PrometheusProcess(tmp_path / "prometheus", f"127.0.0.1:{server.server_port}")
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+        stop.set()
+        thread.join()
+        server.shutdown()
+
+
+def test_the_api_serves_a_canarys_decision_log(spec_file, canary_prometheus, tmp_path, monkeypatch):
+    engine = make_engine(spec_file, canary_prometheus.url, tmp_path)
+    wait_until(lambda: engine.tick() and engine.store.canary_history("shop"), timeout=30, interval=0.5,
+               what="a tick judging the canary")
+    for _ in range(2):
+        assert engine.tick() is not None
+    client = TestClient(create_app(engine))
+
+    log = client.get("/api/v1/canaries/shop/history").json()
+    assert len(log) == 3 and [(d["baseline"], d["canary"]) for d in log] == [("v1", "v2")] * 3
+    times = [d["evaluated_at"] for d in log]
+    assert times == sorted(times) and all(t.endswith("Z") for t in times)  # oldest first, RFC 3339
+    latest = client.get("/api/v1/canaries/shop").json()[0]
+    assert log[-1] == {k: v for k, v in latest.items() if k != "stale"}  # the log ends with the latest decision
+    assert log[0]["metrics"] and log[0]["reason"] and log[0]["window"]
+
+    since = times[1]
+    assert [d["evaluated_at"] for d in client.get(f"/api/v1/canaries/shop/history?since={since}").json()] == times[1:]
+    unix = datetime.fromisoformat(since).timestamp()
+    assert client.get("/api/v1/canaries/shop/history", params={"since": f"{unix:.6f}"}).json() == log[1:]
+    lean = client.get("/api/v1/canaries/shop/history", params={"evidence": "false"}).json()
+    assert [d["score"] for d in lean] == [d["score"] for d in log] and all("metrics" not in d for d in lean)
+    monkeypatch.setattr("slo.api.HISTORY_LIMIT", 2)
+    assert client.get("/api/v1/canaries/shop/history").json() == log[1:]  # bounded: the newest, oldest first
+
+    assert client.get("/api/v1/canaries/nobody/history").json() == []  # no canary: an empty log, not a 404
+    for bad in ({"since": "yesterday"}, {"since": "2027-01-15T08:00:00"}, {"evidence": "maybe"}):
+        answer = client.get("/api/v1/canaries/shop/history", params=bad)
+        assert answer.status_code == 400 and "error" in answer.json(), bad

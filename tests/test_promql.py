@@ -133,3 +133,86 @@ def test_alert_queries():
     assert "mcp_slo:sli_total:rate1h * 3600 >= 50" in expr
     assert expr.endswith('mcp_slo:info{window="30d"}')
     assert ">= 0" not in promql.burn_alert(burn=1, long_window=3600, short_window=300, slo_window="7d", min_events=0)
+
+
+# --- the dashboard's charts -------------------------------------------------------------------
+
+DASHBOARD_QUERIES = {
+    "sli 5m": lambda s: promql.service_sli(s, 300),
+    "sli 15m": lambda s: promql.service_sli(s, 900),
+    "objectives": promql.service_objectives,
+    "budget": promql.service_budget_remaining,
+    "burn": lambda s: promql.service_burn_rates(s, [300, 3600]),
+    "requests": lambda s: promql.service_status_rates(s, 300),
+    "buckets": lambda s: promql.service_bucket_rates(s, 300),
+    "latency": lambda s: promql.service_latency_quantiles(s, 300, (0.5, 0.99)),
+    "active": lambda s: promql.service_active(s, 300),
+    "tool status": lambda s: promql.tool_status_rates(300, s),
+    "tool buckets": lambda s: promql.tool_bucket_rates(300, s),
+}
+
+
+def test_dashboard_queries():
+    assert promql.service_sli("fs", 300) == (
+        '1 - (mcp_slo:sli_bad:rate5m{service="fs"} / mcp_slo:sli_total:rate5m{service="fs"})')
+    assert promql.service_sli("fs", 3600) == ('1 - (avg_over_time(mcp_slo:sli_bad:rate5m{service="fs"}[1h]) / '
+                                              'avg_over_time(mcp_slo:sli_total:rate5m{service="fs"}[1h]))')
+    assert promql.service_burn_rates("fs", [3600, 300]) == (
+        'label_replace({__name__=~"mcp_slo:error_ratio:rate1h|mcp_slo:error_ratio:rate5m",service="fs"}, '
+        '"burn_window", "$1", "__name__", "mcp_slo:error_ratio:rate(.+)") '
+        '/ on (service, slo, tool) group_left mcp_slo:error_budget{service="fs"}')
+    assert promql.tool_status_rates(300) == (  # the engine's query, every service
+        'sum by (service, tool, status) (rate(mcp_operations_total{method="tools/call"}[5m]))')
+    assert [promql.chart_window(s) for s in (15, 120, 300, 900, 3600)] == [300, 300, 300, 900, 3600]
+
+
+@pytest.mark.parametrize("service", HOSTILE)
+def test_a_hostile_service_changes_only_the_string_in_the_dashboard_queries(service):
+    for name, build in DASHBOARD_QUERIES.items():
+        assert build(service) == build("placeholder").replace('"placeholder"', promql.quote(service)), name
+
+
+def test_the_dashboard_queries_select_exactly_their_service(tmp_path):
+    """Each dashboard query, with a hostile service name, run by promtool on series of every
+    hostile service: it answers for its own service only (and promtool parses every query)."""
+    promtool = binaries.require("promtool")
+    inputs, checks = [], []
+
+    def gauge(metric: str, labels: dict[str, str], value: float) -> dict:
+        return {"series": promql.selector(metric, [promql.matcher(k, "=", v) for k, v in labels.items()]),
+                "values": f"{promql.number(value)}x15"}
+
+    def expect(expr: str, value: float, metric: str = "", **labels: str) -> None:
+        checks.append({"expr": expr, "eval_time": "10m", "exp_samples": [
+            {"labels": promql.selector(metric, [promql.matcher(k, "=", v) for k, v in labels.items()]), "value": value}]})
+
+    for i, service in enumerate(["innocent", *HOSTILE]):
+        slo = {"service": service, "slo": "availability"}
+        inputs.append(rules_tests.series("mcp_operations_total", {"service": service, "version": "v1",
+                                                                  "method": "tools/call", "tool": "t",
+                                                                  "status": "success"}, [60.0 * (i + 1)] * 15))
+        inputs.append(gauge("mcp_operations_active", {"service": service, "version": "v1"}, i))
+        inputs.append(gauge("mcp_slo:sli_total:rate5m", slo, 100))
+        inputs.append(gauge("mcp_slo:sli_bad:rate5m", slo, i))
+        inputs.append(gauge("mcp_slo:error_ratio:rate1h", slo, 0.001 * (i + 1)))
+        inputs.append(gauge("mcp_slo:error_budget", slo, 0.001))
+        inputs.append(gauge("mcp_slo:error_budget_remaining", slo, i))
+        expect(f"round({promql.service_status_rates(service, 300)})", i + 1, status="success")
+        expect(f"round({promql.tool_status_rates(300, service)})", i + 1, service=service, tool="t", status="success")
+        expect(promql.service_active(service, 300), i, version="v1")
+        expect(f"round(100 * ({promql.service_sli(service, 300)}))", 100 - i, **slo)
+        expect(f"round({promql.service_burn_rates(service, [3600])})", i + 1, **slo, burn_window="1h")
+        if i == 0:  # the engine's gauge, where Prometheus has it, before the rules' number
+            inputs.append(gauge("mcp_slo_error_budget_remaining", {**slo, "window": "30d"}, 7))
+        expect(promql.service_budget_remaining(service), 7 if i == 0 else i, **slo)
+    rule_file = {"groups": [{"name": "parse", "rules": [
+        {"record": f"dashboard:{name.replace(' ', '_')}", "expr": build(service)}
+        for name, build in DASHBOARD_QUERIES.items() for service in HOSTILE]}]}
+    (tmp_path / "rules.yml").write_text(rules.dump(rule_file))
+    check = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (tmp_path / "test.yml").write_text(rules.dump({
+        "rule_files": [], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": inputs, "promql_expr_test": checks}]}))
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

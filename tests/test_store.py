@@ -195,6 +195,11 @@ def test_canary_latest_per_pair_and_history_in_time_order(store):
         (30.0, "v2", "rollback"), (30.0, "v3", "wait"), (30.0, "v3", "promote")]
     assert math.isnan(history[0]["p_value"])
     assert [d["evaluated_at"] for d in store.canary_history("fs", since=20.0)] == [20.0, 30.0, 30.0, 30.0]
+    newest = store.canary_history("fs", limit=3)  # the newest three, still oldest first
+    assert [(d["evaluated_at"], d["canary"], d["verdict"]) for d in newest] == [
+        (30.0, "v2", "rollback"), (30.0, "v3", "wait"), (30.0, "v3", "promote")]
+    bounded = store.canary_history("fs", since=10.0, limit=5)  # six since 10.0: the oldest left out
+    assert [d["evaluated_at"] for d in bounded] == [15.0, 20.0, 30.0, 30.0, 30.0]
     with pytest.raises(StoreError, match="'verdict' must be a string"):
         store.write_canary(40.0, {"service": "fs", "baseline": "v1", "canary": "v2"})
 

@@ -1,23 +1,208 @@
-"""PLACEHOLDER: the service detail page is not built yet (SLO history over the time range,
-per-tool breakdown, burn-rate charts from Prometheus). Registered so that links from the
-overview and the alerts' dashboard_url (/services/{service}) land somewhere clear."""
+"""A service's page: its SLOs (the engine's latest evaluation) in the header; the SLI against the
+objective, the error budget, burn rates against the alert tiers, requests by status, latency
+estimates, duration buckets and operations in flight over the shell's time range (Prometheus);
+its tools; its firing and pending alerts with their runbooks.
+
+The URL holds the whole state: the service in the path (/services/<service>, as the overview's
+rows and the alerts' dashboard_url link to it), the shell's range and refresh in the query
+string. One callback, on the URL and the shell's tick, draws everything through `render`, a
+plain function that tests call with a fake source and a fake Metrics. The charts' graphs stay in
+the page between ticks, so a zoom survives a refresh (dashboard.service_data.layout's uirevision).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import unquote, urlencode
+import time
+from typing import Any, NamedTuple
+from urllib.parse import unquote
 
-from dash import dcc, html
+from dash import Input, Output, dcc, html
+
+from dashboard import service_data as sd
+from dashboard.overview import NONE, STATUS_LABELS, merge_search, parse_search
+from dashboard.pages.overview import STATUS_COLORS, empty_state, no_services, notice
+from dashboard.prometheus import Metrics
+from dashboard.source import Source, SourceError
+from slo import promql
 
 PATH, PATH_TEMPLATE, NAME, ORDER = "/services", "/services/<service>", "Service", 3
 
+HIDDEN, SHOWN = {"display": "none"}, {}
+CHARTS_STYLE = {"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minmax(34rem, 1fr))", "gap": ".5rem"}
+WIDE = {"burn", "heatmap"}  # charts across the whole width
+CARD = {"border": "1px solid #e0e0e0", "borderRadius": ".3rem", "padding": ".35rem .6rem", "fontSize": ".85rem"}
+
 
 def layout(service: str | None = None, **_: Any) -> html.Div:
+    """The page's frame; the callback fills it. Dash calls this with service="none" to
+    validate the callbacks, and without a service for /services."""
     name = unquote(service) if service and service != "none" else None
-    return html.Div(className="empty", children=[
-        html.H3(f"Service {name}" if name else "Service"),
-        html.P("Not built yet: the service page (SLO history, per-tool breakdown, burn-rate charts) "
-               "comes with a later change."),
-        html.P(["Meanwhile the ", dcc.Link("overview", href="/" + (f"?{urlencode({'q': name})}" if name else "")),
-                " shows this service's SLOs, burn rates, canary verdict and firing alerts."]),
+    return html.Div([
+        html.Div(id="service-header", children=html.H2(name or "Service")),
+        html.Div(id="service-notices"),
+        html.Div(id="service-body", children=[
+            html.Div(id="service-charts", style=CHARTS_STYLE, children=[
+                html.Div(dcc.Graph(id=f"service-{g}", config={"displaylogo": False}),
+                         style={"gridColumn": "1 / -1"} if g in WIDE else None) for g in sd.GRAPHS]),
+            html.H3("Tools"),
+            html.Div(id="service-tools"),
+            html.H3("Alerts"),
+            html.Div(id="service-alerts"),
+        ]),
     ])
+
+
+def service_from_path(pathname: str | None) -> str | None:
+    """The service named by /services/<service> (percent-decoded), None elsewhere."""
+    prefix = PATH + "/"
+    if not pathname or not pathname.startswith(prefix):
+        return None
+    return unquote(pathname[len(prefix):]) or None
+
+
+def shell_search(search: str | None) -> str:
+    """Only the shell's parameters of `search` (range, refresh): what links off this page keep."""
+    params = parse_search(search)
+    return merge_search("", {"range": params.get("range"), "refresh": params.get("refresh")})
+
+
+class Rendered(NamedTuple):
+    header: Any
+    notices: Any = None
+    body_style: dict = HIDDEN
+    charts_style: dict = HIDDEN
+    figures: dict | None = None  # chart -> figure, every one of sd.GRAPHS
+    tools: Any = None
+    alerts: Any = None
+
+    def outputs(self) -> tuple:
+        figures = self.figures or {}
+        return (self.header, self.notices, self.body_style, self.charts_style,
+                *(figures.get(g, {"data": [], "layout": {}}) for g in sd.GRAPHS), self.tools, self.alerts)
+
+
+def render(data: Source, metrics: Metrics, pathname: str | None, search: str | None,
+           now: float | None = None) -> Rendered:
+    """The page for a URL: the engine's numbers always (when it can be read), the charts, tools
+    and alerts when Prometheus answers, and why not otherwise."""
+    now = time.time() if now is None else now
+    service = service_from_path(pathname)
+    back = dcc.Link("‹ all services", href="/" + shell_search(search))
+    if service is None:
+        return Rendered(empty_state("Which service?", "Pick a service on the overview.", back))
+    slos = data.slos()
+    notes = []
+    if isinstance(slos, SourceError):
+        rows: list[dict] = []
+        notes.append(notice(f"The engine's SLO numbers are not available: {slos.message}"))
+    elif not slos:  # no evaluation yet, or no service at all
+        return Rendered(no_services(data.status()))
+    else:
+        rows = sd.service_rows(slos, service)
+        if not rows:
+            return Rendered(empty_state(f"No service {service!r}",
+                                        "The engine's latest evaluation has no service of this name. Services "
+                                        "appear once Prometheus has their MCP metrics (or the SLO spec names them) "
+                                        "and the engine has evaluated them.", back))
+    header = html.Div([html.H2(service, style={"margin": ".5rem 0 .2rem"}), back, slo_cards(rows)])
+
+    tr = sd.time_range(search, now)
+    answers = sd.read(metrics, sd.chart_queries(service, rows, tr), tr)
+    down = sd.prometheus_down(answers.values())
+    if down is not None:
+        notes.append(empty_state("Prometheus is unreachable" if down.kind == "unreachable" else "No Prometheus",
+                                 f"{down.message}. The charts, tools and alerts come from Prometheus; the SLO "
+                                 "numbers above are the engine's latest evaluation."))
+        return Rendered(header, notes, SHOWN, HIDDEN, sd.figures(answers, rows, tr), None, None)
+    if not any(sd.has_data(a) for a in answers.values()):
+        notes.append(notice(f"Prometheus has no data for {service} in the last {tr.name}: is it scraped, and are "
+                            "the rules of `mcp-slo rules` loaded? Recorded series start when the rules do."))
+    tools = sd.tool_table(metrics.instant(promql.tool_status_rates(sd.TOOL_WINDOW, service)),
+                          metrics.instant(promql.tool_bucket_rates(sd.TOOL_WINDOW, service)), rows)
+    alerts = sd.service_alerts(metrics.alerts(), service, now)
+    return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr), tool_table(tools),
+                    alert_list(alerts, service))
+
+
+def register_callbacks(app, data: Source, metrics: Metrics) -> None:
+    outputs = [Output("service-header", "children"), Output("service-notices", "children"),
+               Output("service-body", "style"), Output("service-charts", "style"),
+               *(Output(f"service-{g}", "figure") for g in sd.GRAPHS),
+               Output("service-tools", "children"), Output("service-alerts", "children")]
+
+    @app.callback(*outputs, Input("url", "pathname"), Input("url", "search"), Input("tick", "n_intervals"))
+    def on_page(pathname, search, _tick):
+        return render(data, metrics, pathname, search).outputs()
+
+
+# --- components ----------------------------------------------------------------------------
+
+
+def slo_cards(rows: list[dict]) -> html.Div:
+    """One card per SLO: status, SLI against the objective, budget left, firing tiers."""
+    cards = []
+    for s in sd.slo_summaries(rows):
+        color = STATUS_COLORS.get(s["status"], "#9e9e9e")
+        name = s["slo"] + (f" · {s['tool']}" if s["tool"] else "") + (f" ≤ {s['threshold']}" if s["threshold"] else "")
+        firing = [html.Div(f"firing: {', '.join(s['firing'])}", className="firing")] if s["firing"] else []
+        cards.append(html.Div(style=CARD, title=s["description"], children=[
+            html.Span(s["status_label"], className="chip", style={"background": color}), " ", html.Strong(name),
+            html.Div(f"SLI {s['sli']} of {s['objective']} over {s['window']}"),
+            html.Div(f"budget left {s['budget']['text']}" + exhaustion(s["exhaustion"])),
+            *firing,
+        ]))
+    versions = sorted({v for r in rows for v in r.get("versions") or ()})
+    return html.Div([
+        html.Div(f"versions {', '.join(versions)}" if versions else "", className="muted"),
+        html.Div(cards, style={"display": "flex", "gap": ".5rem", "flexWrap": "wrap", "margin": ".4rem 0"}),
+    ])
+
+
+def exhaustion(text: str) -> str:
+    """The card's words for dashboard.overview.fmt_exhaustion's text."""
+    if text == "exhausted":
+        return ": spent"
+    return "" if text in ("never", NONE) else f" · spent in {text} at the last hour's rate"
+
+
+def tool_table(rows: list[dict] | SourceError) -> Any:
+    if isinstance(rows, SourceError):
+        return notice(f"The tools cannot be read: {rows.message}")
+    if not rows:
+        return html.P(f"No tools/call requests in the last {promql.duration(sd.TOOL_WINDOW)}.", className="muted")
+    quantiles = [f"p{round(q * 100)}" for q in sd.QUANTILES]
+    head = html.Tr([html.Th("Tool"), html.Th("Requests", className="num"), html.Th("Errors", className="num"),
+                    *(html.Th(q, className="num", title="estimated from the histogram's buckets") for q in quantiles),
+                    html.Th("SLOs")])
+    body = []
+    for r in rows:
+        status = ", ".join(f"{k} {v:,.2f}/s" for k, v in sorted(r["by_status"].items()))
+        slos = [html.Span(f"{s['slo']} {s['sli']}", className="chip", title=STATUS_LABELS.get(s["status"], s["status"]),
+                          style={"background": STATUS_COLORS.get(s["status"], "#9e9e9e"), "marginRight": ".3rem"})
+                for s in r["slos"]]
+        body.append(html.Tr([html.Td(r["tool"]), html.Td(r["rate_text"], className="num", title=status),
+                             html.Td(r["error_text"], className="num"),
+                             *(html.Td(r["latency_text"].get(q, NONE), className="num") for q in quantiles),
+                             html.Td(slos)]))
+    return html.Div([
+        html.P(f"tools/call over the last {promql.duration(sd.TOOL_WINDOW)}, as the engine computes them; "
+               "latencies are estimated from the histogram's buckets.", className="muted"),
+        html.Table(className="overview", children=[html.Thead(head), html.Tbody(body)]),
+    ])
+
+
+def alert_list(alerts: list[dict] | SourceError, service: str) -> Any:
+    if isinstance(alerts, SourceError):
+        return notice(f"The alerts cannot be read: {alerts.message}")
+    if not alerts:
+        return html.P(f"No alert of {service} is firing or pending.", className="muted")
+    head = html.Tr([html.Th(h) for h in ("State", "Severity", "Alert", "SLO", "For", "Summary", "Runbook")])
+    body = [html.Tr(className="firing" if a["state"] == "firing" else None, children=[
+        html.Td(a["state"]), html.Td(a["severity"]),
+        html.Td(a["alertname"] + (f" ({a['tier']})" if a["tier"] else "")),
+        html.Td(a["slo"] + (f" · {a['tool']}" if a["tool"] else "")), html.Td(a["for_text"], className="num"),
+        html.Td(a["summary"], style={"whiteSpace": "normal"}),
+        html.Td(html.A("runbook", href=a["runbook"], target="_blank", rel="noopener noreferrer")
+                if a["runbook"] else NONE),
+    ]) for a in alerts]
+    return html.Table(className="overview", children=[html.Thead(head), html.Tbody(body)])

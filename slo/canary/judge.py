@@ -468,6 +468,8 @@ def _pct(x: float | None) -> str:
 
 
 def _p(p: float) -> str:
+    if p <= 0.0:
+        return "p < 1e-300"  # underflowed
     return f"p = {p:.1e}" if p < 0.001 else f"p = {p:.3f}"
 
 
