@@ -156,9 +156,13 @@ class Engine:
         """Stale: two ticks in a row failed, or the snapshot is older than two missed ticks.
         One failed tick alone is not enough: a deploy gate that answered 503 on every
         transient timeout would count as failed checks in Flagger and roll releases back."""
-        if snapshot is None:
+        return self.is_stale_at(None if snapshot is None else snapshot.evaluated_at)
+
+    def is_stale_at(self, evaluated_at: float | None) -> bool:
+        """`is_stale` for a snapshot evaluated at `evaluated_at` (None: there is none)."""
+        if evaluated_at is None:
             return True
-        return self.now() - snapshot.evaluated_at > self.stale_after() or self.health.consecutive_failures >= 2
+        return self.now() - evaluated_at > self.stale_after() or self.health.consecutive_failures >= 2
 
 
 def _datetime(ts: float) -> datetime:

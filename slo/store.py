@@ -177,6 +177,13 @@ class Store:
 
     # -- reader side (any thread or process) ---------------------------------------------------
 
+    def latest_tick(self) -> tuple[int, float] | None:
+        """(tick id, evaluated_at) of the newest tick, without reading its results: what a
+        reader needs to tell whether its copy of the latest snapshot is still the latest."""
+        with self._read() as db:
+            tick = _latest_tick(db)
+        return None if tick is None else (tick[0], tick[1])
+
     def latest(self) -> Snapshot | None:
         """The newest tick by evaluation time (the last written on ties), or None when empty."""
         with self._read() as db:

@@ -288,3 +288,21 @@ def test_the_api_serves_a_canarys_decision_log(spec_file, canary_prometheus, tmp
     for bad in ({"since": "yesterday"}, {"since": "2027-01-15T08:00:00"}, {"evidence": "maybe"}):
         answer = client.get("/api/v1/canaries/shop/history", params=bad)
         assert answer.status_code == 400 and "error" in answer.json(), bad
+
+
+def test_the_api_reads_each_tick_from_the_store_once(spec_file, tmp_path, monkeypatch):
+    """Every viewer's dashboard asks for the SLO list: it is parsed once per tick (and its
+    JSON made once), and /readyz reads only the latest tick's time."""
+    engine = make_engine(spec_file, "http://127.0.0.1:1", tmp_path)
+    client = TestClient(create_app(engine))
+    reads = []
+    real = engine.store.latest
+    monkeypatch.setattr(engine.store, "latest", lambda: reads.append(1) or real())
+    row = {"service": "fs", "slo": "availability", "tool": None, "status": "ok", "sli": 0.99, "versions": ["v1"]}
+    engine.store.write_tick(engine.now() - 1, [row], [], {})
+    first = [client.get("/api/v1/slos").json() for _ in range(3)]
+    assert len(reads) == 1 and first[0] == first[2] and first[0][0]["sli"] == 0.99
+    assert client.get("/readyz").status_code == 200 and len(reads) == 1
+    engine.store.write_tick(engine.now(), [{**row, "sli": 0.5}], [], {})  # the next tick
+    assert client.get("/api/v1/slos").json()[0]["sli"] == 0.5 and len(reads) == 2
+    assert client.get("/api/v1/slos?service=fs").json()[0]["sli"] == 0.5 and len(reads) == 2
