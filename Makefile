@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv system-deps clean rules
+.PHONY: demo test bench venv system-deps clean rules grafana
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: venv
 # Regenerate the committed Prometheus rules from the example spec (a test fails when they differ).
 rules: venv
 	$(BIN)/mcp-slo rules --config examples/slo.yaml --out alerts/rules
+
+# Regenerate the committed Grafana dashboards and provisioning files (a test fails when they differ).
+grafana: venv
+	$(BIN)/mcp-slo grafana --config examples/slo.yaml --out grafana
 
 demo: venv
 	scripts/install-system-deps.sh demo

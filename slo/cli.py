@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("alerts.rules_cli", "write Prometheus recording and alerting rules for an SLO spec"),
     "validate": ("slo.validate_cli", "check an SLO spec (mcp-slo, OpenSLO v1 or Sloth) and summarize it"),
     "alertmanager": ("alerts.alertmanager_cli", "write the Alertmanager configuration for an SLO spec"),
+    "grafana": ("grafana.cli", "write Grafana dashboards and provisioning files for an SLO spec"),
     "canary": ("slo.canary.cli", "judge a service's canary once against its baseline (exit 0 promote, 1 roll back, 3 wait)"),
     "engine": ("slo.engine_cli", "evaluate every SLO on a schedule; serve the results as an API and /metrics"),
     "dashboard": ("slo.dashboard_cli", "serve the Dash app over the engine's results (its API or its store)"),

@@ -573,3 +573,123 @@ def canary_latency_buckets(service: str, versions: Iterable[str], window: float)
     series = selector(f"{names.OPERATION_DURATION}_bucket",
                       [matcher("service", "=", service), one_of("version", versions), matcher("method", "=", TOOL_METHOD)])
     return f"sum by (version, le) (increase({series}[{duration(window)}]))"
+
+
+# =============================================================================================
+# --- Grafana dashboards ----------------------------------------------------------------------
+# The panel and variable queries of the dashboards `mcp-slo grafana` generates (grafana/). They
+# hold Grafana template variables ("$service"), which Grafana substitutes before Prometheus sees
+# the query: a multi-value variable as a regex of escaped values (so `=~`), a single value as
+# it is (so `=`). Windows are Grafana's `$__rate_interval` (at least four scrapes at any step)
+# or `$__range` (the time picker's span). Values from the spec (SLO windows, alert, status and
+# method names) go through `matcher` and `one_of`, like everywhere else.
+
+GRAFANA_RATE_WINDOW = "$__rate_interval"
+GRAFANA_RANGE = "$__range"
+ALERTS_SERIES = "ALERTS"  # Prometheus's series of the active alerts of its rules
+# the engine's gauges (slo.engine_metrics), beside ENGINE_BUDGET_REMAINING above
+ENGINE_SLI = "mcp_slo_sli"
+ENGINE_OBJECTIVE = "mcp_slo_objective"
+ENGINE_STATUS = "mcp_slo_status"
+CANARY_VERDICT = "mcp_canary_verdict"
+CANARY_SCORE = "mcp_canary_score"
+
+
+def grafana_variable(label: str, variable: str, multi: bool = False) -> str:
+    """A matcher on a template variable: `label=~"$variable"` for a multi-value one,
+    `label="$variable"` for a single value."""
+    return matcher(label, "=~" if multi else "=", f"${variable}")
+
+
+def grafana_label_values(metric: str, label: str, matchers: Sequence[str] = ()) -> str:
+    """A query variable's values: `label_values(metric{matchers}, label)`."""
+    return f"label_values({selector(metric, matchers)}, {label})"
+
+
+def grafana_sum(function: str, metric: str, matchers: Sequence[str], by: Sequence[str],
+                window: str = GRAFANA_RATE_WINDOW) -> str:
+    """`sum by (by) (function(metric{matchers}[window]))`."""
+    return f"sum by ({', '.join(by)}) ({function}({selector(metric, matchers)}[{window}]))"
+
+
+def grafana_error_ratio(matchers: Sequence[str], by: Sequence[str], window: str = GRAFANA_RATE_WINDOW) -> str:
+    """Errors and timeouts over valid operations (cancelled ones count neither way) by `by`;
+    0 where there were no errors (a missing error series), not no data."""
+    valid = grafana_sum("rate", names.OPERATIONS_TOTAL, [*matchers, matcher("status", "!=", names.CANCELLED)], by,
+                        window)
+    bad = grafana_sum("rate", names.OPERATIONS_TOTAL, [*matchers, one_of("status", (names.ERROR, names.TIMEOUT))], by,
+                      window)
+    return f"({bad} or on ({', '.join(by)}) 0 * {valid}) / {valid}"
+
+
+def grafana_quantile(quantile: float, matchers: Sequence[str], by: Sequence[str]) -> str:
+    """histogram_quantile of the duration buckets by `by`: an estimate, as good as the bucket bounds."""
+    buckets = grafana_sum("rate", f"{names.OPERATION_DURATION}_bucket", matchers, (*by, "le"))
+    return f"histogram_quantile({number(quantile)}, {buckets})"
+
+
+def grafana_buckets(matchers: Sequence[str]) -> str:
+    """Operations per duration bucket per interval (cumulative, as exposed): a heatmap's rows."""
+    return grafana_sum("increase", f"{names.OPERATION_DURATION}_bucket", matchers, ("le",))
+
+
+def grafana_active(matchers: Sequence[str], by: Sequence[str]) -> str:
+    """The most operations in flight at once within each interval (a burst between two points still shows)."""
+    gauge = selector(names.OPERATIONS_ACTIVE, matchers)
+    return f"sum by ({', '.join(by)}) (max_over_time({gauge}[{GRAFANA_RATE_WINDOW}]))"
+
+
+def grafana_tool_calls(matchers: Sequence[str]) -> str:
+    """tools/call requests by service and tool over the time range, most first."""
+    calls = [*matchers, matcher("method", "=", TOOL_METHOD)]
+    return f"sort_desc({grafana_sum('increase', names.OPERATIONS_TOTAL, calls, ('service', 'tool'), GRAFANA_RANGE)})"
+
+
+def grafana_sli(window: float, matchers: Sequence[str]) -> str:
+    """1 - the recorded error ratio over `window`, per SLO."""
+    return f"1 - {selector(recorded(ERROR_RATIO, window), matchers)}"
+
+
+def grafana_burn_rate(window: float, slo_window: str, matchers: Sequence[str]) -> str:
+    """The burn rate over `window` (recorded error ratio / error budget) of the SLOs whose
+    window is `slo_window` ("30d"): a tier's windows are scaled to its SLO window."""
+    ratio = selector(recorded(ERROR_RATIO, window), matchers)
+    info = selector(INFO, [*matchers, matcher("window", "=", slo_window)])
+    return f"{ratio} / {ON_SLO} {selector(ERROR_BUDGET, matchers)} and {ON_SLO} {info}"
+
+
+def grafana_budget_remaining(matchers: Sequence[str]) -> str:
+    """The share of the SLO window's error budget left: the engine's gauge, else as the rules
+    record it (their long windows are NaN until they have run for an hour: left out)."""
+    rules = f"{selector(BUDGET_REMAINING, matchers)} > -Inf"
+    return f"max by ({', '.join(SLO_LABELS)}) ({selector(ENGINE_BUDGET_REMAINING, matchers)} or {ON_SLO} ({rules}))"
+
+
+def grafana_engine(metric: str, matchers: Sequence[str]) -> str:
+    """One of the engine's SLO gauges, without its `window` label (one SLO window per SLO):
+    the series of one SLO line up across gauges, for a table to merge."""
+    return f"max by ({', '.join(SLO_LABELS)}) ({selector(metric, matchers)})"
+
+
+def grafana_current(metric: str, matchers: Sequence[str]) -> str:
+    """The series of a one-hot gauge that hold now: SLOs by status, canaries by verdict."""
+    return f"{selector(metric, matchers)} == 1"
+
+
+def grafana_count(expr: str) -> str:
+    """How many series `expr` has, 0 for none (a stat panel shows 0, not no data)."""
+    return f"count({expr}) or vector(0)"
+
+
+def grafana_alerts(alertnames: Iterable[str], states: Iterable[str], matchers: Sequence[str] = ()) -> str:
+    """The active alerts named `alertnames` in `states` ("firing", "pending")."""
+    return selector(ALERTS_SERIES, [one_of("alertname", alertnames), one_of("alertstate", states), *matchers])
+
+
+def grafana_one_hot(metric: str, label: str, codes: dict[str, float], matchers: Sequence[str]) -> str:
+    """A one-hot gauge (1 for the current value of `label`, 0 for the others: the SLO's status,
+    the canary's verdict) as one series valued with the code of the current value, which a
+    panel maps back to its name."""
+    parts = [f"{selector(metric, [*matchers, matcher(label, '=', value)])} * {number(code)}"
+             for value, code in codes.items()]
+    return f"sum without ({label}) ({' or '.join(parts)})"
