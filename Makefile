@@ -22,7 +22,7 @@ system-deps:
 	scripts/install-system-deps.sh test
 
 test: venv system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: venv
 	$(BIN)/python -m bench

@@ -43,6 +43,17 @@ def healthy_stack(tmp_path_factory) -> Iterator[Stack]:
     yield from running_stack(tmp_path_factory, "healthy", 1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stacks_first(request):
+    """Start the session's demo stacks before the first test when the run uses them: their
+    rules and alerts need a few minutes of evaluations, which then overlap other tests
+    instead of being waited for by the first test that checks an alert."""
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name in ("regression_stack", "healthy_stack"):
+        if name in used:
+            request.getfixturevalue(name)
+
+
 @pytest.fixture(scope="module")
 def webhooks() -> Iterator[Webhooks]:
     """A webhook receiver recording what Alertmanager sends each receiver path."""

@@ -124,7 +124,12 @@ def test_ctrl_c_stops_everything(tmp_path):
     children = processes_using(workdir)
     assert len(children) >= 2, children
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 0
+    try:
+        code = proc.wait(timeout=60)  # a loaded CI machine: the engine's tick and the servers wind down
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the demo did not stop within 60 s of Ctrl-C; it printed:\n" + "".join(lines))
+    assert code == 0, "".join(lines)
     assert {pid for pid in children if Path(f"/proc/{pid}").exists()} == set()
 
 
