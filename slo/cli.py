@@ -18,8 +18,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grafana": ("grafana.cli", "write Grafana dashboards and provisioning files for an SLO spec"),
     "canary": ("slo.canary.cli", "judge a service's canary once against its baseline (exit 0 promote, 1 roll back, 3 wait)"),
     "engine": ("slo.engine_cli", "evaluate every SLO on a schedule; serve the results as an API and /metrics"),
-    "dashboard": ("slo.dashboard_cli", "serve the Dash app over the engine's results (its API or its store)"),
-    "serve": ("slo.serve_cli", "run the engine and the dashboard in one process (the demo, small setups)"),
+    "dashboard": ("dashboard.cli", "serve the Dash app over the engine's results (its API or its store)"),
+    "serve": ("dashboard.serve_cli", "run the engine and the dashboard in one process (the demo, small setups)"),
 }
 
 

@@ -453,7 +453,7 @@ def test_the_gunicorn_server_is_built_from_the_environment(tmp_path, monkeypatch
 
 
 def test_the_dashboard_command_checks_its_arguments(tmp_path, capsys):
-    from slo import dashboard_cli
+    from dashboard import cli as dashboard_cli
 
     assert cli.main(["dashboard", "--engine", "ftp://engine"]) == 2
     assert "http(s)://" in capsys.readouterr().err

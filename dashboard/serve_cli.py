@@ -15,7 +15,8 @@ import argparse
 import logging
 import sys
 
-from slo import dashboard_cli, engine_cli
+from dashboard import cli as dashboard_cli
+from slo import engine_cli
 
 DEFAULT_DASHBOARD_LISTEN = dashboard_cli.DEFAULT_LISTEN
 
