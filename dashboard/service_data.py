@@ -201,13 +201,18 @@ def _colors(keys: Iterable[Key]) -> dict[Key, str]:
     return {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
 
 
+def _slo_lines(answer: list) -> tuple[list[dict], dict[Key, str]]:
+    """One line per SLO series of a range answer, a colour per SLO (for the lines that go with it)."""
+    by_key = _by_key(answer)
+    colors = _colors(by_key)
+    return [line(slo_label(k), points, colors[k]) for k, series in by_key.items() for _, points in series], colors
+
+
 def sli_figure(sli: Answer, objectives: Answer, tr: TimeRange) -> dict:
     title = f"SLI against the objective (each point over {tr.window_name})"
     if (empty := guard(title, sli, tr)) is not None:
         return empty
-    by_key = _by_key(sli)
-    colors = _colors(by_key)
-    traces = [line(slo_label(k), points, colors[k]) for k, series in by_key.items() for _, points in series]
+    traces, colors = _slo_lines(sli)
     if not isinstance(objectives, SourceError):
         traces += [line(f"objective {slo_label(k)}", points, colors[k], dash="dash")
                    for labels, points in objectives if (k := slo_key(labels)) in colors]
@@ -219,9 +224,7 @@ def budget_figure(budget: Answer, rows: list[dict], tr: TimeRange) -> dict:
     title = f"Error budget left over the SLO window{' (' + ', '.join(windows) + ')' if windows else ''}"
     if (empty := guard(title, budget, tr)) is not None:
         return empty
-    by_key = _by_key(budget)
-    colors = _colors(by_key)
-    traces = [line(slo_label(k), points, colors[k]) for k, series in by_key.items() for _, points in series]
+    traces, _ = _slo_lines(budget)
     exhausted = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
                  "line": {"color": EXHAUSTED_COLOR, "width": 1, "dash": "dot"}}
     return {"data": traces, "layout": layout(title, tr, shapes=[exhausted],

@@ -19,7 +19,7 @@ from dashboard.prometheus import Metrics
 from dashboard.source import SourceError
 from slo import api
 from tests.support import wait_until
-from tests.test_dashboard_overview import FakeSource, dispatch, texts
+from tests.test_dashboard_overview import ROUTER, FakeSource, dispatch, texts
 
 AT = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 TEAM = {"team": "mcp-platform"}  # the spec's alerting.labels, on every rule
@@ -202,7 +202,7 @@ def test_the_app_keeps_the_severity_filter_in_the_url():
     app = create_app(FakeSource([]), metrics=FakeMetrics(prometheus_alerts(), alertmanager_alerts()))
     client = app.server.test_client()
     assert client.get("/alerts?severity=page").status_code == 200
-    routed = dispatch(client, app, ".._pages_content.children..._pages_store.data..",
+    routed = dispatch(client, app, ROUTER,
                       {"_pages_location.pathname": "/alerts", "_pages_location.search": "?severity=page,release"},
                       ["_pages_location.pathname"])
     assert '"value": ["page", "release"]' in json.dumps(routed["_pages_content"]["children"])

@@ -21,7 +21,7 @@ from slo import api
 from slo.backend import Sample
 from slo.canary.judge import Comparison, Counts, judge
 from tests.support import wait_until
-from tests.test_dashboard_overview import dispatch, texts
+from tests.test_dashboard_overview import ROUTER, dispatch, texts
 
 AT = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 BOUNDS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, math.inf)
@@ -330,7 +330,7 @@ def test_the_app_serves_the_page_for_a_permalink():
     app = create_app(FakeSource([regressed()], history()), metrics=FakeMetrics())
     client = app.server.test_client()
     assert client.get("/canaries?service=filesystem&range=6h").status_code == 200
-    routed = dispatch(client, app, ".._pages_content.children..._pages_store.data..",
+    routed = dispatch(client, app, ROUTER,
                       {"_pages_location.pathname": "/canaries", "_pages_location.search": "?service=filesystem"},
                       ["_pages_location.pathname"])
     assert '"data": "filesystem"' in json.dumps(routed["_pages_content"]["children"])
