@@ -110,14 +110,14 @@ def serve(app, host: str, port: int) -> int:
     except OSError as exc:
         print(f"mcp-slo dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    # shutdown() waits for serve_forever() to return: call it from another thread
-    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=server.shutdown).start())
+    # A signal only asks for shutdown (a KeyboardInterrupt raised inside a weakref callback is
+    # ignored, and the Ctrl-C lost); shutdown() waits for serve_forever(): call it from a thread.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: threading.Thread(target=server.shutdown).start())
     logging.getLogger("dashboard").info("dashboard on http://%s:%d, reading %s", host, server.server_port,
                                         app.mcp_slo.description)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
     return 0

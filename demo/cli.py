@@ -5,6 +5,7 @@ until Ctrl-C (or --exit-after)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import sys
@@ -73,10 +74,14 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    stop_request = _StopRequest()
     try:
+        # From here a signal only sets a flag: see _StopRequest.
+        signal.signal(signal.SIGINT, stop_request)
+        signal.signal(signal.SIGTERM, stop_request)
         for name, url in stack.endpoints():
             say(f"{name}: {url}")
-        anyio.run(_serve, stack, args)
+        anyio.run(_serve, stack, args, stop_request)
     except KeyboardInterrupt:
         pass
     finally:
@@ -92,22 +97,38 @@ def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
-async def _serve(stack: Stack, args: argparse.Namespace) -> None:
+class _StopRequest:
+    """The signal handler once the stack runs: Ctrl-C or SIGTERM sets a flag and wakes the
+    event loop. Raising KeyboardInterrupt instead can lose the signal: Python ignores an
+    exception raised in a weakref callback or __del__, where a signal may land."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._wake: tuple[asyncio.AbstractEventLoop, anyio.Event] | None = None
+
+    def __call__(self, _signum, _frame) -> None:
+        self.requested = True
+        if self._wake is not None:
+            loop, event = self._wake
+            if not loop.is_closed():  # a late signal, after the loop ended, has nothing to wake
+                loop.call_soon_threadsafe(event.set)
+
+    def wake(self, event: anyio.Event) -> None:
+        """Set `event` on the next signal, or now if one came already."""
+        self._wake = (asyncio.get_running_loop(), event)
+        if self.requested:
+            event.set()
+
+
+async def _serve(stack: Stack, args: argparse.Namespace, stop_request: _StopRequest) -> None:
     stop = anyio.Event()
+    stop_request.wake(stop)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_stop_on_signal, stop)
         if args.exit_after is not None:
             tg.start_soon(_stop_after, stop, args.exit_after)
         tg.start_soon(stack.drive, stop)
         await stop.wait()
         tg.cancel_scope.cancel()
-
-
-async def _stop_on_signal(stop: anyio.Event) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            stop.set()
-            return
 
 
 async def _stop_after(stop: anyio.Event, seconds: float) -> None:

@@ -3,15 +3,18 @@ prints its endpoints and stops cleanly."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
+from demo.cli import _StopRequest
 from tests import binaries
 from tests.support import free_port, wait_until
 
@@ -151,3 +154,23 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"  # a zombie has exited and only waits for its parent's wait()
+
+
+def test_a_signal_before_the_event_loop_runs_still_stops_the_demo():
+    # The CI failure this guards against: a Ctrl-C raised as KeyboardInterrupt inside a weakref
+    # callback was ignored by Python and the demo ran on. The handler must only record it.
+    request = _StopRequest()
+    request(signal.SIGINT, None)  # before the loop exists: nothing raised, remembered
+
+    async def serve() -> tuple[bool, bool]:
+        early, late = anyio.Event(), anyio.Event()
+        request.wake(early)
+        first = early.is_set()
+        request.wake(late)
+        request.requested = False
+        request(signal.SIGTERM, None)
+        await asyncio.wait_for(late.wait(), 5)
+        return first, late.is_set()
+
+    assert anyio.run(serve) == (True, True)
+    request(signal.SIGINT, None)  # after the loop closed: still nothing raised

@@ -1,5 +1,5 @@
 """`mcp-slo serve`: the engine and the dashboard in one process, against the demo's real
-Prometheus; a clean exit on SIGTERM; bad usage exits 2."""
+Prometheus; a clean exit on Ctrl-C; bad usage exits 2."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_serve_runs_the_engine_and_the_dashboard(healthy_stack, tmp_path):
         assert "mcp-slo" in page.text
         assert httpx.get(f"http://127.0.0.1:{dashboard}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
 
