@@ -16,7 +16,8 @@ big answers are read once per engine evaluation, see CachedSource). The overview
 the engine's results, never Prometheus; the service, canary and alert pages add Prometheus
 and Alertmanager through dashboard.prometheus.Metrics. Nothing secret reaches the browser: the
 engine's URL is shown without credentials, the spec and Prometheus's URL stay on the server.
-`/healthz` answers 200 while the process serves.
+`/healthz` answers 200 while the process serves, without credentials: it is answered before
+authentication runs, not as one of dash-auth's public routes (see dashboard.auth).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ DEFAULT_RANGE = "24h"
 REFRESHES = {"off": None, "10s": 10, "30s": 30, "1m": 60, "5m": 300}  # label -> seconds
 DEFAULT_REFRESH = "30s"  # the engine's default interval: a faster refresh shows the same data
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8080"  # mcp-slo engine's default --listen
+HEALTHZ = "/healthz"
 
 # gunicorn's `dashboard.app:server` reads these
 ENVIRONMENT = {
@@ -88,12 +90,20 @@ def create_app(source: Source, prometheus_url: str | None = None, config: Any = 
     for page in PAGES:
         if hasattr(page, "register_callbacks"):
             page.register_callbacks(app, data, metrics)
-    app.server.add_url_rule("/healthz", "healthz", lambda: flask.jsonify(status="ok"))
+    app.server.before_request(healthz)  # before protect(): load balancers have no credentials
     if auth is not None:
         protect(app, auth)
     app.mcp_slo = Settings(description=data.description, prometheus_url=prometheus_url, spec=config)
     app.mcp_slo_metrics = metrics
     return app
+
+
+def healthz() -> flask.Response | None:
+    """Answers /healthz (200 while the process serves) ahead of every other request hook,
+    authentication included; None lets any other request go on."""
+    if flask.request.path == HEALTHZ:
+        return flask.jsonify(status="ok")
+    return None
 
 
 def make_source(engine_url: str | None = None, store: str | None = None, interval: float = 30.0) -> Source:

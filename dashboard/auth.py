@@ -7,9 +7,13 @@ from a users file, or OpenID Connect through an identity provider (dash-auth for
 
 The users file has one `user:password` per line, the password either as is or as
 `pbkdf2_sha256$ITERATIONS$SALT$HASH` (`hash_password` makes one; `#` starts a comment). It
-is read once at start. `/healthz` stays public for load balancers. Passwords, client secrets
-and session keys stay on the server: nothing of them is put in a page, a log line or an
-error message.
+is read once at start. Passwords, client secrets and session keys stay on the server:
+nothing of them is put in a page, a log line or an error message.
+
+Every path is protected, Dash's callbacks included: no route is given to dash-auth as
+public, because dash-auth lets a callback through when one of its inputs claims a public
+`pathname`, and the browser writes those inputs (so anyone could). `/healthz` stays open
+for load balancers by being answered before authentication runs (dashboard.app).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dash
+import dash_auth
+import flask
 
-PUBLIC_ROUTES = ["/healthz"]
 PBKDF2 = "pbkdf2_sha256"
 ITERATIONS = 200_000
 SECRET_ENV = "MCP_SLO_OIDC_CLIENT_SECRET"  # the OIDC client secret
@@ -87,21 +92,44 @@ def read_users(path: str | os.PathLike) -> dict[str, str]:
     return users
 
 
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic ...` header; None for a missing or
+    malformed one, or another scheme."""
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:  # not base64 (binascii.Error), not UTF-8 (UnicodeDecodeError)
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+class UsersFileAuth(dash_auth.BasicAuth):
+    """dash-auth's basic auth over a users file. It reads the header itself: dash-auth's own
+    parsing raises on a malformed one, which would answer 500 instead of asking for a login."""
+
+    def __init__(self, app: dash.Dash, users: dict[str, str]):
+        self.users = users
+        super().__init__(app, auth_func=self.check)  # no public_routes: see the module's docstring
+
+    def check(self, user: str, password: str) -> bool:
+        stored = self.users.get(user)
+        return stored is not None and check_password(stored, password)
+
+    def is_authorized(self) -> bool:
+        credentials = basic_credentials(flask.request.headers.get("Authorization"))
+        return credentials is not None and self.check(*credentials)
+
+
 def protect(app: dash.Dash, config: AuthConfig, environ=os.environ) -> str | None:
     """Put `app` behind the configured authentication; returns what protects it ("basic",
     "oidc") or None when nothing is configured."""
-    import dash_auth
-
     if config.users_file and config.oidc_issuer:
         raise AuthError("choose basic auth (--auth-users) or OpenID Connect (--oidc-issuer), not both")
     if config.users_file:
-        users = read_users(config.users_file)
-
-        def authorized(user: str, password: str) -> bool:
-            stored = users.get(user)
-            return stored is not None and check_password(stored, password)
-
-        dash_auth.BasicAuth(app, auth_func=authorized, public_routes=PUBLIC_ROUTES)
+        UsersFileAuth(app, read_users(config.users_file))
         return "basic"
     if config.oidc_issuer:
         if not config.oidc_client_id:
@@ -114,7 +142,7 @@ def protect(app: dash.Dash, config: AuthConfig, environ=os.environ) -> str | Non
         if not key:
             raise AuthError(f"OpenID Connect needs a session key in the environment variable {SESSION_KEY_ENV} "
                             "(the same for every worker)")
-        auth = dash_auth.OIDCAuth(app, secret_key=key, public_routes=PUBLIC_ROUTES, secure_session=True)
+        auth = dash_auth.OIDCAuth(app, secret_key=key, secure_session=True)  # no public_routes: see the docstring
         auth.register_provider("idp", client_id=config.oidc_client_id, client_secret=secret,
                                server_metadata_url=config.oidc_issuer.rstrip("/")
                                + "/.well-known/openid-configuration")

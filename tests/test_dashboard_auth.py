@@ -6,13 +6,23 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from dashboard.app import create_app
 from dashboard.auth import AuthConfig, AuthError, check_password, hash_password, read_users
+from tests.support import free_port, wait_until
 from tests.test_dashboard_overview import FakeSource
 
 BANNER = {"output": "..banner.children...banner.className..",
@@ -55,6 +65,17 @@ def test_basic_auth_refuses_pages_without_credentials_and_keeps_healthz_public(u
     assert client.post("/_dash-update-component", json=BANNER).status_code == 401
     allowed = client.post("/_dash-update-component", json=BANNER, headers=basic("bob", "plain-secret"))
     assert allowed.status_code == 200 and "Latest evaluation" in allowed.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("header", ["Bearer abc", "Basic", "Basic !!!", "Basic " + base64.b64encode(b"bob").decode(),
+                                    "Basic " + base64.b64encode(b"\xff\xfe:x").decode(), "Digest username=bob"])
+def test_a_malformed_authorization_header_is_refused_not_an_error(users_file, header):
+    client = create_app(FakeSource(), auth=AuthConfig(users_file=str(users_file))).server.test_client()
+    assert client.get("/", headers={"Authorization": header}).status_code == 401
+    assert client.post("/_dash-update-component", json=BANNER, headers={"Authorization": header}).status_code == 401
+    # the scheme's name is case-insensitive (RFC 9110)
+    lower = {"Authorization": basic("bob", "plain-secret")["Authorization"].replace("Basic", "basic")}
+    assert client.get("/", headers=lower).status_code == 200
 
 
 def test_passwords_hash_and_check_in_constant_time_helpers():
@@ -124,3 +145,139 @@ def test_oidc_without_its_secrets_is_a_clear_error(monkeypatch):
         create_app(FakeSource(), auth=AuthConfig(oidc_issuer="https://idp.example", oidc_client_id="x"))
     with pytest.raises(AuthError, match="not both"):
         create_app(FakeSource(), auth=AuthConfig(users_file="u.txt", oidc_issuer="https://idp.example"))
+
+
+# --- every callback, without credentials, against the real server ------------------------------
+#
+# dash-auth lets a callback through when an input claims a `pathname` on one of its public
+# routes, and the client writes those inputs: a callback answered without credentials would
+# send every service, SLO and budget to anyone. So every callback of the app is posted with a
+# pathname claim for every route the server knows, to the real `mcp-slo dashboard` process.
+
+
+def write_store(path) -> None:
+    """An engine store with one fresh evaluation of the service `checkout`."""
+    from slo.store import Store
+    from tests.test_dashboard_overview import engine_row
+
+    store = Store(path)
+    store.write_tick(time.time(), [engine_row("checkout", "availability", 0.02)], [], {})
+    store.close()
+
+
+@contextmanager
+def dashboard_process(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
+    """`mcp-slo dashboard ARGS` on a free port until the block ends; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "slo.cli", "dashboard", *args, "--listen", f"127.0.0.1:{port}"],
+                               env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            assert process.poll() is None, "the dashboard exited"
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+
+        wait_until(up, timeout=60, interval=0.2, what="the dashboard's /healthz")
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+
+
+def in_process_app(args: list[str]):
+    """The app `mcp-slo dashboard ARGS` serves, built here to read its callback map."""
+    import argparse
+
+    from dashboard import cli as dashboard_cli
+
+    parser = argparse.ArgumentParser()
+    dashboard_cli.add_arguments(parser)
+    app = dashboard_cli.build(parser.parse_args(args))[0]
+    app.server.test_client().get("/healthz")  # the first request registers the pages' router callback
+    return app
+
+
+def claimed_routes(app) -> list[str]:
+    """A path for every route the server has, every page of the app and every route dash-auth
+    would make public (its rule syntax made concrete)."""
+    import dash
+    from dash_auth.public_routes import BASE_PUBLIC_ROUTES
+
+    rules = [rule.rule for rule in app.server.url_map.iter_rules()]
+    pages = [page.get("path_template") or page["path"] for page in dash.page_registry.values()]
+    routes = {re.sub(r"<[^>]*>", "x", r) for r in (*rules, *pages, *BASE_PUBLIC_ROUTES, "/healthz", "/")}
+    return sorted(routes)
+
+
+def callback_bodies(app, pathname: str) -> Iterator[tuple[str, dict]]:
+    """(output, the request a browser would post) for every callback, every `pathname` input
+    set to `pathname`; a callback without one gets its first input's property rewritten to
+    `pathname`, as an attacker would."""
+    for output, cb in app.callback_map.items():
+        outputs = []
+        for spec in output.strip(".").split("..."):
+            ident, prop = spec.rsplit(".", 1)
+            outputs.append([] if ident.startswith("{") else {"id": ident, "property": prop})  # pattern: none here
+        inputs = [{**i, "value": pathname if i["property"] == "pathname" else None} for i in cb["inputs"]]
+        if not any(i["property"] == "pathname" for i in inputs):
+            inputs[0] = {**inputs[0], "property": "pathname", "value": pathname}
+        yield output, {"output": output, "outputs": outputs if output.startswith("..") else outputs[0],
+                       "inputs": inputs, "state": [{**s, "value": None} for s in cb["state"]],
+                       "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]}
+
+
+def refuses_every_callback(url: str, app, refused: Callable[[httpx.Response], bool],
+                           headers: dict[str, str] | None = None) -> int:
+    """Post every callback with every pathname claim; fails on the first answered one. Returns
+    how many requests were posted."""
+    posted = 0
+    with httpx.Client(base_url=url, timeout=10, headers=headers or {}) as client:
+        for route in claimed_routes(app):
+            for output, body in callback_bodies(app, route):
+                response = client.post("/_dash-update-component", json=body)
+                posted += 1
+                assert refused(response), (route, output, response.status_code, response.text[:300])
+                assert "checkout" not in response.text, (route, output)
+    return posted
+
+
+@pytest.mark.integration
+def test_basic_auth_refuses_every_callback_whatever_pathname_it_claims(tmp_path, users_file):
+    write_store(tmp_path / "engine.db")
+    args = ["--store", str(tmp_path / "engine.db"), "--auth-users", str(users_file)]
+    app = in_process_app(args)
+    assert len(app.callback_map) >= 10  # the shell's, every page's and the router's
+    with dashboard_process(args) as url:
+        posted = refuses_every_callback(url, app, lambda r: r.status_code == 401)
+        assert posted >= 10 * len(claimed_routes(app))
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        # the same requests with credentials get through (to Dash, which may not like the
+        # values made up here): the refusals above are the auth's
+        with httpx.Client(base_url=url, timeout=10, headers=basic("bob", "plain-secret")) as client:
+            served = {output: client.post("/_dash-update-component", json=body).status_code
+                      for output, body in callback_bodies(app, "/")}
+            assert all(status != 401 for status in served.values()), served
+            banner = client.post("/_dash-update-component", json=BANNER)
+            assert banner.status_code == 200 and "Latest evaluation" in banner.text
+
+
+@pytest.mark.integration
+def test_oidc_sends_every_callback_to_the_identity_provider_whatever_pathname_it_claims(tmp_path,
+                                                                                       identity_provider):
+    write_store(tmp_path / "engine.db")
+    env = {"MCP_SLO_OIDC_CLIENT_SECRET": "client-secret-value", "MCP_SLO_SESSION_KEY": "session-key-value"}
+    args = ["--store", str(tmp_path / "engine.db"), "--oidc-issuer", identity_provider, "--oidc-client-id", "mcp-slo"]
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        app = in_process_app(args)
+
+    def to_the_idp(response: httpx.Response) -> bool:
+        return response.status_code == 302 and response.headers["location"].startswith(f"{identity_provider}/")
+
+    with dashboard_process(args, env) as url:
+        assert refuses_every_callback(url, app, to_the_idp) >= 10 * len(claimed_routes(app))
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        assert to_the_idp(httpx.get(f"{url}/services/checkout", timeout=5))
