@@ -117,12 +117,19 @@ def resolve_identity(service: str | None, version: str | None, *, fallback_servi
     return service, version
 
 
+def admissible_tool_name(name: object) -> bool:
+    """Whether `name` may ever be a `tool` label value: a non-empty string of at
+    most names.MAX_TOOL_NAME_LENGTH characters, not the overflow label itself."""
+    return isinstance(name, str) and 0 < len(name) <= names.MAX_TOOL_NAME_LENGTH and name != names.OTHER_TOOL
+
+
 class ToolNames:
     """Bounds the `tool` label: known tools keep their name, the rest is `_other`.
 
     A tool is known when it was registered, listed in a tools/list result, or
     answered a call successfully. At most `limit` names are kept, so a client
-    sending arbitrary names cannot grow the number of series.
+    sending arbitrary names cannot grow the number of series, and a name longer
+    than names.MAX_TOOL_NAME_LENGTH is never kept, so it cannot grow their size.
     """
 
     def __init__(
@@ -144,7 +151,7 @@ class ToolNames:
         for name in tool_names:
             if len(self._known) >= self.limit:
                 return
-            if isinstance(name, str) and name and name != names.OTHER_TOOL:
+            if admissible_tool_name(name):
                 self._known.add(name)
 
     def learn_from_list_result(self, result: object) -> None:
@@ -160,7 +167,7 @@ class ToolNames:
     def label(self, name: object, *, confirmed: bool = False) -> str:
         """The label for a called tool; `confirmed` when the call succeeded, which
         proves the tool exists."""
-        if not isinstance(name, str):  # peer data: could be anything, even unhashable
+        if not admissible_tool_name(name):  # peer data: could be anything, even unhashable or huge
             return names.OTHER_TOOL
         if name in self._known:
             return name

@@ -53,6 +53,11 @@ OTHER_METHOD = "other"
 
 OTHER_TOOL = "_other"
 DEFAULT_MAX_TOOLS = 100
+# Longest tool name kept as a label value, in characters; longer names are
+# `_other`. The MCP specification says tool names SHOULD be 1 to 128
+# characters, and every series repeats its label values on each scrape, so a
+# peer-chosen name must not be allowed to be longer than that.
+MAX_TOOL_NAME_LENGTH = 128
 
 SERVICE_ENV = "MCP_SLO_SERVICE"
 VERSION_ENV = "MCP_SLO_VERSION"
