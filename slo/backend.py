@@ -9,6 +9,9 @@ from a backend that may be slow, down, misconfigured or hostile:
   budget, so a call returns or fails within about `timeout * (retries + 1)`, even
   when a server trickles its answer a byte at a time. The server is asked to give up
   at the same timeout (the API's `timeout` parameter).
+- Bounded memory. A reply larger than `max_response_bytes` (64 MiB by default) is
+  not read further: the call fails and what was read is let go, so a broken or
+  hostile server cannot make the engine hold hundreds of megabytes.
 - One exception, `BackendError`, with a `kind` the engine can count
   ("timeout", "unreachable", "http", "bad_response", "query") and a one-line message
   naming what failed, the query and the URL. Nothing else escapes from a query: not
@@ -58,8 +61,10 @@ _LOG = logging.getLogger(__name__)
 
 KINDS = ("timeout", "unreachable", "http", "bad_response", "query")
 MAX_RETRIES = 5
-# A reply larger than this is refused rather than held in memory.
-MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# A reply larger than this is refused rather than held in memory (BackendOptions.max_response_bytes).
+# The engine's largest answers, the SLI rates of every service and window, take a few MB
+# at 1,000 services; parsed, a reply takes about ten times its size.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # Statuses retried (within `retries`): a proxy or load balancer in front of the server
 # failing for a moment. Not 503, which Prometheus sends for a query that timed out.
 RETRY_STATUSES = (502, 504)
@@ -112,6 +117,7 @@ class BackendOptions:
     bearer_token_env: str | None = None  # environment variable holding a token, read at each request
     verify: bool = True  # TLS certificate verification
     ca_file: str | None = None  # CA bundle to verify the server with
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # a larger reply fails the call
 
     def __post_init__(self) -> None:
         parts = urlsplit(str(self.url).strip())
@@ -154,13 +160,16 @@ class BackendOptions:
             raise ValueError("an Authorization header conflicts with basic_auth / bearer_token_env")
         if self.ca_file is not None and not self.verify:
             raise ValueError("ca_file is set but verify is False")
+        if isinstance(self.max_response_bytes, bool) or not isinstance(self.max_response_bytes, int) \
+                or self.max_response_bytes <= 0:
+            raise ValueError(f"max_response_bytes must be a positive integer, got {self.max_response_bytes!r}")
 
     def __repr__(self) -> str:
         headers = {name: _MASK for name in self.headers}
         basic = None if self.basic_auth is None else (self.basic_auth[0], _MASK)
         return (f"BackendOptions(url={self.url!r}, timeout={self.timeout!r}, retries={self.retries!r}, "
                 f"headers={headers!r}, basic_auth={basic!r}, bearer_token_env={self.bearer_token_env!r}, "
-                f"verify={self.verify!r}, ca_file={self.ca_file!r})")
+                f"verify={self.verify!r}, ca_file={self.ca_file!r}, max_response_bytes={self.max_response_bytes!r})")
 
     __str__ = __repr__
 
@@ -417,16 +426,21 @@ class Backend:
         # Older urllib3 reads whole chunks, so a trickled body would hold a read past the
         # deadline: a watchdog shuts the socket down at the deadline instead.
         watchdog = None if read1 else _Watchdog(raw, deadline)
-        chunks: list[bytes] = []
-        size = 0
+        limit = self.options.max_response_bytes
+        # One growing buffer rather than a list of chunks: a large buffer is its own
+        # allocation, handed back to the system when freed, where thousands of chunks
+        # would leave the reading thread's heap fragmented and the process large.
+        body = bytearray()
         try:
+            declared = _content_length(response)
+            if declared is not None and declared > limit:  # refused before reading any of it
+                raise _Abort("bad_response", f"reply larger than the {_size(limit)} limit (Content-Length {declared})")
             reads = iter(lambda: read1(65536, decode_content=True) or b"", b"") if read1 else \
                 raw.stream(65536, decode_content=True)
             for chunk in reads:
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise _Abort("bad_response", f"reply larger than {MAX_RESPONSE_BYTES} bytes")
-                chunks.append(chunk)
+                if len(body) + len(chunk) > limit:
+                    raise _Abort("bad_response", f"reply larger than the {_size(limit)} limit")
+                body += chunk
                 if time.monotonic() > deadline:
                     raise _Abort("timeout", f"reply body not received within {self._budget:g}s")
             missing = getattr(raw, "length_remaining", None)  # urllib3 < 2 does not check Content-Length
@@ -435,9 +449,13 @@ class Backend:
             if isinstance(missing, int) and missing > 0:
                 raise _Abort("bad_response", f"incomplete reply: {missing} bytes short of its Content-Length")
         except _Abort:
+            # let go of what was read now: the exception's traceback keeps this frame alive
+            # for as long as anyone holds the error
+            del body
             response.close()
             raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            del body
             response.close()
             if watchdog is not None and watchdog.fired:
                 raise _Abort("timeout", f"reply body not received within {self._budget:g}s") from None
@@ -445,7 +463,8 @@ class Backend:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        response._content = b"".join(chunks)  # what requests' .content and .json() read
+        response._content = bytes(body)  # what requests' .content and .json() read
+        del body
         response._content_consumed = True
         release = getattr(raw, "release_conn", None)
         if release is not None:
@@ -683,6 +702,20 @@ def _display_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _content_length(response: requests.Response) -> int | None:
+    """The Content-Length a reply declares, or None (none, or not a number)."""
+    value = response.headers.get("Content-Length", "")
+    return int(value) if value.strip().isdigit() else None
+
+
+def _size(n: int) -> str:
+    """A byte count as written in the options: 67108864 -> "64 MiB"."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
 
 
 def _one_line(text: str) -> str:

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -45,6 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backend.add_argument("--ca-file", metavar="FILE", help="CA bundle to verify the server's certificate")
     backend.add_argument("--insecure-skip-verify", action="store_true", help="do not verify TLS certificates")
     backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
+    backend.add_argument("--max-response-size", default="64MiB", metavar="SIZE",
+                         help="fail a query whose reply is larger (bytes, or with KiB, MiB, GiB; default 64MiB)")
+
+
+def parse_size(text: str, option: str) -> int:
+    """Bytes from "67108864", "512KiB", "64MiB" or "1GiB"; ValueError naming `option` otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*(KiB|MiB|GiB)?\s*", text)
+    size = int(match[1]) << {None: 0, "KiB": 10, "MiB": 20, "GiB": 30}[match[2]] if match else 0
+    if size <= 0:
+        raise ValueError(f"{option} {text!r}: use a positive whole number of bytes, KiB, MiB or GiB, e.g. 64MiB")
+    return size
 
 
 def _fail(message: str) -> int:
@@ -78,7 +90,8 @@ def build(args: argparse.Namespace):
     per_query = max(0.5, min(10.0, timeout / (args.retries + 1)))
     options = BackendOptions(url=args.prometheus, timeout=per_query, retries=args.retries, headers=headers,
                              basic_auth=basic, bearer_token_env=args.bearer_token_env,
-                             verify=not args.insecure_skip_verify, ca_file=args.ca_file)
+                             verify=not args.insecure_skip_verify, ca_file=args.ca_file,
+                             max_response_bytes=parse_size(args.max_response_size, "--max-response-size"))
     store = Store(args.store, retention_seconds=durations.parse(args.retention))
     engine = Engine(spec, Backend(options), store, interval=interval, timeout=timeout)
     host, _, port = args.listen.rpartition(":")
