@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 from dashboard.overview import NONE, fmt_duration, fmt_threshold
 from dashboard.pages.overview import VERDICT_COLORS
+from dashboard.plot_text import plot_text
 from slo import api, durations, promql
 from slo.backend import Sample
 from slo.canary.judge import (ERRORS, FAILED, INCONCLUSIVE, INSUFFICIENT, LATENCY, PASSED, PROMOTE,
@@ -216,12 +217,13 @@ def latency_figure(shares: dict, decision: dict) -> dict:
         if shares.get(role) is None:
             continue
         n = shares["requests"][role]
-        data.append({"type": "bar", "name": f"{decision[role]} ({role}, {fmt_count(n)} requests)", "x": labels,
+        data.append({"type": "bar", "name": f"{plot_text(decision[role])} ({role}, {fmt_count(n)} requests)",
+                     "x": labels,
                      "y": [100 * s for s in shares[role]], "marker": {"color": color},
                      "customdata": [fmt_count(s * n) for s in shares[role]],
                      "hovertemplate": "%{x}: %{y:.2f}% of requests (about %{customdata})<extra></extra>"})
     return {"data": data, "layout": {
-        "title": {"text": f"Latency of tools/call over the canary's window ({decision.get('window')}): "
+        "title": {"text": f"Latency of tools/call over the canary's window ({plot_text(decision.get('window'))}): "
                           "estimates from histogram buckets", "font": {"size": 14}},
         "barmode": "group", "height": 320, "margin": {"l": 50, "r": 20, "t": 50, "b": 60},
         "yaxis": {"title": {"text": "% of the version's requests"}, "rangemode": "tozero"},
@@ -244,7 +246,7 @@ def score_figure(history: list[dict], start: float, end: float) -> dict:
     each point coloured by its verdict; says so when the log was cut at its bound."""
     data = []
     for i, ((baseline, canary), decisions) in enumerate(sorted(_pairs(history).items(), key=lambda kv: str(kv[0]))):
-        data.append({"type": "scatter", "mode": "lines+markers", "name": f"{canary} vs {baseline}",
+        data.append({"type": "scatter", "mode": "lines+markers", "name": f"{plot_text(canary)} vs {plot_text(baseline)}",
                      "x": [plot_time(d["evaluated_at"]) for d in decisions], "y": [d.get("score") for d in decisions],
                      "line": {"color": PAIR_COLORS[i % len(PAIR_COLORS)], "width": 1.5, "shape": "hv"},
                      "marker": {"size": 5, "color": [VERDICT_COLORS.get(d.get("verdict"), "#9e9e9e")

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from dashboard import overview
 from dashboard.overview import NONE, fmt_burn, fmt_objective, fmt_threshold, parse_search
+from dashboard.plot_text import plot_text
 from dashboard.prometheus import Metrics, step_for
 from dashboard.source import SourceError
 from slo import durations, evaluate, promql
@@ -95,7 +96,8 @@ def slo_key(labels: Mapping[str, Any]) -> Key:
 
 
 def slo_label(key: Key) -> str:
-    return f"{key[0]} · {key[1]}" if key[1] else key[0]
+    """The SLO's name in a chart (escaped: labels are not markup, see dashboard.plot_text)."""
+    return plot_text(f"{key[0]} · {key[1]}" if key[1] else key[0])
 
 
 def burn_windows(rows: list[dict]) -> list[float]:
@@ -162,9 +164,9 @@ def layout(title: str, tr: TimeRange, **extra: Any) -> dict:
 
 
 def message_figure(title: str, tr: TimeRange, text: str) -> dict:
-    """An empty chart saying why it is empty."""
+    """An empty chart saying why it is empty (`text` may quote an error, and so a label)."""
     return {"data": [], "layout": layout(title, tr, xaxis={"visible": False}, yaxis={"visible": False},
-                                         annotations=[{"text": text, "showarrow": False, "xref": "paper",
+                                         annotations=[{"text": plot_text(text), "showarrow": False, "xref": "paper",
                                                        "yref": "paper", "x": 0.5, "y": 0.5}])}
 
 
@@ -221,7 +223,7 @@ def sli_figure(sli: Answer, objectives: Answer, tr: TimeRange) -> dict:
 
 def budget_figure(budget: Answer, rows: list[dict], tr: TimeRange) -> dict:
     windows = sorted({r["window"] for r in rows if r.get("window")})
-    title = f"Error budget left over the SLO window{' (' + ', '.join(windows) + ')' if windows else ''}"
+    title = f"Error budget left over the SLO window{' (' + plot_text(', '.join(windows)) + ')' if windows else ''}"
     if (empty := guard(title, budget, tr)) is not None:
         return empty
     traces, _ = _slo_lines(budget)
@@ -249,11 +251,13 @@ def burn_figure(burn: Answer, rows: list[dict], tr: TimeRange) -> dict:
         series = sorted(by_key.get(key, []), key=lambda s: _seconds(s[0].get("burn_window", "")))
         for labels, points in series:
             window = labels.get("burn_window", "")
-            traces.append(line(window, points, colors[window], yaxis=axis, legendgroup=window, showlegend=i == 0,
+            traces.append(line(plot_text(window), points, colors[window], yaxis=axis, legendgroup=plot_text(window),
+                               showlegend=i == 0,
                                visible=True if _seconds(window) >= tr.step else "legendonly"))
         alerts = tiers.get(key, [])
         for a in alerts:
-            name = (f"{a['tier']} {fmt_burn(a['burn_rate_threshold'])} ({a['long_window']} & {a['short_window']})"
+            name = (f"{plot_text(a['tier'])} {fmt_burn(a['burn_rate_threshold'])} "
+                    f"({plot_text(a['long_window'])} & {plot_text(a['short_window'])})"
                     + (", firing" if a.get("firing") else ""))
             traces.append(flat(name, a["burn_rate_threshold"], tr, SEVERITY_COLORS.get(a.get("severity"), "#757575"),
                                yaxis=axis, showlegend=False))
@@ -261,7 +265,7 @@ def burn_figure(burn: Answer, rows: list[dict], tr: TimeRange) -> dict:
         # would squash the lines to the bottom, so they are named instead of drawn in view.
         highest = max((v for _, points in series for _, v in points if math.isfinite(v)), default=0.0)
         ceiling = 1.15 * max(highest, min((a["burn_rate_threshold"] for a in alerts), default=1.0))
-        above = [f"{a['tier']} {fmt_burn(a['burn_rate_threshold'])}" for a in alerts
+        above = [f"{plot_text(a['tier'])} {fmt_burn(a['burn_rate_threshold'])}" for a in alerts
                  if a["burn_rate_threshold"] > ceiling]
         axes["yaxis" if i == 0 else f"yaxis{i + 1}"] = {"domain": [max(0.0, top - height + 0.06), top - 0.03],
                                                         "title": {"text": "burn rate"}, "range": [0, ceiling]}
@@ -282,7 +286,8 @@ def requests_figure(requests: Answer, tr: TimeRange) -> dict:
         return empty
     order = {s: i for i, s in enumerate(STATUS_COLORS)}  # errors stacked on top, where they show
     series = sorted(requests, key=lambda s: (order.get(s[0].get("status"), len(order)), s[0].get("status", "")))
-    traces = [line(labels.get("status") or "?", points, STATUS_COLORS.get(labels.get("status")), stackgroup="status")
+    traces = [line(plot_text(labels.get("status") or "?"), points, STATUS_COLORS.get(labels.get("status")),
+                   stackgroup="status")
               for labels, points in series]
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "requests/s"}})}
 
@@ -297,7 +302,8 @@ def latency_figure(latency: Answer, rows: list[dict], tr: TimeRange) -> dict:
               for i, (labels, points) in enumerate(series)]
     for r in rows:
         if r.get("kind") == "latency" and r.get("threshold") is not None and not r.get("tool"):
-            traces.append(flat(f"{r['slo']} SLO: {fmt_objective(r['objective'])} within {fmt_threshold(r['threshold'])}",
+            traces.append(flat(f"{plot_text(r['slo'])} SLO: {fmt_objective(r['objective'])} within "
+                               f"{fmt_threshold(r['threshold'])}",
                                r["threshold"], tr, SEVERITY_COLORS["ticket"]))
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"})}
 
@@ -321,7 +327,7 @@ def active_figure(active: Answer, tr: TimeRange) -> dict:
     if (empty := guard(title, active, tr)) is not None:
         return empty
     series = sorted(active, key=lambda s: s[0].get("version", ""))
-    traces = [line(labels.get("version") or "?", points, PALETTE[i % len(PALETTE)])
+    traces = [line(plot_text(labels.get("version") or "?"), points, PALETTE[i % len(PALETTE)])
               for i, (labels, points) in enumerate(series)]
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "operations"}, "rangemode": "tozero"})}
 
