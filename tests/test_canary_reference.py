@@ -5,8 +5,9 @@ tests/data/canary_reference.json was generated ONCE, by running this module
 (normal distribution, incomplete beta, Beta quantiles, binomial tails) that slo/canary/stats.py
 had before it used scipy (commit 54c31a8). It must not be regenerated: it is the record of what
 those functions gave. The tests check that the statistics, the judge's decisions and evidence,
-and the benchmark's decisions still agree with it: numbers within 1e-9 relative, everything else
-equal.
+and the benchmark's decisions still agree with it: numbers within 1e-9 relative (z-scores and
+log-probabilities, which can be 0, within 1e-9 absolute), the numbers in the reasons as numbers,
+everything else equal.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import re
 import sys
 
 import pytest
@@ -174,8 +176,29 @@ def reference() -> dict:
     return json.loads(REFERENCE.read_text())
 
 
+# Where the hand-written functions were the less accurate: the slow-share e-value on 5.7e7
+# bad events was 2.4e-9 off (against 60-digit arithmetic: see test_canary_stats.py,
+# test_binomial_mixture_evalue_at_a_hundred_million_requests); scipy's is 5e-12 off.
+LESS_ACCURATE_BEFORE = {"hundred_million.metrics[2].e_value": 1e-8}
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def same_number(got: float, expected: float, where: str) -> bool:
+    absolute = REL if where.endswith(".z") or where.startswith("normal_logcdf") else 0.0  # may be 0
+    rel = LESS_ACCURATE_BEFORE.get(where, REL)
+    return got == expected or math.isclose(got, expected, rel_tol=rel, abs_tol=absolute)
+
+
+def assert_same_text(got: str, expected: str, where: str) -> None:
+    """Equal text; the numbers in it equal as numbers (0.001 is 1.0e-03)."""
+    assert NUMBER.sub("#", got) == NUMBER.sub("#", expected), f"{where}: {got!r} != {expected!r}"
+    for g, e in zip(NUMBER.findall(got), NUMBER.findall(expected)):
+        g, e = float(g.replace(",", "")), float(e.replace(",", ""))
+        assert math.isclose(g, e, rel_tol=REL), f"{where}: {got!r} != {expected!r}"
+
+
 def assert_same(got, expected, where: str = "") -> None:
-    """Equal structure, equal strings and flags, numbers within REL (relative)."""
+    """Equal structure, flags and text, numbers within REL (see the module's docstring)."""
     if isinstance(expected, dict):
         assert isinstance(got, dict) and got.keys() == expected.keys(), where
         for key in expected:
@@ -184,10 +207,12 @@ def assert_same(got, expected, where: str = "") -> None:
         assert isinstance(got, (list, tuple)) and len(got) == len(expected), where
         for i, (g, e) in enumerate(zip(got, expected)):
             assert_same(g, e, f"{where}[{i}]")
-    elif isinstance(expected, bool) or expected is None or isinstance(expected, str):
+    elif isinstance(expected, str):
+        assert_same_text(got, expected, where)
+    elif isinstance(expected, bool) or expected is None:
         assert got == expected, f"{where}: {got!r} != {expected!r}"
     else:
-        assert got == expected or math.isclose(got, expected, rel_tol=REL), f"{where}: {got!r} != {expected!r}"
+        assert same_number(got, expected, where), f"{where}: {got!r} != {expected!r}"
 
 
 def test_statistics_match_the_hand_written_functions():

@@ -1,4 +1,4 @@
-"""The statistics of the canary judge, in plain Python (the `math` module only).
+"""The statistics of the canary judge.
 
 Everything here works on counts: request and error counters and histogram buckets summed
 over the canary's life, never on per-step time series (whose autocorrelated points are
@@ -14,241 +14,54 @@ not independent evidence). For each question:
   most alpha. Slower than the boundary for the regression planned, quicker for much
   larger ones.
 
-Special functions (normal distribution, incomplete beta) are implemented here because
-the service does not depend on scipy; their accuracy is documented where they are.
+The special functions (normal distribution, incomplete beta, Beta density and quantiles)
+are scipy's; what is written here is what scipy does not offer. scipy is imported on first
+use, inside the functions: the dashboard and the Grafana generator import the judge for
+its constants only, and scipy.stats takes most of a second to import.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
-_TINY = 1e-300
 _LOG_E_CAP = 700.0  # e-values are returned at most exp(700) ~ 1e304, so they stay finite
+_SMALLEST = sys.float_info.min  # below it floats lose precision (subnormal) before they reach 0
 
-# --- normal distribution ---------------------------------------------------------------
+# --- normal distribution and binomial tails (scipy) ----------------------------------------
 
 
 def normal_cdf(x: float) -> float:
-    """P(Z <= x) for a standard normal Z, via erfc (accurate in both tails)."""
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+    """P(Z <= x) for a standard normal Z (accurate in both tails)."""
+    from scipy.special import ndtr
+
+    return float(ndtr(x))
 
 
 def normal_logcdf(x: float) -> float:
-    """log P(Z <= x), finite far into the lower tail (asymptotic series below -30),
-    where the probability itself would underflow."""
-    if x > -30.0:
-        return math.log(normal_cdf(x))
-    x2 = x * x
-    return -0.5 * x2 - math.log(-x) - _LOG_SQRT_2PI + math.log1p(-1.0 / x2 + 3.0 / x2**2 - 15.0 / x2**3)
+    """log P(Z <= x), finite far into the lower tail, where the probability itself underflows."""
+    from scipy.special import log_ndtr
 
-
-# Acklam's rational approximation of the normal quantile (relative error < 1.2e-9),
-# polished by one Halley step on erfc, which brings it to full double precision.
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-      6.680131188771972e01, -1.328068155288572e01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
-_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
-_P_LOW = 0.02425
+    return float(log_ndtr(x))
 
 
 def normal_ppf(p: float) -> float:
-    """The standard normal quantile z with P(Z <= z) = p (the inverse of `normal_cdf`).
-
-    Acklam's algorithm and one Halley refinement; the upper half is computed as -ppf(1-p),
-    which is exact in floating point for p >= 0.5, so both tails keep full precision.
-    """
-    if not 0.0 <= p <= 1.0 or math.isnan(p):
+    """The standard normal quantile z with P(Z <= z) = p (the inverse of `normal_cdf`)."""
+    if not 0.0 <= p <= 1.0:
         raise ValueError(f"normal_ppf: probability {p!r} is not in [0, 1]")
-    if p == 0.0:
-        return -math.inf
-    if p == 1.0:
-        return math.inf
-    if p > 0.5:
-        return -normal_ppf(1.0 - p)
-    if p < _P_LOW:
-        q = math.sqrt(-2.0 * math.log(p))
-        x = ((((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5])
-             / ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0))
-    else:
-        q = p - 0.5
-        r = q * q
-        x = (((((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q)
-             / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0))
-    if 0.5 * x * x > 700.0:  # p a denormal (< ~1e-305): the polish would overflow; Acklam suffices
-        return x
-    e = normal_cdf(x) - p
-    u = e * _SQRT_2PI * math.exp(0.5 * x * x)
-    return x - u / (1.0 + 0.5 * x * u)
+    from scipy.special import ndtri
 
-
-# --- beta function and incomplete beta ---------------------------------------------------
-
-
-def _stirlerr(n: float) -> float:
-    """log(n!) - log(sqrt(2 pi n) (n/e)^n): the error of Stirling's formula, for n > 0.
-
-    Directly from lgamma for small n, from the Stirling series beyond 15 (where the
-    direct difference would lose digits); used so that log-beta and the incomplete beta's
-    prefactor stay accurate for counts up to 1e8 and beyond (Loader's method).
-    """
-    if n <= 15.0:
-        return math.lgamma(n + 1.0) - (n + 0.5) * math.log(n) + n - _LOG_SQRT_2PI
-    nn = n * n
-    s0, s1, s2, s3, s4 = 1 / 12, 1 / 360, 1 / 1260, 1 / 1680, 1 / 1188
-    if n > 500:
-        return (s0 - s1 / nn) / n
-    if n > 80:
-        return (s0 - (s1 - s2 / nn) / nn) / n
-    if n > 35:
-        return (s0 - (s1 - (s2 - s3 / nn) / nn) / nn) / n
-    return (s0 - (s1 - (s2 - (s3 - s4 / nn) / nn) / nn) / nn) / n
-
-
-def _bd0(x: float, m: float) -> float:
-    """x log(x/m) + m - x (the binomial deviance term), without cancellation when x ~ m."""
-    if x == 0.0:
-        return m
-    if abs(x - m) < 0.1 * (x + m):
-        v = (x - m) / (x + m)
-        s = (x - m) * v
-        ej = 2.0 * x * v
-        v2 = v * v
-        j = 1
-        while True:
-            ej *= v2
-            s1 = s + ej / (2 * j + 1)
-            if s1 == s:
-                return s1
-            s = s1
-            j += 1
-    return x * math.log(x / m) + m - x
-
-
-def log_beta(a: float, b: float) -> float:
-    """log B(a, b) = log Gamma(a) + log Gamma(b) - log Gamma(a + b), for a, b > 0.
-
-    Written with Stirling's formula and its exact error term (`_stirlerr`) rather than as a
-    difference of three lgamma values, which for a + b ~ 1e8 would cancel ~1e9-sized terms
-    and lose about 7 digits.
-    """
-    if a <= 0.0 or b <= 0.0:
-        raise ValueError(f"log_beta: parameters must be positive, got a={a!r}, b={b!r}")
-    if a > b:
-        a, b = b, a
-    n = a + b
-    return (a * math.log(a / n) + b * math.log1p(-a / n) + 0.5 * math.log(n / (a * b)) + _LOG_SQRT_2PI
-            + _stirlerr(a) + _stirlerr(b) - _stirlerr(n))
-
-
-def _log_front(a: float, b: float, x: float) -> float:
-    """log(x^a (1-x)^b / B(a, b)), accurate for large a and b (Loader's saddle-point form:
-    the deviance terms replace the cancelling a log x + b log(1-x) - log B(a, b))."""
-    n = a + b
-    return (0.5 * math.log(a * b / n) - _LOG_SQRT_2PI + _stirlerr(n) - _stirlerr(a) - _stirlerr(b)
-            - _bd0(a, n * x) - _bd0(b, n * (1.0 - x)))
-
-
-def _lentz_step(aa: float, c: float, d: float) -> tuple[float, float, float]:
-    """One step of the modified Lentz method: the new (c, d) and the factor to apply."""
-    d = 1.0 + aa * d
-    if abs(d) < _TINY:
-        d = _TINY
-    c = 1.0 + aa / c
-    if abs(c) < _TINY:
-        c = _TINY
-    d = 1.0 / d
-    return c, d, d * c
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b) (modified Lentz), converging fast for
-    x < (a+1)/(a+b+2); it needs O(sqrt(max(a, b))) terms at worst."""
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = 1.0
-    d = 1.0 - qab * x / qap
-    if abs(d) < _TINY:
-        d = _TINY
-    d = 1.0 / d
-    h = d
-    max_iter = 1000 + int(20.0 * math.sqrt(max(a, b)))
-    for m in range(1, max_iter + 1):
-        m2 = 2 * m
-        c, d, delta = _lentz_step(m * (b - m) * x / ((qam + m2) * (a + m2)), c, d)  # the even step
-        h *= delta
-        c, d, delta = _lentz_step(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), c, d)  # the odd step
-        h *= delta
-        if abs(delta - 1.0) < 1e-16:
-            return h
-    raise ArithmeticError(f"incomplete beta: no convergence for a={a!r}, b={b!r}, x={x!r}")
-
-
-def log_betainc(a: float, b: float, x: float, upper: bool = False) -> float:
-    """log I_x(a, b) (or, with upper=True, log(1 - I_x(a, b))), without underflow.
-
-    The continued fraction is evaluated on whichever side converges (using
-    1 - I_x(a, b) = I_{1-x}(b, a)); the other side is its complement, taken with log1p.
-    Relative accuracy is about 1e-13 for the directly computed side, including very
-    small tails, for parameters from ~1e-3 to 1e8 and beyond.
-    """
-    if a <= 0.0 or b <= 0.0:
-        raise ValueError(f"betainc: parameters must be positive, got a={a!r}, b={b!r}")
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"betainc: x={x!r} is not in [0, 1]")
-    if x == 0.0 or x == 1.0:
-        lower_is_zero = x == 0.0
-        if upper == lower_is_zero:
-            return 0.0
-        return -math.inf
-    if x < (a + 1.0) / (a + b + 2.0):
-        log_direct = _log_front(a, b, x) + math.log(_betacf(a, b, x)) - math.log(a)
-        direct_is_upper = False
-    else:
-        log_direct = _log_front(b, a, 1.0 - x) + math.log(_betacf(b, a, 1.0 - x)) - math.log(b)
-        direct_is_upper = True
-    log_direct = min(log_direct, 0.0)
-    if upper == direct_is_upper:
-        return log_direct
-    return math.log1p(-math.exp(log_direct)) if log_direct < 0.0 else -math.inf
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) = P(Beta(a, b) <= x).
-
-    It is the binomial tail (P(Bin(n, p) >= k) = I_p(k, n - k + 1)) and the Beta prior's
-    mass in the e-values. See `log_betainc` for accuracy.
-    """
-    return math.exp(log_betainc(a, b, x))
-
-
-def beta_ppf(q: float, a: float, b: float) -> float:
-    """The x with I_x(a, b) = q (a Beta quantile), by bisection on `betainc`; for the
-    Clopper-Pearson intervals of the effect sizes (relative precision ~1e-15 in x)."""
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"beta_ppf: probability {q!r} is not in [0, 1]")
-    lo, hi = 0.0, 1.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi) or hi - lo < 1e-15 * max(mid, 1e-300):
-            break
-        if betainc(a, b, mid) < q:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return float(ndtri(p))
 
 
 def binom_sf(k: float, n: float, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), as I_p(k, n - k + 1).
+    """P(X >= k) for X ~ Binomial(n, p), as the regularized incomplete beta I_p(k, n - k + 1).
 
-    k <= 0 gives 1, k > n gives 0; accurate to ~1e-13 relative for n up to 1e8 and beyond
-    (no summation over terms, no cancellation).
+    k <= 0 gives 1, k > n gives 0; ~1e-13 relative for n up to 1e8 and beyond, far into
+    the tail. (scipy.stats.binom.sf calls the same Boost function with ~150 us of overhead;
+    scipy.special.bdtrc loses digits: 0.3% off at n = 1e7.)
     """
     if n < 0 or not 0.0 <= p <= 1.0:
         raise ValueError(f"binom_sf: need n >= 0 and 0 <= p <= 1, got n={n!r}, p={p!r}")
@@ -257,21 +70,22 @@ def binom_sf(k: float, n: float, p: float) -> float:
         return 1.0
     if k > n:
         return 0.0
-    if p == 0.0:
-        return 0.0
-    if p == 1.0:
-        return 1.0
-    return betainc(k, n - k + 1, p)
+    from scipy.special import betainc
+
+    return float(betainc(k, n - k + 1, p))
 
 
 def binomial_interval(k: int, m: int, level: float = 0.95) -> tuple[float, float]:
     """The Clopper-Pearson (exact) confidence interval for a binomial proportion after k
-    successes in m trials: never narrower than the nominal level, sound at k = 0 or m."""
+    successes in m trials: never narrower than the nominal level, sound at k = 0 or m.
+    Its ends are Beta quantiles."""
     if m <= 0:
         return 0.0, 1.0
+    from scipy.special import betaincinv
+
     tail = (1.0 - level) / 2.0
-    low = 0.0 if k <= 0 else beta_ppf(tail, k, m - k + 1)
-    high = 1.0 if k >= m else beta_ppf(1.0 - tail, k + 1, m - k)
+    low = 0.0 if k <= 0 else float(betaincinv(k, m - k + 1, tail))
+    high = 1.0 if k >= m else float(betaincinv(k + 1, m - k, 1.0 - tail))
     return low, high
 
 
@@ -339,10 +153,15 @@ def binomial_mixture_evalue(canary_bad: float, baseline_bad: float, share: float
 
         Lambda = [int_s^1 (pi/s)^k ((1-pi)/(1-s))^(m-k) dBeta(pi; a, b)] / P_Beta(pi > s)
                = B(k+a, m-k+b) (1 - I_s(k+a, m-k+b)) / [B(a, b) (1 - I_s(a, b)) s^k (1-s)^(m-k)]
+               = T(k+a, m-k+b) / T(a, b),   T(a, b) = P(Beta(a, b) > s) / f_{a,b}(s)
 
-    computed in log space. By Ville's inequality, rejecting when Lambda >= 1/alpha at any
-    tick keeps the false rejection rate <= alpha. The prior defaults to `default_prior(s)`.
-    Counts are rounded to the nearest integer; the result is capped at ~1e304.
+    (f the Beta density: B(a, b) = s^(a-1) (1-s)^(b-1) / f_{a,b}(s), so the beta functions
+    and s^k (1-s)^(m-k) cancel). T, a tail over a density, stays moderate where both
+    underflow, and no term of size m log m is ever formed: Lambda stays accurate to ~1e-10
+    relative for counts up to 1e8. By Ville's inequality, rejecting when Lambda >= 1/alpha
+    at any tick keeps the false rejection rate <= alpha. The prior defaults to
+    `default_prior(s)`. Counts are rounded to the nearest integer; the result is capped at
+    ~1e304.
     """
     share = _check_share(share)
     a, b = prior if prior is not None else default_prior(share)
@@ -350,10 +169,53 @@ def binomial_mixture_evalue(canary_bad: float, baseline_bad: float, share: float
     j = _count(baseline_bad, "baseline bad events")
     if k == 0 and j == 0:
         return 1.0
-    log_e = (log_beta(k + a, j + b) + log_betainc(k + a, j + b, share, upper=True)
-             - log_beta(a, b) - log_betainc(a, b, share, upper=True)
-             - k * math.log(share) - j * math.log1p(-share))
+    log_e = _log_tail_over_density(k + a, j + b, share) - _log_tail_over_density(a, b, share)
     return math.exp(min(log_e, _LOG_E_CAP))
+
+
+def _log_tail_over_density(a: float, b: float, x: float) -> float:
+    """log(P(Beta(a, b) > x) / f(x)), f the Beta(a, b) density; +inf when x lies so far
+    below the distribution's mass that f(x) underflows (the e-value is then capped anyway)."""
+    from scipy.special import betaincc
+
+    tail = float(betaincc(a, b, x))
+    if tail < _SMALLEST:
+        return _log_tail_over_density_far_above(a, b, x)
+    return math.log(tail) - _log_beta_density(a, b, x)
+
+
+# betaln is a difference of log-gammas, so it loses about eps (a+b) log(a+b): < 1e-10 below
+# this. Above it (counts of 1e4 and more), Boost's density keeps ~1e-12 up to 1e8, but costs
+# ~100 us a call through scipy.stats (betaln: ~3 us).
+_BETALN_ACCURATE_BELOW = 1e4
+
+
+def _log_beta_density(a: float, b: float, x: float) -> float:
+    """log f(x) for the Beta(a, b) density, 0 < x < 1 (-inf where f(x) underflows)."""
+    if a + b < _BETALN_ACCURATE_BELOW:
+        from scipy.special import betaln
+
+        return (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x) - float(betaln(a, b))
+    from scipy.stats import beta
+
+    density = float(beta.pdf(x, a, b))
+    return math.log(density) if density >= _SMALLEST else -math.inf
+
+
+def _log_tail_over_density_far_above(a: float, b: float, x: float) -> float:
+    """`_log_tail_over_density` when x lies so far above the mass that the tail underflows
+    (a much better canary on a busy service): the integral over (x, 1) of f(y) / f(x),
+    which falls from 1 at y = x, in log space (tanh-sinh quadrature, ~1e-12 relative)."""
+    import numpy as np
+    from scipy.integrate import tanhsinh
+
+    def log_ratio(y):  # log(f(y) / f(x)), without the beta function
+        return (a - 1.0) * np.log1p((y - x) / x) + (b - 1.0) * np.log1p(-(y - x) / (1.0 - x))
+
+    result = tanhsinh(log_ratio, x, 1.0, log=True)
+    if not result.success:
+        raise ArithmeticError(f"Beta tail: no convergence for a={a!r}, b={b!r}, x={x!r}")
+    return float(np.real(result.integral))
 
 
 # --- latency: Mann-Whitney on histogram buckets -----------------------------------------
@@ -679,6 +541,12 @@ def power_by(boundary: float, drift: float, information: float) -> float:
 
 
 # --- multiplicity ------------------------------------------------------------------------
+#
+# The e-values need no adjustment of this kind: the judge holds each against K / alpha
+# (Bonferroni). Each is a test supermartingale, so P(e_i ever >= K/alpha) <= alpha/K and any
+# of them ever rejecting has probability <= alpha, over every tick and under any dependence
+# between the tests (the same requests feed several). e-BH would be more powerful with many
+# regressions but controls only the false discovery rate; one false rollback is what matters.
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -693,19 +561,6 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (k - rank) * pvalues[i]))
         adjusted[i] = running
     return adjusted
-
-
-def bonferroni_evalues(evalues: Sequence[float], alpha: float) -> list[bool]:
-    """Which e-values reject with K = len(evalues) tests: e_i >= K / alpha (Bonferroni).
-
-    Each e-value is a test supermartingale, so P(e_i ever >= K/alpha) <= alpha/K and the
-    chance that any of them ever rejects is <= alpha: the family-wise error rate is
-    controlled over every tick and every test, under any dependence between tests (the
-    same requests feed several). e-BH would be more powerful with many regressions but
-    controls only the false discovery rate; one false rollback is what matters here.
-    """
-    threshold = len(evalues) / alpha
-    return [e >= threshold for e in evalues]
 
 
 # --- fixed-sample yardsticks ---------------------------------------------------------------
