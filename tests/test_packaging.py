@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("pandas", "dash", "plotly", "apscheduler", "prometheus_api_client", "numpy")
+HEAVY = ("pandas", "dash", "plotly", "apscheduler", "prometheus_api_client", "numpy", "scipy")
 
 
 def test_collector_imports_none_of_the_service_dependencies():
