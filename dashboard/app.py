@@ -22,6 +22,7 @@ authentication runs, not as one of dash-auth's public routes (see dashboard.auth
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,10 +34,11 @@ from dash import ALL, Input, Output, ctx, dcc, html, no_update
 
 from dashboard.overview import fmt_duration, merge_search, parse_search
 from dashboard.auth import AuthConfig, protect
-from dashboard.prometheus import Metrics
+from dashboard.prometheus import TIMEOUT as PROMETHEUS_TIMEOUT, Metrics
 from dashboard.pages import alerts, canaries, service
 from dashboard.pages import overview as overview_page
 from dashboard.source import DEFAULT_TTL, CachedSource, EngineSource, Source, SourceError, Status, StoreSource
+from slo.backend import BackendOptions
 
 PAGES = (overview_page, canaries, alerts, service)
 NAV = (overview_page, canaries, alerts)  # a service's page is reached from its row
@@ -54,6 +56,13 @@ ENVIRONMENT = {
     "MCP_SLO_ENGINE_INTERVAL": "with MCP_SLO_STORE: the engine's --interval, to tell stale data (default 30s)",
     "MCP_SLO_PROMETHEUS_URL": "Prometheus, for the charts and alerts",
     "MCP_SLO_ALERTMANAGER_URL": "Alertmanager, for the alerts page (optional)",
+    # how to reach both, as the engine's options of the same names (slo.engine_cli.add_backend_arguments)
+    "MCP_SLO_BEARER_TOKEN_ENV": "the name of the environment variable holding a bearer token (--bearer-token-env)",
+    "MCP_SLO_BASIC_AUTH_USER": "or basic auth: the user (--basic-auth-user), with MCP_SLO_BASIC_AUTH_PASSWORD_ENV",
+    "MCP_SLO_BASIC_AUTH_PASSWORD_ENV": "the name of the environment variable holding its password",
+    "MCP_SLO_HEADERS": "extra HTTP headers, NAME:VALUE, one per line (--header)",
+    "MCP_SLO_CA_FILE": "a CA bundle to verify their certificates (--ca-file)",
+    "MCP_SLO_INSECURE_SKIP_VERIFY": "true: do not verify TLS certificates (--insecure-skip-verify)",
     "MCP_SLO_CONFIG": "the SLO spec (optional)",
     "MCP_SLO_AUTH_USERS": "a users file: basic auth on every page but /healthz (see dashboard.auth)",
     "MCP_SLO_OIDC_ISSUER": "or OpenID Connect: the issuer URL (with MCP_SLO_OIDC_CLIENT_ID, and the client "
@@ -118,6 +127,31 @@ def make_source(engine_url: str | None = None, store: str | None = None, interva
 def server_from_env(environ: Mapping[str, str] = os.environ) -> flask.Flask:
     """The Flask server of an app configured by ENVIRONMENT; ValueError (or slo.spec.SpecError)
     naming the variable when a value is unusable."""
+    return app_from_env(environ).server
+
+
+def backend_from_env(environ: Mapping[str, str]) -> BackendOptions | None:
+    """How to reach Prometheus and Alertmanager, from ENVIRONMENT through the engine's own
+    parsing of its options; None without MCP_SLO_PROMETHEUS_URL."""
+    from slo import engine_cli
+
+    url = environ.get("MCP_SLO_PROMETHEUS_URL")
+    if not url:
+        return None
+    args = argparse.Namespace(
+        prometheus=url, header=[h for h in environ.get("MCP_SLO_HEADERS", "").splitlines() if h.strip()],
+        basic_auth_user=environ.get("MCP_SLO_BASIC_AUTH_USER"),
+        basic_auth_password_env=environ.get("MCP_SLO_BASIC_AUTH_PASSWORD_ENV"),
+        bearer_token_env=environ.get("MCP_SLO_BEARER_TOKEN_ENV"), ca_file=environ.get("MCP_SLO_CA_FILE"),
+        insecure_skip_verify=environ.get("MCP_SLO_INSECURE_SKIP_VERIFY", "").lower() in ("1", "true", "yes"))
+    try:
+        return engine_cli.backend_options(args, timeout=PROMETHEUS_TIMEOUT, retries=0)
+    except ValueError as exc:
+        raise ValueError(f"MCP_SLO_PROMETHEUS_URL and its credentials (named as the engine's options): {exc}") from exc
+
+
+def app_from_env(environ: Mapping[str, str] = os.environ) -> dash.Dash:
+    """The app of `server_from_env`."""
     from slo import durations, importers
 
     interval = environ.get("MCP_SLO_ENGINE_INTERVAL") or "30s"
@@ -130,8 +164,10 @@ def server_from_env(environ: Mapping[str, str] = os.environ) -> flask.Flask:
     spec = importers.load(spec_path).spec if spec_path else None
     auth = AuthConfig(users_file=environ.get("MCP_SLO_AUTH_USERS"), oidc_issuer=environ.get("MCP_SLO_OIDC_ISSUER"),
                       oidc_client_id=environ.get("MCP_SLO_OIDC_CLIENT_ID"))
-    return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec,
-                      alertmanager_url=environ.get("MCP_SLO_ALERTMANAGER_URL"), auth=auth).server
+    alertmanager = environ.get("MCP_SLO_ALERTMANAGER_URL")
+    metrics = Metrics(None, alertmanager, options=backend_from_env(environ))
+    return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec, alertmanager_url=alertmanager,
+                      metrics=metrics, auth=auth)
 
 
 _server: flask.Flask | None = None

@@ -4,10 +4,13 @@
     mcp-slo dashboard --store mcp-slo.db --listen 0.0.0.0:8050 --config examples/slo.yaml
 
 Reads the engine's API (--engine, the default) or its SQLite store (--store, on the same
-host); the overview never queries Prometheus (--prometheus is for the charts of the pages to
-come). This serves with Werkzeug's threaded server, for one machine; behind a real server,
-run several workers with gunicorn 'dashboard.app:server', configured by the environment
-(dashboard.app.ENVIRONMENT). Exit 2 for bad usage.
+host); the overview never queries Prometheus (--prometheus is for the service and canary
+charts, --alertmanager for the alerts page). Both are reached with the engine's backend
+options (--header, --basic-auth-user/--basic-auth-password-env, --bearer-token-env,
+--ca-file, --insecure-skip-verify; secrets from the environment variables they name), which
+`mcp-slo serve` passes on. This serves with Werkzeug's threaded server, for one machine;
+behind a real server, run several workers with gunicorn 'dashboard.app:server', configured
+by the environment (dashboard.app.ENVIRONMENT). Exit 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import argparse
 import logging
 import sys
 from urllib.parse import urlsplit
+
+from slo import engine_cli
 
 DEFAULT_LISTEN = "127.0.0.1:8050"
 
@@ -30,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090", metavar="URL",
                         help="Prometheus (or a compatible API), for range charts; the overview never queries it")
     add_page_arguments(parser)
+    engine_cli.add_backend_arguments(parser)  # the engine's: `mcp-slo serve` has them from the engine
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"serve the dashboard here (default {DEFAULT_LISTEN})")
     parser.add_argument("--config", metavar="SPEC", help="the SLO spec (any format `validate` accepts)")
@@ -61,15 +67,19 @@ def parse_listen(flag: str, listen: str) -> tuple[str, int]:
 
 
 def build_app(source, args: argparse.Namespace, spec):
-    """The app over `source` with the page arguments (`add_page_arguments`) of `args`."""
+    """The app over `source` with the page arguments (`add_page_arguments`) and the backend
+    arguments (slo.engine_cli.add_backend_arguments) of `args`."""
     from dashboard.app import create_app
     from dashboard.auth import AuthConfig
+    from dashboard.prometheus import TIMEOUT, Metrics
 
     for flag, url in (("--prometheus", args.prometheus), ("--alertmanager", args.alertmanager)):
         check_url(flag, url)
+    # no retries: a chart waits for its query, and the next refresh asks again
+    metrics = Metrics(None, args.alertmanager, options=engine_cli.backend_options(args, timeout=TIMEOUT, retries=0))
     auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
     return create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
-                      auth=auth)
+                      metrics=metrics, auth=auth)
 
 
 def build(args: argparse.Namespace):

@@ -16,11 +16,18 @@ returns a SourceError instead of raising: a chart says "Prometheus unreachable" 
 rest of the page still renders. Queries go through slo.backend.Backend (bounded time and
 retries, credentials never logged); label values in PromQL must come from slo.promql's
 escaping helpers.
+
+Prometheus and Alertmanager are reached as the engine reaches Prometheus: one
+slo.backend.BackendOptions (the engine's --header, --basic-auth-user, --bearer-token-env,
+--ca-file, --insecure-skip-verify) gives the headers, credentials and TLS settings of every
+read, the alert lists' too.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -53,14 +60,18 @@ class Metrics:
     def __init__(self, prometheus_url: str | None, alertmanager_url: str | None = None, *,
                  ttl: float = DEFAULT_TTL, timeout: float = TIMEOUT, clock: Callable[[], float] = time.time,
                  options: BackendOptions | None = None):
-        self.prometheus_url = prometheus_url
+        """`options` says how to reach Prometheus (its URL, headers, credentials, TLS; then
+        `prometheus_url` is not needed) and Alertmanager (the same but the URL). ValueError for
+        options that cannot be used (a CA file that is not there)."""
+        if options is None and prometheus_url:
+            options = BackendOptions(prometheus_url, timeout=timeout, retries=0)
+        self.options = options
+        self.prometheus_url = options.url if options is not None else None  # without credentials
         self.alertmanager_url = alertmanager_url.rstrip("/") if alertmanager_url else None
         self.cache = TTLCache(ttl)
         self.clock = clock
-        self._backend = None
-        if options is not None or prometheus_url:
-            self._backend = Backend(options or BackendOptions(prometheus_url, timeout=timeout, retries=0))
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0))
+        self._backend = Backend(options) if options is not None else None
+        self._http = http_client(options, timeout)
 
     @property
     def queries(self) -> int:
@@ -145,8 +156,56 @@ class Metrics:
         except httpx.HTTPError as exc:
             return SourceError("unreachable", f"{who} at {shown} is unreachable ({type(exc).__name__})")
         if response.status_code != 200:
-            return SourceError("http", f"{who} at {shown} answered HTTP {response.status_code}")
+            hint = refused_hint(self.options) if response.status_code in (401, 403) else ""
+            return SourceError("http", f"{who} at {shown} answered HTTP {response.status_code}{hint}")
         try:
             return response.json()
         except ValueError:
             return SourceError("bad_response", f"{who} at {shown} did not answer JSON")
+
+
+# --- credentials for the reads Backend does not make ------------------------------------------
+
+
+class BearerFromEnv(httpx.Auth):
+    """Authorization: Bearer <token>, the token read from the environment at each request, as
+    slo.backend does for queries (a rotated token is used at once; none while it is unset)."""
+
+    def __init__(self, variable: str):
+        self.variable = variable
+
+    def auth_flow(self, request: httpx.Request):
+        token = os.environ.get(self.variable, "").strip()
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
+def http_client(options: BackendOptions | None, timeout: float) -> httpx.Client:
+    """A client for the alert lists sending what `options` says: its headers, its basic auth
+    or bearer token, its TLS verification."""
+    client = {"timeout": httpx.Timeout(timeout, connect=2.0)}
+    if options is None:
+        return httpx.Client(**client)
+    auth = None
+    if options.basic_auth is not None:
+        auth = httpx.BasicAuth(*options.basic_auth)
+    elif options.bearer_token_env:
+        auth = BearerFromEnv(options.bearer_token_env)
+    verify: ssl.SSLContext | bool = options.verify
+    if options.ca_file:
+        try:
+            verify = ssl.create_default_context(cafile=options.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--ca-file {options.ca_file}: cannot use it ({exc.strerror or exc})") from None
+    return httpx.Client(**client, auth=auth, headers=dict(options.headers), verify=verify)
+
+
+def refused_hint(options: BackendOptions | None) -> str:
+    """Why a server may have refused a read (401, 403): the credentials the dashboard sent, or not."""
+    variable = options.bearer_token_env if options is not None else None
+    if variable and not os.environ.get(variable, "").strip():
+        return f" (environment variable {variable}, the bearer token, is not set)"
+    if options is None or (options.basic_auth is None and not variable and not options.headers):
+        return " (no credentials were sent: see --bearer-token-env, --basic-auth-user, --header)"
+    return " (the credentials or headers sent were refused)"

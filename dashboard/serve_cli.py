@@ -4,7 +4,8 @@
         --listen 127.0.0.1:8080 --dashboard-listen 127.0.0.1:8050
 
 The engine ticks and serves its API and /metrics on --listen exactly as `mcp-slo engine`
-does (every engine option applies); the dashboard, on --dashboard-listen, reads that API.
+does (every engine option applies); the dashboard, on --dashboard-listen, reads that API, and
+Prometheus and Alertmanager with the engine's backend options (headers, credentials, TLS).
 In production run them apart: one engine (its scheduler must not run in several workers),
 and the dashboard under gunicorn with as many workers as needed. Exit 2 for bad usage.
 """

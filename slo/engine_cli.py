@@ -37,6 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"serve the API and /metrics here (default {DEFAULT_LISTEN})")
     parser.add_argument("--once", action="store_true", help="run one tick, print its summary as JSON and exit")
+    backend = add_backend_arguments(parser)
+    backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
+    backend.add_argument("--max-response-size", default="64MiB", metavar="SIZE",
+                         help="fail a query whose reply is larger (bytes, or with KiB, MiB, GiB; default 64MiB)")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """How to reach --prometheus: headers, credentials, TLS (see `backend_options`). The
+    dashboard takes the same options for its reads of Prometheus and Alertmanager."""
     backend = parser.add_argument_group("remote backend")
     backend.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
                          help="an extra HTTP header, e.g. X-Scope-OrgID:team-a (repeatable)")
@@ -45,9 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backend.add_argument("--bearer-token-env", metavar="VAR", help="environment variable with a bearer token")
     backend.add_argument("--ca-file", metavar="FILE", help="CA bundle to verify the server's certificate")
     backend.add_argument("--insecure-skip-verify", action="store_true", help="do not verify TLS certificates")
-    backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
-    backend.add_argument("--max-response-size", default="64MiB", metavar="SIZE",
-                         help="fail a query whose reply is larger (bytes, or with KiB, MiB, GiB; default 64MiB)")
+    return backend
+
+
+def backend_options(args: argparse.Namespace, *, timeout: float, retries: int, **extra):
+    """slo.backend.BackendOptions for args.prometheus from the options of `add_backend_arguments`
+    (`extra`: more BackendOptions fields); ValueError with a clear message."""
+    from slo.backend import BackendOptions
+
+    headers = {}
+    for h in args.header:
+        name, sep, value = h.partition(":")
+        if not sep:
+            raise ValueError(f"--header {name!r}: use NAME:VALUE")
+        headers[name.strip()] = value.strip()
+    basic = None
+    if args.basic_auth_user is not None:
+        if not args.basic_auth_password_env or args.basic_auth_password_env not in os.environ:
+            raise ValueError("--basic-auth-user needs --basic-auth-password-env naming a set environment variable")
+        basic = (args.basic_auth_user, os.environ[args.basic_auth_password_env])
+    return BackendOptions(url=args.prometheus, timeout=timeout, retries=retries, headers=headers, basic_auth=basic,
+                          bearer_token_env=args.bearer_token_env, verify=not args.insecure_skip_verify,
+                          ca_file=args.ca_file, **extra)
 
 
 def parse_size(text: str, option: str) -> int:
@@ -66,7 +94,7 @@ def _fail(message: str) -> int:
 
 def build(args: argparse.Namespace):
     """(engine, listen host, port) from the arguments; raises ValueError with a clear message."""
-    from slo.backend import Backend, BackendOptions
+    from slo.backend import Backend
     from slo.engine import Engine
     from slo.store import Store
 
@@ -75,23 +103,10 @@ def build(args: argparse.Namespace):
     timeout = durations.parse(args.timeout) if args.timeout else 0.8 * interval
     if timeout >= interval:
         raise ValueError(f"--timeout {args.timeout} must be shorter than --interval {args.interval}")
-    headers = {}
-    for h in args.header:
-        name, sep, value = h.partition(":")
-        if not sep:
-            raise ValueError(f"--header {name!r}: use NAME:VALUE")
-        headers[name.strip()] = value.strip()
-    basic = None
-    if args.basic_auth_user is not None:
-        if not args.basic_auth_password_env or args.basic_auth_password_env not in os.environ:
-            raise ValueError("--basic-auth-user needs --basic-auth-password-env naming a set environment variable")
-        basic = (args.basic_auth_user, os.environ[args.basic_auth_password_env])
     # each query gets a share of the tick's deadline, retries included
     per_query = max(0.5, min(10.0, timeout / (args.retries + 1)))
-    options = BackendOptions(url=args.prometheus, timeout=per_query, retries=args.retries, headers=headers,
-                             basic_auth=basic, bearer_token_env=args.bearer_token_env,
-                             verify=not args.insecure_skip_verify, ca_file=args.ca_file,
-                             max_response_bytes=parse_size(args.max_response_size, "--max-response-size"))
+    options = backend_options(args, timeout=per_query, retries=args.retries,
+                              max_response_bytes=parse_size(args.max_response_size, "--max-response-size"))
     store = Store(args.store, retention_seconds=durations.parse(args.retention))
     engine = Engine(spec, Backend(options), store, interval=interval, timeout=timeout)
     host, _, port = args.listen.rpartition(":")
