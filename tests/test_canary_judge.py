@@ -177,7 +177,9 @@ def test_regression_in_one_tool_rolls_back_and_names_the_tool():
     assert decision.verdict == ROLLBACK
     assert "'search'" in decision.reason and "'fetch'" not in decision.reason
     assert metric(decision, "errors", "search")["status"] == FAILED
-    assert all(m["status"] != FAILED for m in decision.metrics if m["tool"] == "fetch")
+    fetch = [m for m in decision.metrics if m["tool"] == "fetch"]
+    assert [m["name"] for m in fetch] == ["errors", "latency", "slow_share"]
+    assert all(m["status"] != FAILED for m in fetch)
     assert metric(decision, "errors", "search")["e_threshold"] == pytest.approx(9 / 0.001)  # 3 metrics x 3 scopes
 
 

@@ -111,7 +111,8 @@ def test_history_is_ordered_by_time_and_filters_tool_and_range(store):
         ], [])
     assert [at for at, _ in store.slo_history("fs", "availability")] == [100.0, 200.0, 300.0]
     assert [r["at"] for _, r in store.slo_history("fs", "availability")] == [100.0, 200.0, 300.0]
-    assert all(r["tool"] == "read" for _, r in store.slo_history("fs", "availability", tool="read"))
+    by_tool = store.slo_history("fs", "availability", tool="read")  # every row of the tool, and only those
+    assert [(at, r["tool"], r["at"]) for at, r in by_tool] == [(at, "read", at) for at in (100.0, 200.0, 300.0)]
     assert [at for at, _ in store.slo_history("fs", "availability", since=200.0)] == [200.0, 300.0]
     assert [at for at, _ in store.slo_history("fs", "availability", until=200.0)] == [100.0, 200.0]
     assert [at for at, _ in store.slo_history("fs", "availability", since=150, until=250)] == [200.0]
