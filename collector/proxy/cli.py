@@ -21,6 +21,7 @@ import anyio
 from collector import names
 from collector.exposition import start_metrics_server
 from collector.metrics import Recorder, resolve_identity
+from collector.proxy.http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS
 from collector.proxy.tracker import DEFAULT_REQUEST_TIMEOUT, Tracker
 
 logger = logging.getLogger("mcp_slo.proxy")
@@ -46,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="at most this many distinct tool labels (default: %(default)s)")
     parser.add_argument("--upstream", metavar="URL", help="streamable HTTP: the upstream MCP endpoint")
     parser.add_argument("--listen", metavar="HOST:PORT", help="streamable HTTP: where the proxy listens")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, metavar="BYTES",
+                        help="streamable HTTP: refuse larger request bodies with 413 (default: %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                        help="streamable HTTP: refuse connections past this many with 503 (default: %(default)s)")
+    parser.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT, metavar="SECONDS",
+                        help="streamable HTTP: close with 408 a request whose headers take longer, or whose "
+                             "body pauses longer (default: %(default)g)")
     parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="(default: %(default)s)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="stdio: the server command, after --")
 
@@ -71,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--upstream needs --listen HOST:PORT")
     if args.request_timeout <= 0:
         return _fail("--request-timeout must be positive")
+    for option, value in (("--max-body-bytes", args.max_body_bytes), ("--max-connections", args.max_connections),
+                          ("--header-timeout", args.header_timeout)):
+        if value <= 0:
+            return _fail(f"{option} must be positive")
     try:
         service, version = resolve_identity(args.service, args.version)
     except ValueError as exc:
@@ -99,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     try:
-        anyio.run(partial(serve_http_proxy, args.upstream, tracker, host=host, port=port, log_level=args.log_level))
+        anyio.run(partial(serve_http_proxy, args.upstream, tracker, host=host, port=port, log_level=args.log_level,
+                          max_body_bytes=args.max_body_bytes, max_connections=args.max_connections,
+                          header_timeout=args.header_timeout))
     except ValueError as exc:
         return _fail(str(exc))
     return 0

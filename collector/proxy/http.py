@@ -22,10 +22,31 @@ A client that disconnects with requests pending has cancelled them: counted
 `cancelled` (the reason is unknown: a 2026-07-28 client whose own deadline
 passed just closes the stream too), and the upstream request is closed so the
 server sees the cancellation as well.
+
+What a client cannot make the proxy do (each refusal is a one-line JSON-RPC
+error with a null id that echoes nothing of the request, and closes the
+connection; none is counted, as no request was read):
+
+- reach any host but the upstream: the upstream URL fixes scheme, host and
+  port, and the client's request target must be a plain path ("/..."); a
+  target with an authority in any disguise ("*@host:port/x", "//host/x",
+  "@", a backslash, their percent-encoded forms) or "*" gets HTTP 400.
+  (An absolute-form target "http://other/x" is allowed by HTTP/1.1: its
+  authority is dropped by the server and "/x" goes to the upstream.)
+- hold a large body in memory: a body over `max_body_bytes` gets HTTP 413,
+  from its Content-Length before any of it is read, else as soon as the
+  bytes read pass the bound;
+- hold a connection by sending slowly: headers not complete within
+  `header_timeout` seconds get HTTP 408 (see `serve_http_proxy`), and so does
+  a body that pauses that long;
+- open connections without bound: past `max_connections` a new connection
+  gets HTTP 503 and is closed at once, so the proxy's open files (and the
+  /metrics server in the same process) never run out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import itertools
 import json
@@ -38,6 +59,7 @@ from typing import Any
 import anyio
 import httpx
 
+from collector.logfilter import install_rate_limit
 from collector.proxy.framing import NOT_JSON, SseEvent, SseSplitter, parse_json, sse_message
 from collector.proxy.tracker import CONNECTION_CLOSED, REQUEST_TIMEOUT, Key, Tracker, error_response
 
@@ -64,12 +86,21 @@ REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expec
 # Bodies are relayed decoded and re-framed by the proxy's own server.
 RESPONSE_DROP = HOP_BY_HOP | {"content-length", "content-encoding"}
 
+# The bounds on clients (see the module docstring), with the CLI options that change them.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # --max-body-bytes; MCP messages are small
+DEFAULT_MAX_CONNECTIONS = 1000  # --max-connections
+DEFAULT_HEADER_TIMEOUT = 10.0  # --header-timeout
+# Open files needed besides client connections and their upstream ones: listening
+# sockets, /metrics, idle upstream connections (UPSTREAM_TRANSPORTS * KEEPALIVE_PER_TRANSPORT), logs.
+FD_RESERVE = 128
+
 CONNECT_TIMEOUT = 10.0
 UPSTREAM_TRANSPORTS = 8
 KEEPALIVE_PER_TRANSPORT = 8
 # The proxy enforces its own deadlines; only connecting is bounded here.
 TIMEOUTS = {"connect": CONNECT_TIMEOUT, "read": None, "write": None, "pool": None}
 SWEEP_INTERVAL = 1.0
+INVALID_REQUEST = -32600  # JSON-RPC: the proxy's refusals
 
 _exchange_ids = itertools.count()
 
@@ -116,7 +147,6 @@ class Upstream:
 
     def __init__(self, url: httpx.URL, transports: int = UPSTREAM_TRANSPORTS):
         self.url = url
-        self._origin = str(url.copy_with(raw_path=b"/"))[:-1]
         self._urls: dict[bytes, httpx.URL] = {}
         ssl_context = httpx.create_ssl_context()  # loading certificates once is enough
         self._transports = [
@@ -128,12 +158,19 @@ class Upstream:
         ]
         self._turn = itertools.cycle(self._transports)
 
-    def request(self, method: str, raw_path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> httpx.Request:
-        url = self._urls.get(raw_path)
+    def url_for(self, target: bytes) -> httpx.URL:
+        """The upstream URL with `target` (a path and query from `upstream_target`) as
+        its path and query: scheme, host and port always the upstream's own, as they
+        are set apart from the target (never by joining strings). Raises
+        httpx.InvalidURL for a target httpx cannot send."""
+        url = self._urls.get(target)
         if url is None:
             if len(self._urls) > 1000:  # paths with ever-changing queries
                 self._urls.clear()
-            url = self._urls[raw_path] = httpx.URL(self._origin + raw_path.decode("latin-1"))
+            url = self._urls[target] = self.url.copy_with(raw_path=target)
+        return url
+
+    def request(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes) -> httpx.Request:
         # httpx.Request adds Host and Content-Length, nothing else.
         return httpx.Request(method, url, headers=headers, content=body, extensions={"timeout": TIMEOUTS})
 
@@ -156,7 +193,20 @@ class HttpProxy:
     the upstream connections at shutdown.
     """
 
-    def __init__(self, upstream: str, tracker: Tracker):
+    def __init__(
+        self,
+        upstream: str,
+        tracker: Tracker,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
+    ):
+        """`max_body_bytes`: larger request bodies get HTTP 413; `body_timeout`: a
+        request body pausing this many seconds gets HTTP 408 (None: no limit)."""
+        if max_body_bytes <= 0 or (body_timeout is not None and body_timeout <= 0):
+            raise ValueError("max_body_bytes and body_timeout must be positive")
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         url = httpx.URL(upstream)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"the upstream must be an http(s) URL, got {upstream!r}")
@@ -206,13 +256,23 @@ class HttpProxy:
             for _, request_id in self.tracker.expire(skip=self.owned):
                 logger.warning("request %r was never answered; counted as timed out", request_id)
 
-    @staticmethod
-    def raw_path(scope: dict[str, Any]) -> bytes:
-        """Path and query of a request, as the client sent them."""
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            raw_path += b"?" + scope["query_string"]
-        return raw_path
+
+def upstream_target(scope: dict[str, Any]) -> bytes | None:
+    """Path and query to request from the upstream, as the client sent them; None
+    when the request target is not a plain path (see `_plain_path`)."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    # Checked as sent and as decoded: the upstream may decode "%2F%2F" to "//".
+    if not (_plain_path(raw_path) and _plain_path(scope["path"].encode("utf-8", "surrogateescape"))):
+        return None
+    query = scope.get("query_string")
+    return raw_path + b"?" + query if query else raw_path
+
+
+def _plain_path(path: bytes) -> bool:
+    """Whether `path` is "/..." with nothing that could be read as an authority:
+    not "//host" (authority-relative), no "@" (userinfo), no backslash (a slash
+    to some parsers). The HTTP parser has refused spaces and control characters."""
+    return path.startswith(b"/") and not path.startswith(b"//") and b"@" not in path and b"\\" not in path
 
 
 class _Exchange:
@@ -236,16 +296,21 @@ class _Exchange:
         self.resumable = False  # an SSE event carried an id: the client may resume the stream
 
     async def run(self) -> None:
+        url = self._upstream_url()
+        if url is None:
+            logger.warning("refused a request whose target is not a plain path")
+            await self._refuse(400, "Bad request target: it must be a path starting with '/'")
+            return
         body = await self._read_body()
         if body is None:
-            return  # the client went away before sending its request
+            return  # the client went away, or was refused, before its request was read
         if self.is_mcp and self.scope["method"] == "POST":
             self._account_request(body)
         self.proxy.owned.update(self.keys)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_disconnect, tg.cancel_scope)
-                await self._relay(body)
+                await self._relay(url, body)
                 tg.cancel_scope.cancel()
         finally:
             self.proxy.owned.difference_update(self.keys)
@@ -257,15 +322,43 @@ class _Exchange:
                 # Nothing more will answer these on this exchange.
                 self.tracker.fail(self.keys)
 
+    def _upstream_url(self) -> httpx.URL | None:
+        target = upstream_target(self.scope)
+        if target is None:
+            return None
+        try:
+            return self.proxy.to_upstream.url_for(target)
+        except httpx.InvalidURL:
+            return None
+
     async def _read_body(self) -> bytes | None:
-        chunks = []
+        """The request body; None if the client went away, or was refused for a body
+        over max_body_bytes (413) or pausing body_timeout seconds (408)."""
+        limit = self.proxy.max_body_bytes
+        if _declared_length(self.headers) > limit:
+            return await self._refuse_too_large()  # before reading (or asking for: Expect) any of it
+        chunks, size = [], 0
         while True:
-            message = await self.receive()
+            message = None
+            with anyio.move_on_after(self.proxy.body_timeout):
+                message = await self.receive()
+            if message is None:
+                logger.warning("refused a request whose body paused over %gs (--header-timeout)",
+                               self.proxy.body_timeout)
+                return await self._refuse(408, "Request body not received in time")
             if message["type"] == "http.disconnect":
                 return None
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:  # a chunked body, or one longer than its Content-Length said
+                return await self._refuse_too_large()
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    async def _refuse_too_large(self) -> None:
+        logger.warning("refused a request body over %d bytes (--max-body-bytes)", self.proxy.max_body_bytes)
+        await self._refuse(413, f"Request body over {self.proxy.max_body_bytes} bytes")
 
     def _account_request(self, body: bytes) -> None:
         parsed = parse_json(body)
@@ -292,11 +385,9 @@ class _Exchange:
 
     # -- relaying -----------------------------------------------------------------
 
-    async def _relay(self, body: bytes) -> None:
+    async def _relay(self, url: httpx.URL, body: bytes) -> None:
         upstream = self.proxy.to_upstream
-        request = upstream.request(
-            self.scope["method"], self.proxy.raw_path(self.scope), filter_headers(self.headers, REQUEST_DROP), body
-        )
+        request = upstream.request(self.scope["method"], url, filter_headers(self.headers, REQUEST_DROP), body)
         response: httpx.Response | None = None
         try:
             with anyio.move_on_after(self._remaining()):
@@ -405,6 +496,16 @@ class _Exchange:
         self.started = True
         await self._body(body, more=False)
 
+    async def _refuse(self, status: int, message: str) -> None:
+        """Answer a request the proxy will not relay, and close the connection so no
+        more of it is read. The message is fixed text: nothing of the request is echoed."""
+        body = refusal_body(message)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        self.started = True
+        await self._body(body, more=False)
+
     async def _answer_timeout(self) -> None:
         closed = self.tracker.time_out(self.keys)
         for _, request_id in closed:
@@ -417,6 +518,17 @@ class _Exchange:
         self.tracker.fail(self.keys)
         message = f"Upstream MCP server unavailable: {type(exc).__name__}"
         await self._answer(502, [error_response(k[1], CONNECTION_CLOSED, message) for k in self.keys])
+
+
+def refusal_body(message: str) -> bytes:
+    """A JSON-RPC error with a null id (no request was read): the body of every refusal."""
+    return json.dumps(error_response(None, INVALID_REQUEST, message), separators=(",", ":")).encode()
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The request's Content-Length (the HTTP parser has checked it), 0 if none."""
+    value = _header(headers, b"content-length")
+    return int(value) if value and value.strip().isdigit() else 0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -438,16 +550,35 @@ async def serve_http_proxy(
     host: str = "127.0.0.1",
     port: int = 8080,
     log_level: str = "warning",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
-    """Serve the proxy with uvicorn until it is told to stop (SIGINT/SIGTERM)."""
+    """Serve the proxy with uvicorn until it is told to stop (SIGINT/SIGTERM).
+
+    Bounds what clients can hold (see the module docstring): `max_body_bytes`
+    per request body, `max_connections` open at once, `header_timeout` seconds
+    to send a request's headers (and the longest pause in its body). The soft
+    open-files limit is raised to what `max_connections` needs; when the hard
+    limit is lower, fewer connections are served (with a warning). uvicorn logs
+    through the root logger, whose handlers are rate-limited (collector.logfilter).
+    """
     import uvicorn
 
-    app = HttpProxy(upstream, tracker)
+    if max_connections <= 0 or header_timeout <= 0:
+        raise ValueError("max_connections and header_timeout must be positive")
+    app = HttpProxy(upstream, tracker, max_body_bytes=max_body_bytes, body_timeout=header_timeout)
+    max_connections = _fit_open_files(max_connections)
+    install_rate_limit()
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=_bounded_protocol(max_connections, header_timeout),
+        # At most this many connections are accepted in one go, each holding a file until refused.
+        backlog=min(max_connections, 2048),
         log_level=log_level,
+        log_config=None,  # the root logger's handlers, rate-limited, not uvicorn's own
         access_log=False,
         lifespan="on",
         # The upstream's own Server and Date headers pass through.
@@ -457,3 +588,92 @@ async def serve_http_proxy(
     )
     await uvicorn.Server(config).serve()
 
+
+def _fit_open_files(max_connections: int) -> int:
+    """Raise the soft open-files limit to what `max_connections` need: each client
+    connection may hold one to the upstream, and as many again can be accepted at
+    once before they are refused. When the hard limit is too low, serve fewer
+    connections: the proxy must never run out of files (nor /metrics with it)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to fit
+        return max_connections
+    needed = 3 * max_connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        fitted = max(1, (soft - FD_RESERVE) // 3)
+        logger.warning("only %d open files allowed: serving at most %d connections, not %d (--max-connections)",
+                       soft, fitted, max_connections)
+        return fitted
+    return max_connections
+
+
+def _answer_and_close(transport: Any, status: int, message: str) -> None:
+    """Answer a connection without a request the app will see, and close it."""
+    body = refusal_body(message)
+    reason = {408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+    transport.write(head % (status, reason, len(body)) + body)
+    transport.close()
+
+
+def _bounded_protocol(max_connections: int, header_timeout: float) -> type:
+    """uvicorn's HTTP protocol, bounded: uvicorn answers 503 over its concurrency
+    limit only once a request's headers arrive, and waits for them forever."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class BoundedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        """Past `max_connections` a new connection is answered 503 and closed at
+        once; a request whose headers are not complete `header_timeout` seconds
+        after the connection opened, or after its first bytes on a kept-alive
+        connection, is answered 408 and closed. (Between requests uvicorn's own
+        keep-alive timeout applies.)"""
+
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                self.connections.discard(self)
+                logger.warning("refused a connection: %d open already (--max-connections)", max_connections)
+                _answer_and_close(transport, 503, "Too many connections")
+                return
+            self._await_headers()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.transport.is_closing():
+                self._stop_waiting()
+            elif self.cycle is None or self.cycle.response_complete:
+                self._await_headers()  # a request has begun; its headers are not all here
+            else:
+                self._stop_waiting()  # the request's headers arrived: the app has it
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_waiting()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            if self._header_timer is None:  # once per request: trickling bytes do not extend it
+                self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _stop_waiting(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                logger.warning("closed a connection whose request headers took over %gs (--header-timeout)",
+                               header_timeout)
+                _answer_and_close(self.transport, 408, "Request headers not received in time")
+
+    return BoundedHTTPProtocol
