@@ -324,7 +324,7 @@ def test_a_line_that_is_not_json_is_forwarded_and_not_counted(scripted):
 
 def test_a_ten_megabyte_message_passes_through(scripted):
     start, port, log = scripted
-    with start() as proxy:
+    with start("--max-message-bytes", str(32 * 1024 * 1024)) as proxy:  # the default is 4 MiB
         text = "x" * (10 * 1024 * 1024)
         line = proxy.request(3, "tools/call", {"name": "big", "arguments": {"text": text}})
         answer = proxy.recv_line(timeout=30)
@@ -365,7 +365,7 @@ def test_a_request_never_answered_times_out(scripted):
         proxy.request(10, "ping")
         assert proxy.recv()["id"] == 10  # not the late answer to 9
         assert_counts(port, "raw", {("other", "", "timeout"): 2, ("ping", "", "success"): 1})
-        assert "answering it as timed out" in proxy.stderr
+        assert "requests timed out" in proxy.stderr
 
 
 def test_progress_restarts_the_request_timeout(scripted):
@@ -393,7 +393,7 @@ def test_sigterm_stops_the_server_and_the_proxy(scripted):
 
 def test_a_crashing_server_fails_pending_requests_and_the_proxy_exits_with_its_code(scripted):
     start, port, log = scripted
-    with start() as proxy:
+    with start("--exit-grace", "0") as proxy:  # test_proxy_stdio_hardening.py covers the grace period
         proxy.request(11, "hang")
         proxy.request("twelve", "crash", {"code": 7})
         answers = {m["id"]: m for m in (proxy.recv(), proxy.recv())}
@@ -402,8 +402,8 @@ def test_a_crashing_server_fails_pending_requests_and_the_proxy_exits_with_its_c
                            "twelve": {"jsonrpc": "2.0", "id": "twelve", "error": closed}}
         assert proxy.at_eof()
         assert proxy.wait() == 7
-    # /metrics is gone with the proxy: the errors were counted before it exited,
-    # which test_crash_mid_request_over_the_sdk_client checks while it runs
+    # with no grace period /metrics is gone with the proxy: the errors were counted
+    # before it exited, which test_crash_mid_request_is_counted_as_error_in_process checks
 
 
 def test_crash_mid_request_is_counted_as_error_in_process(tmp_path):

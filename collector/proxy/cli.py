@@ -21,7 +21,9 @@ import anyio
 from collector import names
 from collector.exposition import start_metrics_server
 from collector.metrics import Recorder, resolve_identity
+from collector.proxy.framing import DEFAULT_MAX_MESSAGE_BYTES
 from collector.proxy.http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS
+from collector.proxy.stdio import DEFAULT_EXIT_GRACE
 from collector.proxy.tracker import DEFAULT_REQUEST_TIMEOUT, Tracker
 
 logger = logging.getLogger("mcp_slo.proxy")
@@ -45,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-tools", type=int, default=names.DEFAULT_MAX_TOOLS,
                         help="at most this many distinct tool labels (default: %(default)s)")
+    parser.add_argument(
+        "--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+        help="stdio: the longest line (one message) relayed either way; a longer one is dropped as it arrives "
+             "and answered with a JSON-RPC error when its id is known (default: %(default)s, 4 MiB)",
+    )
+    parser.add_argument(
+        "--exit-grace", type=float, default=DEFAULT_EXIT_GRACE, metavar="SECONDS",
+        help="stdio: when the server exits by itself, keep /metrics up this long so the last counts can be "
+             "scraped; SIGTERM or SIGINT ends it early (default: %(default)g)",
+    )
     parser.add_argument("--upstream", metavar="URL", help="streamable HTTP: the upstream MCP endpoint")
     parser.add_argument("--listen", metavar="HOST:PORT", help="streamable HTTP: where the proxy listens")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, metavar="BYTES",
@@ -56,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "body pauses longer (default: %(default)g)")
     parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="(default: %(default)s)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="stdio: the server command, after --")
+
+
+def _metrics_url(addr: str, port: int) -> str:
+    host = f"[{addr}]" if ":" in addr else addr
+    return f"http://{host}:{port}/metrics"
 
 
 def _fail(message: str) -> int:
@@ -79,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--upstream needs --listen HOST:PORT")
     if args.request_timeout <= 0:
         return _fail("--request-timeout must be positive")
+    if args.max_message_bytes < 1:
+        return _fail("--max-message-bytes must be at least 1")
+    if args.exit_grace < 0:
+        return _fail("--exit-grace cannot be negative")
     for option, value in (("--max-body-bytes", args.max_body_bytes), ("--max-connections", args.max_connections),
                           ("--header-timeout", args.header_timeout)):
         if value <= 0:
@@ -93,13 +114,17 @@ def run(args: argparse.Namespace) -> int:
         server, _ = start_metrics_server(args.metrics_port, args.metrics_addr)
     except OSError as exc:
         return _fail(f"cannot serve /metrics on {args.metrics_addr}:{args.metrics_port}: {exc}")
-    logger.info("serving /metrics on %s:%d", args.metrics_addr, server.server_port)
+    # At any log level, and never on stdout (the MCP stream in stdio mode): with
+    # --metrics-port 0 this is the only way to learn the port.
+    print(f"mcp-slo proxy: metrics on {_metrics_url(args.metrics_addr, server.server_port)}", file=sys.stderr,
+          flush=True)
 
     if command:
         from collector.proxy.stdio import run_stdio_proxy
 
         try:
-            return anyio.run(partial(run_stdio_proxy, command, tracker, handle_signals=True))
+            return anyio.run(partial(run_stdio_proxy, command, tracker, handle_signals=True,
+                                     max_message_bytes=args.max_message_bytes, exit_grace=args.exit_grace))
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:  # could not start it
             print(f"mcp-slo proxy: cannot run {command[0]!r}: {exc}", file=sys.stderr)
             return 127

@@ -25,6 +25,10 @@ progress), except the requests that stay open by design
 Request ids are unique per connection, so every request is keyed by
 `(scope, id)`: the stdio proxy has one scope, the HTTP proxy uses the MCP
 session (or the single POST when there is no session).
+
+Logging: never message content, ids included (they are the client's data);
+timeouts are summed up by `RepeatedWarning` (one line per REPORT_INTERVAL at
+most), and the transport calls `report()` so the sums get logged.
 """
 
 from __future__ import annotations
@@ -57,7 +61,45 @@ CONNECTION_CLOSED = -32000
 # must not grow the proxy's memory).
 MAX_ABANDONED = 10_000
 
+# A warning that can repeat per message is logged at most once per this many seconds.
+REPORT_INTERVAL = 10.0
+
 Key = tuple[Hashable, Hashable]
+
+
+class RepeatedWarning:
+    """A warning about an event that may happen very often (a flood of timeouts):
+    the first in a quiet period is logged at once, as "EVENT: N"; later ones are
+    counted and logged as "EVENT: N in the last Ss" by `report()` once
+    `interval` seconds have passed since the last line."""
+
+    def __init__(self, event: str, *, interval: float = REPORT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic):
+        self.event = event
+        self.interval = interval
+        self.clock = clock
+        self._unreported = 0
+        self._last_logged = -math.inf
+
+    def add(self, count: int = 1) -> None:
+        if count <= 0:
+            return
+        quiet = self._unreported == 0 and self.clock() - self._last_logged >= self.interval
+        self._unreported += count
+        if quiet:
+            self._log(f"{self.event}: {self._unreported}")
+
+    def report(self, *, final: bool = False) -> None:
+        """Log what was counted since the last line, if the interval is over
+        (`final`: at once, the proxy is exiting)."""
+        elapsed = self.clock() - self._last_logged
+        if self._unreported and (final or elapsed >= self.interval):
+            self._log(f"{self.event}: {self._unreported} in the last {elapsed:.0f}s")
+
+    def _log(self, message: str) -> None:
+        logger.warning("%s", message)
+        self._unreported = 0
+        self._last_logged = self.clock()
 
 
 def is_request_id(value: object) -> bool:
@@ -129,6 +171,10 @@ class Tracker:
         self._progress: dict[Key, Key] = {}
         # Requests the proxy answered itself on timeout: their late responses are dropped.
         self._abandoned: OrderedDict[Key, None] = OrderedDict()
+        self.timeouts = RepeatedWarning(
+            f"requests timed out (no answer within {request_timeout:g}s; the proxy answered them with error "
+            f"{REQUEST_TIMEOUT})", clock=clock,
+        )
 
     # -- messages -------------------------------------------------------------
 
@@ -166,7 +212,7 @@ class Tracker:
             if pending is None:
                 if key in self._abandoned:
                     del self._abandoned[key]
-                    logger.info("dropping the late response to request %r, already answered as timed out", key[1])
+                    logger.debug("dropping a late response: the proxy already answered its request as timed out")
                     continue
                 forward = True  # unknown id, or a request already counted as cancelled
                 continue
@@ -206,6 +252,7 @@ class Tracker:
             self._abandoned[key] = None
         while len(self._abandoned) > MAX_ABANDONED:
             self._abandoned.popitem(last=False)
+        self.timeouts.add(len(closed))
         return closed
 
     def cancel(self, keys: Iterable[Key], reason: object = None) -> list[Key]:
@@ -226,6 +273,11 @@ class Tracker:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    def report(self, *, final: bool = False) -> None:
+        """Log the sums of repeated warnings that are due; call it every second or
+        so, and with `final` when the proxy stops."""
+        self.timeouts.report(final=final)
+
     # -- internals ---------------------------------------------------------------
 
     def _open(self, msg: dict[str, Any], scope: Hashable) -> Key:
@@ -238,7 +290,7 @@ class Tracker:
         if earlier is not None:
             # The client reused the id of a request still in flight: its answer can
             # no longer be told apart, so the client has given up on the first one.
-            logger.warning("request id %r reused while still pending; counting the first as cancelled", key[1])
+            logger.warning("the client reused the id of a request still pending; counting the first as cancelled")
             self._end(earlier, names.CANCELLED)
         long_lived = msg["method"] in LONG_LIVED_METHODS
         deadline = math.inf if long_lived else self.clock() + self.request_timeout
