@@ -302,14 +302,17 @@ def input_series(spec: Spec, subject: Subject, traffic: Traffic) -> list[dict]:
     """Counters and histogram of one subject: good calls take the latency threshold's bucket,
     slow ones the next; the noise method always fails and is slower than every bucket."""
     av, lat = subject.cases.get("availability"), subject.cases.get("latency")
-    method = next(iter(subject.cases.values())).objective.methods[0]
+    objectives = [case.objective for case in subject.cases.values()]
+    method = next((o.methods[0] for o in objectives if o.methods != promql.ALL_METHODS), "tools/call")
+    # the noise method is traffic an SLI must ignore: none, for an objective over every method
+    ignored = not any(o.methods == promql.ALL_METHODS or NOISE_METHOD in o.methods for o in objectives)
     base = {"service": subject.service, "version": VERSION, "method": method,
             "tool": _tool(spec, subject) if method == "tools/call" else ""}
     noise = {**base, "method": NOISE_METHOD, "tool": ""}
     calls = traffic.calls
     errors = traffic.bad["availability"] if av else [0.0] * traffic.minutes
     slow = traffic.bad["latency"] if lat else [0.0] * traffic.minutes
-    zero, noisy = [0.0] * traffic.minutes, [NOISE_PER_MINUTE] * traffic.minutes
+    zero, noisy = [0.0] * traffic.minutes, [NOISE_PER_MINUTE if ignored else 0.0] * traffic.minutes
     ops = names.OPERATIONS_TOTAL
     out = [
         series(ops, {**base, "status": names.SUCCESS}, [c - e for c, e in zip(calls, errors)]),

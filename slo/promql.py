@@ -12,6 +12,8 @@ service (and tool, for per-tool objectives), across all services at once:
     latency       total = mcp_operation_duration_seconds_count{method in methods}
                   bad   = total - the bucket le="<threshold>" (finished in time)
 
+with no method matcher at all for an objective over every method (`ALL_METHODS`).
+
 Recording rules store those rates per window (`sli_total`, `sli_bad`), then the
 error ratio bad / total (`error_ratio`). Windows up to `LONGEST_RAW_WINDOW` are
 computed from the raw counters; longer ones from recorded rates, traffic-weighted: the
@@ -33,6 +35,10 @@ from dataclasses import dataclass
 from prometheus_client.utils import floatToGoString
 
 from collector import names
+
+# An SLI's methods for every method, those outside the MCP specification (`other`) too:
+# its selectors have no method matcher. A spec writes it `methods: ["*"]`.
+ALL_METHODS = ("*",)
 
 # --- escaping and matchers -------------------------------------------------------------
 
@@ -202,7 +208,8 @@ class SLI:
             raise ValueError("a latency SLI has a threshold, an availability SLI none")
 
     def _matchers(self) -> list[str]:
-        return [*self.scope.matchers(), one_of("method", self.methods)]
+        methods = [] if self.methods == ALL_METHODS else [one_of("method", self.methods)]
+        return [*self.scope.matchers(), *methods]
 
     def _by(self) -> str:
         return f"sum by ({', '.join(self.scope.by)})"

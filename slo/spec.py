@@ -30,12 +30,14 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector import names
-from slo import durations
+from slo import durations, promql
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,
 # whitespace or control characters, so a spec cannot smuggle PromQL or YAML.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 SLO_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# An objective's `methods: ["*"]`: every method, none filtered (promql.ALL_METHODS).
+ALL_METHODS = promql.ALL_METHODS
 
 
 class SpecError(ValueError):
@@ -94,9 +96,12 @@ class Objective(_Model):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if v == ALL_METHODS:
+            return v
         unknown = [m for m in v if m not in names.CLIENT_METHODS]
         if unknown or not v:
-            raise ValueError(f"methods must be MCP client methods ({', '.join(sorted(names.CLIENT_METHODS))}); got {unknown or 'none'}")
+            raise ValueError(f"methods must be MCP client methods ({', '.join(sorted(names.CLIENT_METHODS))}), "
+                             f"or [\"*\"] alone for every method; got {unknown or 'none'}")
         return v
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from slo import importers
-from slo.spec import Objective, Spec, SpecError
+from slo.spec import ALL_METHODS, Objective, Spec, SpecError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,8 @@ def summary(loaded: importers.Loaded, source: str) -> str:
 
 def _objective(o: Objective) -> str:
     what = "availability" if o.kind == "availability" else f"latency <= {o.threshold:g}s"
-    methods = "" if o.methods == ("tools/call",) else f" of {', '.join(o.methods)}"
+    methods = "" if o.methods == ("tools/call",) else \
+        " of every method" if o.methods == ALL_METHODS else f" of {', '.join(o.methods)}"
     return f"{o.name}: {what}{methods}, {o.target:g}% over {o.window}"
 
 

@@ -172,8 +172,9 @@ CASES = [
     ("sloth-hostile-label-value", sloth(error_query='mcp_operations_total{service="fs\\"} or vector(1) #", '
                                                     'method="tools/call", status=~"error|timeout"}'),
      "slos.0.sli.events", "select different events"),
-    ("sloth-no-method", sloth(error_query='mcp_operations_total{status=~"error|timeout"}'),
-     "slos.0.sli.events.error_query", 'e.g. method="tools/call"'),
+    # no method matcher is every method: refused only when the other query selects some
+    ("sloth-method-on-one-side", sloth(error_query='mcp_operations_total{status=~"error|timeout"}'),
+     "slos.0.sli.events", "method every method, tool any vs service any, method tools/call"),
     ("sloth-threshold-not-a-bucket", sloth(
         error_query='mcp_operation_duration_seconds_count{method="tools/call"}[5m])) - '
                     'sum(rate(mcp_operation_duration_seconds_bucket{method="tools/call", le="0.3"}',

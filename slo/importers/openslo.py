@@ -10,7 +10,8 @@ Mapping, one SLO document to one objective of `spec.service`:
     budgetingMethod: Occurrences                     -> (the only method mcp-slo has)
     spec.description, else the SLI's                 -> description
 
-A query that selects a tool (tool="write_file") gives a per-tool objective.
+A query that selects a tool (tool="write_file") gives a per-tool objective; one with
+no method matcher covers every method (`methods: ["*"]`, see sli_query.py).
 `kind: Service` documents declare services (with no objectives of their own);
 `kind: SLI` documents can be referenced by `indicatorRef`. Not supported, each
 with an error naming its key path: thresholdMetric and raw ratios, Timeslices and

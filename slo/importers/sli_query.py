@@ -16,6 +16,11 @@ Accepted selectors (any aggregation, function and range around them):
                   bad    ..._count{method="tools/call"} - ..._bucket{le="0.5", method="tools/call"}
                   total  mcp_operation_duration_seconds_count{method="tools/call"}  (or _bucket{le="+Inf"})
 
+A query with no method matcher covers every method (the SLO's `methods: ["*"]`):
+`mcp_operations_total{service="filesystem",status="success"}` over
+`mcp_operations_total{service="filesystem"}` is the availability of every method of
+filesystem, the methods outside the MCP specification (`other`) too.
+
 A total with no status matcher also counts cancelled calls; mcp-slo never does,
 so the imported SLO measures slightly fewer events than the query said.
 """
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collector import names
+from slo.promql import ALL_METHODS
 
 OPERATIONS = names.OPERATIONS_TOTAL
 BUCKET = f"{names.OPERATION_DURATION}_bucket"
@@ -59,7 +65,7 @@ class Selector:
 @dataclass(frozen=True)
 class Filter:
     service: str | None
-    methods: tuple[str, ...]
+    methods: tuple[str, ...]  # ALL_METHODS: no method matcher
     tool: str | None
 
 
@@ -215,7 +221,8 @@ def _show(f: Filter) -> str:
     def one(value: str | None) -> str:
         return "any" if value is None else repr(value)
 
-    return f"service {one(f.service)}, method {'|'.join(f.methods)}, tool {one(f.tool)}"
+    methods = "every method" if f.methods == ALL_METHODS else "|".join(f.methods)
+    return f"service {one(f.service)}, method {methods}, tool {one(f.tool)}"
 
 
 def _filter(s: Selector) -> Filter:
@@ -250,7 +257,7 @@ def _equal(m: Matcher | None) -> str | None:
 
 def _methods(m: Matcher | None) -> tuple[str, ...]:
     if m is None:
-        raise QueryError('select the MCP methods the SLO covers, e.g. method="tools/call"')
+        return ALL_METHODS
     if m.op not in ("=", "=~"):
         raise QueryError(f"method must be matched with = or =~, not {m.op}")
     methods = tuple(sorted(set(m.value.split("|")))) if m.op == "=~" else (m.value,)
