@@ -9,8 +9,17 @@
                                      its decisions, oldest first: the newest HISTORY_LIMIT (1,000)
                                      since ?since= (RFC 3339 or unix seconds; default: all kept);
                                      ?evidence=false leaves out the per-test evidence (`metrics`)
-    GET /api/v1/gate/{service}       200 only for promote: 409 rollback, 425 inconclusive,
-                                     404 no canary, 503 stale (a deploy gate for Argo/Flagger)
+    GET /api/v1/canaries/{service}/verdict
+                                     the service's verdict over its canaries, 200 whatever it is
+                                     (promote, rollback, inconclusive; inconclusive too when no
+                                     canary has traffic yet): 503 only when stale, 404 when the
+                                     engine knows no such service (for Argo Rollouts' web metrics,
+                                     which take any other status for an error)
+    GET|POST /api/v1/gate/{service}  200 only for promote: 409 rollback, 425 inconclusive,
+                                     404 no canary, 503 stale (a deploy gate: Flagger's
+                                     confirm-promotion webhook); ?pass=promote,inconclusive
+                                     answers 200 for those verdicts (Flagger's rollout webhook,
+                                     which fails only on a rollback)
     GET /healthz                     200 while the process serves
     GET /readyz                      200 once a fresh snapshot exists, 503 otherwise (with why)
     GET /metrics                     the engine's metrics (slo.engine_metrics)
@@ -40,8 +49,10 @@ from slo.engine_metrics import registry_for
 from slo.evaluate import STATUS_CODES, STATUSES
 from slo.store import Snapshot
 
-# the gate's answer per verdict: only promote is 2xx (409: roll back; 425 Too Early: not yet known)
+# the gate's answer per verdict: only promote is 2xx (409: roll back; 425 Too Early: not yet
+# known), unless the request's ?pass= names the verdicts it passes
 GATE_STATUS = {"promote": 200, "rollback": 409, "inconclusive": 425}
+VERDICTS = tuple(GATE_STATUS)
 # worst first, for a service's summary status
 SEVERITY = {s: i for i, s in enumerate(("critical", "exhausted", "warning", "no_data", "ok"))}
 # decisions per history answer: 8 hours of one canary at the default 30 s interval; with
@@ -105,6 +116,14 @@ def canary_history_items(decisions: list[dict], evidence: bool = True) -> list[d
     its time says); without the per-test `metrics` unless `evidence`."""
     return [{**{k: v for k, v in d.items() if evidence or k != "metrics"}, "evaluated_at": rfc3339(d["evaluated_at"])}
             for d in decisions]
+
+
+def service_verdict(decisions: list[dict]) -> tuple[str, str]:
+    """The verdict over a service's canaries, the worst one (rollback, then inconclusive,
+    then promote), and the reasons of the canaries that gave it."""
+    verdicts = {d["verdict"] for d in decisions}
+    verdict = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
+    return verdict, "; ".join(d["reason"] for d in decisions if d["verdict"] == verdict)
 
 
 def parse_time(text: str) -> float:
@@ -237,22 +256,46 @@ def create_app(engine: Engine) -> Starlette:
         decisions = engine.store.canary_history(name, since=start, limit=HISTORY_LIMIT)
         return json_response(canary_history_items(decisions, evidence == "true"))
 
-    async def gate(request: Request) -> Response:
-        """For Argo Rollouts (web metric) and Flagger (webhook): 200 only when every canary of
-        the service is to be promoted on fresh data; otherwise the reason, non-2xx."""
-        name = request.path_params["service"]
-        items = [d for d in canaries_now() if d["service"] == name]
+    def verdict_of(name: str) -> tuple[dict, int | None]:
+        """The body every gate answers for service `name`, and its status when there is no
+        verdict to give: 503 (no evaluation, or a stale one), 404 (the latest evaluation has
+        no such service). A service without canary traffic (yet) is inconclusive."""
+        snapshot = latest.snapshot()
+        stale = engine.is_stale(snapshot)
+        items = [d for d in canary_items(engine.canaries(snapshot), stale) if d["service"] == name]
         body = {"service": name, "canaries": items}
-        if not items:
-            return json_response({**body, "verdict": None, "reason": f"no canary of {name!r}"}, 404)
-        if any(d["stale"] for d in items):
+        if snapshot is None or stale:
             why = f": {engine.health.last_error}" if engine.health.last_error else ""
-            return json_response({**body, "verdict": None,
-                                  "reason": f"the engine's latest evaluation is stale{why}"}, 503)
-        verdicts = {d["verdict"] for d in items}
-        verdict = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
-        reason = "; ".join(d["reason"] for d in items if d["verdict"] == verdict)
-        return json_response({**body, "verdict": verdict, "reason": reason}, GATE_STATUS[verdict])
+            what = "has no evaluation yet" if snapshot is None else "'s latest evaluation is stale"
+            return {**body, "verdict": None, "reason": f"the engine{what}{why}"}, 503
+        if items:
+            verdict, reason = service_verdict(items)
+            return {**body, "verdict": verdict, "reason": reason}, None
+        if any(r["service"] == name for r in snapshot.slos):
+            return {**body, "verdict": "inconclusive", "reason": f"no canary of {name!r} with traffic yet"}, None
+        return {**body, "verdict": None, "reason": f"no service {name!r} in the latest evaluation"}, 404
+
+    async def canary_verdict(request: Request) -> Response:
+        """For Argo Rollouts' web metric: 200 with the verdict whatever it is, so that its
+        conditions read it (any other status is a measurement error)."""
+        body, status = verdict_of(request.path_params["service"])
+        return json_response(body, status or 200)
+
+    async def gate(request: Request) -> Response:
+        """For Flagger's webhooks (and any tool that reads only the status): 200 only when the
+        verdict is one `?pass=` names (default: promote) on fresh data; otherwise non-2xx."""
+        name = request.path_params["service"]
+        passing = set(request.query_params.get("pass", "promote").split(","))
+        if not passing <= set(VERDICTS):
+            return json_response({"error": f"pass takes verdicts ({', '.join(VERDICTS)}), comma-separated; "
+                                           f"got {request.query_params['pass']!r}"}, 400)
+        body, status = verdict_of(name)
+        if status is None and not body["canaries"] and "inconclusive" not in passing:
+            status = 404  # no canary to promote, as the gate has always answered
+            body = {**body, "verdict": None, "reason": f"no canary of {name!r}"}
+        if status is None:
+            status = 200 if body["verdict"] in passing else GATE_STATUS[body["verdict"]]
+        return json_response(body, status)
 
     async def healthz(request: Request) -> Response:
         h = engine.health
@@ -272,6 +315,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/api/v1/canaries", canaries),
         # before the next route, whose {service:path} would take "fs/history" for a name
         Route("/api/v1/canaries/{service:path}/history", canary_history),
+        Route("/api/v1/canaries/{service:path}/verdict", canary_verdict),
         Route("/api/v1/canaries/{service:path}", service_canaries),
         Route("/api/v1/gate/{service:path}", gate, methods=["GET", "POST"]),  # Flagger's webhooks POST
         Route("/healthz", healthz),

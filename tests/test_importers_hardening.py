@@ -156,7 +156,8 @@ def test_the_rules_for_every_method_select_no_method_and_count_every_call(tmp_pa
     assert check.returncode == 0, check.stdout + check.stderr
     text = rule_file.read_text()
     assert "method=" not in text and "method!" not in text
-    assert 'rate(mcp_operations_total{service="filesystem",status!="cancelled"}[5m])' in text  # cancelled still counts neither way
+    # cancelled calls still count neither way
+    assert 'rate(mcp_operations_total{service="filesystem",status!="cancelled"}[5m])' in text
     # the counts: every method's calls, cancelled ones left out
     (out / "every-method.yml").write_text(_promtool_suite("mcp-slo.yml"))
     suites = ["every-method.yml", *sorted(str(p.relative_to(out)) for p in (out / "tests").glob("*.yml"))]
