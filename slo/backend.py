@@ -61,9 +61,8 @@ _LOG = logging.getLogger(__name__)
 
 KINDS = ("timeout", "unreachable", "http", "bad_response", "query")
 MAX_RETRIES = 5
-# A reply larger than this is refused rather than held in memory (BackendOptions.max_response_bytes).
-# The engine's largest answers, the SLI rates of every service and window, take a few MB
-# at 1,000 services; parsed, a reply takes about ten times its size.
+# A reply larger than this is refused rather than held in memory (BackendOptions.max_response_bytes);
+# parsed, a reply takes about ten times its size.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # Statuses retried (within `retries`): a proxy or load balancer in front of the server
 # failing for a moment. Not 503, which Prometheus sends for a query that timed out.
