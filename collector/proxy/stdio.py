@@ -16,6 +16,10 @@ the client is waiting on:
   counted as an error), a response is replaced by -32603 "Response too large",
   as far as the line's ends tell its id (`framing.partial_message`).
 
+When the server exits by itself (a crash), the client's output is closed at
+once but `run` returns only after `exit_grace` seconds, or a signal, so the
+last counts can still be scraped from the CLI's /metrics.
+
 A line from the client that is not JSON is forwarded unchanged and not
 counted (see `_to_server`). Nothing a peer sent is ever logged: warnings say
 what happened, debug lines name a message by its method label and size.

@@ -87,17 +87,19 @@ class RepeatedWarning:
         quiet = self._unreported == 0 and self.clock() - self._last_logged >= self.interval
         self._unreported += count
         if quiet:
-            self._log(f"{self.event}: {self._unreported}")
+            self._log(": %d", self._unreported)
 
     def report(self, *, final: bool = False) -> None:
         """Log what was counted since the last line, if the interval is over
         (`final`: at once, the proxy is exiting)."""
         elapsed = self.clock() - self._last_logged
         if self._unreported and (final or elapsed >= self.interval):
-            self._log(f"{self.event}: {self._unreported} in the last {elapsed:.0f}s")
+            self._log(": %d in the last %.0fs", self._unreported, elapsed)
 
-    def _log(self, message: str) -> None:
-        logger.warning("%s", message)
+    def _log(self, counts: str, *args: object) -> None:
+        # The event is part of the format string, so a filter that tells lines
+        # apart by it (collector.logfilter) sees one kind of line per event.
+        logger.warning(self.event.replace("%", "%%") + counts, *args)
         self._unreported = 0
         self._last_logged = self.clock()
 
