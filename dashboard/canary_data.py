@@ -246,7 +246,8 @@ def score_figure(history: list[dict], start: float, end: float) -> dict:
     each point coloured by its verdict; says so when the log was cut at its bound."""
     data = []
     for i, ((baseline, canary), decisions) in enumerate(sorted(_pairs(history).items(), key=lambda kv: str(kv[0]))):
-        data.append({"type": "scatter", "mode": "lines+markers", "name": f"{plot_text(canary)} vs {plot_text(baseline)}",
+        data.append({"type": "scatter", "mode": "lines+markers",
+                     "name": f"{plot_text(canary)} vs {plot_text(baseline)}",
                      "x": [plot_time(d["evaluated_at"]) for d in decisions], "y": [d.get("score") for d in decisions],
                      "line": {"color": PAIR_COLORS[i % len(PAIR_COLORS)], "width": 1.5, "shape": "hv"},
                      "marker": {"size": 5, "color": [VERDICT_COLORS.get(d.get("verdict"), "#9e9e9e")
