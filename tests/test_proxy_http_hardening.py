@@ -410,3 +410,26 @@ def test_a_repeated_log_line_is_written_once_per_interval_with_a_count():
     assert limiter.filter(again) and again.getMessage() == "request 100 was never answered"
     # debug lines are all written: who asks for them wants every one
     assert all(limiter.filter(_record("relayed %d", n, level=logging.DEBUG)) for n in range(3))
+
+
+# --- no client data in the log ---------------------------------------------------------
+
+CARD = "4111111111111111"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("level", ["warning", "debug"])
+def test_request_ids_and_urls_never_reach_the_log(upstreams, tmp_path, level):
+    """Ids, paths and queries are the client's data: a timed-out request, a cancelled
+    one and one the upstream fails must be logged without them, at any level."""
+    upstream, _, url, _ = upstreams
+    with proxy(url, tmp_path, "--request-timeout", "0.5", "--log-level", level) as p:
+        target = f"{p.url}?card={CARD}"
+        timed_out = httpx.post(target, content=rpc(f"card-{CARD}", "hang"), headers=JSONRPC_HEADERS, timeout=10)
+        assert timed_out.json()["error"]["code"] == -32001
+        with pytest.raises(httpx.TimeoutException):  # the client gives up: cancelled
+            httpx.post(target, content=rpc(f"cancel-{CARD}", "hang"), headers=JSONRPC_HEADERS, timeout=0.1)
+        wait_until(lambda: "hang" in upstream.disconnected, timeout=10)
+    log = p.stderr_text()
+    assert CARD not in log, log
+    assert "timed out" in log  # what happened is still said, in a sum

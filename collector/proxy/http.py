@@ -226,6 +226,7 @@ class HttpProxy:
         return self._upstream
 
     async def aclose(self) -> None:
+        self.tracker.report(final=True)
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
@@ -253,8 +254,9 @@ class HttpProxy:
         stream ended (resumably) and they were never resumed."""
         while True:
             await anyio.sleep(SWEEP_INTERVAL)
-            for _, request_id in self.tracker.expire(skip=self.owned):
-                logger.warning("request %r was never answered; counted as timed out", request_id)
+            # Timeouts are counted and logged in sums by the tracker (a flood gives few lines).
+            self.tracker.expire(skip=self.owned)
+            self.tracker.report()
 
 
 def upstream_target(scope: dict[str, Any]) -> bytes | None:
@@ -316,8 +318,8 @@ class _Exchange:
             self.proxy.owned.difference_update(self.keys)
             if self.disconnected:
                 # The client closed the connection while waiting: it cancelled.
-                for _, request_id in self.tracker.cancel(self.keys):
-                    logger.info("request %r cancelled: the client closed the connection", request_id)
+                if self.tracker.cancel(self.keys):
+                    logger.debug("%s cancelled: the client closed the connection", self.scope["method"])
             elif not self.resumable:
                 # Nothing more will answer these on this exchange.
                 self.tracker.fail(self.keys)
@@ -403,7 +405,8 @@ class _Exchange:
             else:
                 await self._relay_raw(response)
         except httpx.HTTPError as exc:
-            logger.warning("upstream %s %s failed: %r", request.method, request.url, exc)
+            # Never the URL: its path and query are the client's and may carry secrets.
+            logger.warning("upstream request failed: %s", type(exc).__name__)
             self.resumable = False  # the upstream failed: nothing will answer
             if not self.started:
                 await self._answer_unavailable(exc)
@@ -465,8 +468,6 @@ class _Exchange:
         if timed_out:
             # Only whole events were relayed, so the client's stream is at an event boundary.
             for _, request_id in self.tracker.time_out(self.keys):
-                logger.warning("request %r got no answer in %gs; answering it as timed out", request_id,
-                               self.tracker.request_timeout)
                 error = error_response(request_id, REQUEST_TIMEOUT, "Request timed out")
                 await self._body(sse_message(json.dumps(error, separators=(",", ":")).encode()))
         else:
@@ -507,10 +508,7 @@ class _Exchange:
         await self._body(body, more=False)
 
     async def _answer_timeout(self) -> None:
-        closed = self.tracker.time_out(self.keys)
-        for _, request_id in closed:
-            logger.warning("request %r got no answer in %gs; answering it as timed out", request_id,
-                           self.tracker.request_timeout)
+        self.tracker.time_out(self.keys)
         # Every request of the POST is answered; only those still pending are counted here.
         await self._answer(200, [error_response(k[1], REQUEST_TIMEOUT, "Request timed out") for k in self.keys])
 
