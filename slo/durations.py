@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_DURATION = re.compile(r"^([0-9]+)(ms|s|m|h|d|w|y)$")
+# Whole string (fullmatch: `$` would let a trailing newline through); 15 digits keep the
+# number exact as a float and int() fast.
+_DURATION = re.compile(r"([0-9]{1,15})(ms|s|m|h|d|w|y)")
 
 
 def parse(text: str) -> float:
     """Seconds in a Prometheus duration with one unit, e.g. "30d"; ValueError otherwise."""
-    match = _DURATION.match(text) if isinstance(text, str) else None
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 5m, 6h or 30d (a positive whole number and one unit)")
+        shown = text[:40] if isinstance(text, str) else text
+        raise ValueError(f"{shown!r} is not a duration like 5m, 6h or 30d (a positive whole number and one unit)")
     return int(match.group(1)) * UNITS[match.group(2)]
 
 

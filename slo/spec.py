@@ -15,13 +15,39 @@
     alerting: {...}      # tiers, guards, labels, links, receivers
     canary: {...}
 
-Errors name the file, the key path and what is wrong (`SpecError`).
+Errors name the file, the key path and what is wrong (`SpecError`), one line each.
+
+Bounds: whatever validates must turn into rules, tests and an Alertmanager configuration
+that promtool and amtool accept, so a spec is refused beyond these:
+- names: services and tools `[A-Za-z0-9][A-Za-z0-9_.:/-]*` (at most 128), SLOs
+  `[a-z0-9][a-z0-9_-]*` (at most 63), tiers `[A-Za-z0-9][A-Za-z0-9_.-]*` (at most 63);
+  alert label names `[a-zA-Z_][a-zA-Z0-9_]*` not starting with `__`, label values without
+  control characters or line breaks;
+- target: a percentage above 0 and at most 99.9999 (an error budget of at least one
+  event in a million: 100 - target must stay non-zero at the 12 digits the rules print);
+- window (an SLO's): a whole number of hours from 1h to 365d (the rules read hourly
+  samples beyond 3d; Prometheus durations and test horizons stay small);
+- tiers: burn_rate from 1 (spending the budget exactly over the window) to 1000; long and
+  short windows from 1m to 30d (they are given for a 30d SLO and scaled), short shorter
+  than long, and at most 1h for a page tier (a page lets go within its short window of
+  the burn stopping); `for` at most 1d; min_events at most 1,000,000; absent_for from 1m
+  to 1d; every other duration at most 365d;
+- receivers: http:// or https:// URLs of printable ASCII with a host (valid percent
+  escapes, port at most 65535); runbook_url and dashboard_url: such a URL once their
+  only placeholders, {service} and {slo}, are filled in;
+- buckets: at least one, finite, above 0, strictly increasing; numbers are finite (no
+  .inf or .nan);
+- the YAML itself: at most 50 levels deep, valid Unicode (no lone surrogates).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
+import unicodedata
+import urllib.parse
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,10 +60,34 @@ from slo import durations, promql
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,
 # whitespace or control characters, so a spec cannot smuggle PromQL or YAML.
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
-SLO_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# \Z, not $: `$` also matches before a trailing newline.
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}\Z")
+SLO_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
+TIER_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+LABEL_NAME = re.compile(r"\A(?!__)[a-zA-Z_][a-zA-Z0-9_]*\Z")  # `__` names are Prometheus's own
+
 # An objective's `methods: ["*"]`: every method, none filtered (promql.ALL_METHODS).
 ALL_METHODS = promql.ALL_METHODS
+
+MAX_TARGET = 99.9999
+MIN_WINDOW, MAX_WINDOW = 3600, 365 * 86400
+MIN_TIER_WINDOW, MAX_TIER_WINDOW = 60, 30 * 86400  # given for a 30d SLO, scaled to others
+MAX_PAGE_SHORT_WINDOW = 3600
+MAX_FOR = 86400
+MAX_DURATION = 365 * 86400
+MAX_YAML_DEPTH = 50  # the deepest key path of any supported format is under 10
+URL_FIELDS = ("service", "slo")  # the placeholders of runbook_url and dashboard_url
+
+
+def printable(text: str) -> str:
+    """`text` with control characters, line breaks (YAML's too: NEL, LS, PS) and lone
+    surrogates escaped as Python writes them: for one-line messages and YAML comments."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _unprintable(text: str) -> str | None:
+    """The first control character or line break in `text`, if any."""
+    return next((c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs")), None)
 
 
 class SpecError(ValueError):
@@ -45,8 +95,63 @@ class SpecError(ValueError):
 
 
 def _duration(value: Any) -> str:
-    durations.parse(value)  # raises ValueError with the reason
+    if durations.parse(value) > MAX_DURATION:  # raises ValueError with the reason
+        raise ValueError(f"{value} is too long: at most {promql.duration(MAX_DURATION)}")
     return value
+
+
+def _between(name: str, value: str, low: float, high: float) -> float:
+    seconds = durations.parse(value)
+    if seconds < low:
+        raise ValueError(f"{name} {value} is too short: at least {promql.duration(low)}")
+    if seconds > high:
+        raise ValueError(f"{name} {value} is too long: at most {promql.duration(high)}")
+    return seconds
+
+
+def check_url(value: str) -> str:
+    """`value` if Alertmanager (Go's net/url) takes it as a webhook URL: http or https, a
+    host, printable ASCII, valid percent escapes; ValueError otherwise."""
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"{value[:200]!r} is not an http:// or https:// URL: {why}")
+
+    if not re.fullmatch(r"[!-~]+", value):
+        raise refuse("printable ASCII only, no spaces or control characters")
+    if re.search(r"[\"'{}\\<>^`|]", value) or re.search(r"%(?![0-9A-Fa-f]{2})", value):
+        raise refuse("quotes, braces, backslashes and '%' not followed by two hex digits must be escaped")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise refuse(str(exc)) from None
+    if parts.scheme not in ("http", "https"):
+        raise refuse("the scheme must be http or https")
+    if not host or not re.fullmatch(r"[a-z0-9._-]+|[0-9a-f:.]+", host):
+        raise refuse("no host" if not host else f"{host!r} is not a host name or address")
+    if port == 0:
+        raise refuse("port 0")
+    return value
+
+
+def url_template(template: str) -> list[tuple[str, str | None]]:
+    """(literal text, placeholder or None) pairs of a link template like
+    "https://runbooks/{slo}": the only placeholders are {service} and {slo}; ValueError
+    otherwise."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{template[:200]!r} is not a valid template: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is not None and (name not in URL_FIELDS or spec or conversion):
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"unknown placeholder {shown} in {template[:200]!r}; use {{service}} and {{slo}}")
+    return [(literal, name) for literal, name, _, _ in parts]
+
+
+def _check_link(template: str) -> str:
+    filled = "".join(literal + ("" if name is None else f"example-{name}") for literal, name in url_template(template))
+    check_url(filled)
+    return template
 
 
 Duration = Annotated[str, BeforeValidator(_duration)]
@@ -64,7 +169,7 @@ Number = Annotated[float, BeforeValidator(_number)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Objective(_Model):
@@ -83,14 +188,22 @@ class Objective(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         if not SLO_NAME.match(v):
-            raise ValueError(f"{v!r} is not a valid SLO name: lowercase letters, digits, '_' and '-', at most 63")
+            raise ValueError(f"{v[:200]!r} is not a valid SLO name: lowercase letters, digits, '_' and '-', at most 63")
         return v
 
     @field_validator("target")
     @classmethod
     def _target(cls, v: float) -> float:
-        if not (0 < v < 100) or math.isnan(v):
-            raise ValueError(f"target is a percentage strictly between 0 and 100, got {v}")
+        if not 0 < v <= MAX_TARGET:
+            raise ValueError(f"target is a percentage strictly between 0 and 100 and at most {MAX_TARGET} "
+                             f"(an error budget of at least one event in a million), got {v!r}")
+        return v
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        if _between("window", v, MIN_WINDOW, MAX_WINDOW) % 3600:
+            raise ValueError(f"window {v} is not a whole number of hours")
         return v
 
     @field_validator("methods")
@@ -147,16 +260,41 @@ class Tier(_Model):
 
     name: str
     severity: Literal["page", "ticket"]
-    burn_rate: float = Field(gt=0)
+    # 1: the budget spent exactly over the SLO window; below, no alert is worth sending
+    burn_rate: float = Field(ge=1, le=1000)
     long_window: Duration
     short_window: Duration
     for_: Duration = Field(default="2m", alias="for")
     enabled: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not TIER_NAME.match(v):
+            raise ValueError(f"{v[:200]!r} is not a valid tier name: letters, digits, '_', '.' and '-', at most 63")
+        return v
+
+    @field_validator("long_window", "short_window")
+    @classmethod
+    def _window(cls, v: str, info) -> str:
+        _between(info.field_name, v, MIN_TIER_WINDOW, MAX_TIER_WINDOW)
+        return v
+
+    @field_validator("for_")
+    @classmethod
+    def _for(cls, v: str) -> str:
+        _between("for", v, 0, MAX_FOR)
+        return v
+
     @model_validator(mode="after")
     def _windows(self) -> Tier:
-        if durations.parse(self.short_window) >= durations.parse(self.long_window):
+        short = durations.parse(self.short_window)
+        if short >= durations.parse(self.long_window):
             raise ValueError(f"short_window {self.short_window} must be shorter than long_window {self.long_window}")
+        # a page must let go soon after the burn stops: its short window says when
+        if self.severity == "page" and short > MAX_PAGE_SHORT_WINDOW:
+            raise ValueError(f"short_window {self.short_window} of a page tier is too long: at most "
+                             f"{promql.duration(MAX_PAGE_SHORT_WINDOW)} (slower burns are for tickets)")
         return self
 
 
@@ -179,15 +317,13 @@ class Receivers(_Model):
     @field_validator("page", "ticket", "release")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^\s\"'{}]+$", v):
-            raise ValueError(f"{v!r} is not an http:// or https:// URL")
-        return v
+        return v if v is None else check_url(v)
 
 
 class Alerting(_Model):
     tiers: tuple[Tier, ...] = WORKBOOK_TIERS
     # Low-traffic guard: no burn-rate alert unless the long window holds this many events.
-    min_events: int = Field(default=50, ge=0)
+    min_events: int = Field(default=50, ge=0, le=1_000_000)
     absent_for: Duration = "10m"
     budget_exhausted_alert: bool = True
     labels: dict[str, str] = Field(default_factory=dict)
@@ -198,22 +334,35 @@ class Alerting(_Model):
     @field_validator("tiers")
     @classmethod
     def _unique_tiers(cls, v: tuple[Tier, ...]) -> tuple[Tier, ...]:
-        seen = [t.name for t in v]
-        dupes = sorted({n for n in seen if seen.count(n) > 1})
+        dupes = _duplicates([t.name for t in v])
         if dupes:
             raise ValueError(f"duplicate tier names {dupes}")
+        return v
+
+    @field_validator("absent_for")
+    @classmethod
+    def _absent_for(cls, v: str) -> str:
+        _between("absent_for", v, 60, 86400)
         return v
 
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         reserved = {"severity", "service", "slo", "tier", "window", "tool", "alertname"}
-        for key in v:
+        for key, value in v.items():
             if key in reserved:
                 raise ValueError(f"label {key!r} is reserved: mcp-slo sets {', '.join(sorted(reserved))} itself")
-            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", key):
-                raise ValueError(f"label {key!r} is not a valid label name (letters, digits and '_')")
+            if not LABEL_NAME.match(key):
+                raise ValueError(f"label {key[:200]!r} is not a valid label name "
+                                 "(letters, digits and '_', not starting with '__')")
+            if (c := _unprintable(value)) is not None:
+                raise ValueError(f"label {key}: the value holds the control character {c!r}")
         return v
+
+    @field_validator("runbook_url", "dashboard_url")
+    @classmethod
+    def _link(cls, v: str) -> str:
+        return _check_link(v)
 
 
 class Canary(_Model):
@@ -243,11 +392,18 @@ class Defaults(_Model):
 
 class Spec(_Model):
     version: Literal[1] = 1
-    buckets: tuple[float, ...] = names.DEFAULT_BUCKETS
+    buckets: tuple[Annotated[float, Field(gt=0)], ...] = Field(default=names.DEFAULT_BUCKETS, min_length=1)
     defaults: Defaults = Defaults()
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
     alerting: Alerting = Alerting()
     canary: Canary = Canary()
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(a >= b for a, b in zip(v, v[1:])):
+            raise ValueError(f"the bucket bounds must be strictly increasing, got {', '.join(f'{b:g}' for b in v)}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Spec:
@@ -256,11 +412,11 @@ class Spec(_Model):
             self._check_threshold(o.threshold, f"defaults.objectives.{i}.threshold")
         for service, body in self.services.items():
             if not NAME.match(service):
-                raise ValueError(f"services: {service!r} is not a valid service name "
+                raise ValueError(f"services: {service[:200]!r} is not a valid service name "
                                  "(letters, digits, '_', '.', ':', '/', '-'; no quotes, braces or spaces)")
             for tool in body.tools:
                 if not NAME.match(tool):
-                    raise ValueError(f"services.{service}.tools: {tool!r} is not a valid tool name "
+                    raise ValueError(f"services.{service}.tools: {tool[:200]!r} is not a valid tool name "
                                      "(letters, digits, '_', '.', ':', '/', '-'; no quotes, braces or spaces)")
             for i, o in enumerate(body.objectives):
                 self._check_threshold(o.threshold, f"services.{service}.objectives.{i}.threshold")
@@ -294,8 +450,12 @@ class Spec(_Model):
         return body.canary if body and body.canary else self.canary
 
 
+def _duplicates(items: list[str]) -> list[str]:
+    return sorted(n for n, count in Counter(items).items() if count > 1)
+
+
 def _unique(where: str, items: list[str]) -> None:
-    dupes = sorted({n for n in items if items.count(n) > 1})
+    dupes = _duplicates(items)
     if dupes:
         raise ValueError(f"{where}: duplicate names {dupes}")
 
@@ -335,13 +495,19 @@ def _message(err: Mapping[str, Any]) -> str:
 
 def describe(exc: ValidationError, source: str, prefix: str = "", limit: int = 5) -> str:
     """One line per problem: `source: key.path: what is wrong`; `prefix` goes before the
-    key path as is (e.g. "spec." for a model validated below the top level)."""
-    lines = []
-    for err in exc.errors()[:limit]:
-        path = (prefix + ".".join(str(p) for p in err["loc"])).rstrip(".: ")
+    key path as is (e.g. "spec." for a model validated below the top level). A problem of
+    a list or mapping whose item already has one is left out (it follows from it)."""
+    lines, reported = [], []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if any(seen[:len(loc)] == loc for seen in reported):
+            continue
+        reported.append(loc)
+        path = (prefix + ".".join(str(p) for p in loc)).rstrip(".: ")
         # Errors of the whole model (loc empty) already start with their key path.
-        lines.append(f"{source}: {path}: {_message(err)}" if path else f"{source}: {_message(err)}")
-    return "\n".join(lines)
+        line = f"{source}: {path}: {_message(err)}" if path else f"{source}: {_message(err)}"
+        lines.append(printable(line))
+    return "\n".join(lines[:limit])
 
 
 def parse(raw: object, source: str = "<spec>") -> Spec:
@@ -357,16 +523,76 @@ def parse(raw: object, source: str = "<spec>") -> Spec:
 
 
 def load(path: str | Path) -> Spec:
+    """An mcp-slo spec file (one YAML document)."""
+    docs, source = read_documents(path)
+    if len(docs) > 1:
+        raise SpecError(f"{source}: an mcp-slo spec is one YAML document, found {len(docs)}")
+    return parse(docs[0] if docs else None, source)
+
+
+def read_documents(path: str | Path) -> tuple[list[Any], str]:
+    """The non-empty YAML documents of a spec file, and the file's name for messages (its
+    control characters escaped, so every message stays one line). SpecError when the
+    file cannot be read, is not YAML, is nested deeper than MAX_YAML_DEPTH or holds text
+    that is not valid Unicode."""
     path = Path(path)
+    source = printable(str(path))
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SpecError(f"{source}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{source}: not a text file (UTF-8)") from None
     try:
-        raw = yaml.safe_load(text)
+        docs = [d for d in yaml.load_all(text, Loader=_BoundedLoader) if d is not None]
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: {yaml_problem(exc)}") from None
-    return parse(raw, str(path))
+        raise SpecError(f"{source}: {yaml_problem(exc)}") from None
+    where = _surrogate(docs)
+    if where is not None:
+        raise SpecError(f"{source}: {where}: not valid Unicode (a lone surrogate, e.g. from a \\ud800 escape)")
+    return docs, source
+
+
+class _TooDeep(yaml.MarkedYAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader refusing documents nested deeper than MAX_YAML_DEPTH: its
+    composer recurses once per level, and a 1 KB file nested 500 deep would exhaust the
+    interpreter's stack (RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _TooDeep(problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
+                           problem_mark=self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _surrogate(docs: list[Any]) -> str | None:
+    """The key path of the first string (key or value) holding a lone surrogate, which
+    no file can be written with; each list and mapping is visited once (aliases share them)."""
+    stack: list[tuple[str, Any]] = [(f"document {i + 1}", d) for i, d in enumerate(docs)]
+    seen: set[int] = set()
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return path
+        elif isinstance(item, (list, dict)) and id(item) not in seen:
+            seen.add(id(item))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, value in pairs:
+                stack += [(path, key), (f"{path}.{printable(str(key))[:100]}", value)]
+    return None
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -374,4 +600,5 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{where}not valid YAML: {problem}"
+    what = "" if isinstance(exc, _TooDeep) else "not valid YAML: "
+    return printable(f"{where}{what}{problem}")

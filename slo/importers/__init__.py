@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slo import spec
 from slo.importers import openslo, sloth
 
@@ -32,18 +30,8 @@ class Loaded:
 
 
 def load(path: str | Path) -> Loaded:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise spec.SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise spec.SpecError(f"{path}: not a text file (UTF-8)") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise spec.SpecError(f"{path}: {spec.yaml_problem(exc)}") from None
-    return parse_documents(docs, str(path))
+    docs, source = spec.read_documents(path)  # bounded depth; `source` escaped for one-line messages
+    return parse_documents(docs, source)
 
 
 def detect(docs: list[Any]) -> str:
