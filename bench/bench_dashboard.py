@@ -3,7 +3,7 @@ and how many Prometheus queries it makes.
 
 Per size: N synthetic services (the engine's own arithmetic, slo.evaluate.assess, on seeded
 error ratios; a canary for one service in ten) in a Store, served by the engine's real API
-(slo.api under uvicorn, as `mcp-slo engine` serves it), and the dashboard over it
+(slo.engine.api under uvicorn, as `mcp-slo engine` serves it), and the dashboard over it
 (EngineSource) with, as its Prometheus, a local HTTP server that counts every request. A view
 is the overview's callback run through Dash's HTTP protocol (Flask's test client, JSON in and
 out as from the browser), cycling through the default view, a text filter, a status filter,
@@ -49,13 +49,13 @@ from dashboard.overview import ViewState
 from dashboard.source import CachedSource, EngineSource
 from slo import durations
 from slo import spec as slo_spec
-from slo.api import create_app as engine_api
-from slo.backend import Backend, BackendOptions
+from slo.engine.api import create_app as engine_api
+from slo.engine.backend import Backend, BackendOptions
 from slo.canary.judge import Comparison, Counts, judge
-from slo.engine import Engine
+from slo.engine.scheduler import Engine
 from slo.evaluate import Instance, assess
 from slo.plan import plan
-from slo.store import Store
+from slo.engine.store import Store
 
 GOAL_P95_MS, GOAL_QUERIES = 200.0, 0
 SPEC = slo_spec.parse({"version": 1, "defaults": {"objectives": [

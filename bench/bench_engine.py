@@ -29,7 +29,7 @@ from demo import history
 from demo.prometheus import start_prometheus
 from demo.stack import free_port
 from slo import importers, promql
-from slo.backend import Backend, BackendOptions
+from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate, read_recorded
 from slo.plan import plan
 

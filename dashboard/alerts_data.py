@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from dashboard.overview import NONE, fmt_duration
-from slo import api
+from slo.engine import answers
 
 SEVERITIES = ("page", "ticket", "release")  # worst first; others (and none) come after
 STATES = ("firing", "pending")
@@ -32,7 +32,7 @@ def _key(labels: Mapping[str, str]) -> tuple:
 
 def _time(when: object) -> float | None:
     try:
-        return api.parse_time(str(when)) if when else None
+        return answers.parse_time(str(when)) if when else None
     except ValueError:
         return None
 
@@ -72,7 +72,7 @@ def _row(labels: dict, annotations: dict, state: str, since: float | None, now: 
         "labels": labels, "alertname": labels.get("alertname", ""), "severity": labels.get("severity", ""),
         "service": labels.get("service", ""), "slo": slo, "tier": tier, "state": state,
         "since": since, "age": NONE if since is None else fmt_duration(max(0.0, now - since)),
-        "since_text": api.rfc3339(math.floor(since)) if since is not None else NONE,  # to the second
+        "since_text": answers.rfc3339(math.floor(since)) if since is not None else NONE,  # to the second
         "summary": annotations.get("summary") or annotations.get("description") or "",
         "description": annotations.get("description") or "",
         "runbook_url": safe_link(annotations.get("runbook_url")),

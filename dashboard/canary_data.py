@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 from dashboard.overview import NONE, fmt_duration, fmt_threshold
 from dashboard.pages.overview import VERDICT_COLORS
 from dashboard.plot_text import plot_text
-from slo import api, durations, promql
-from slo.backend import Sample
+from slo import durations, promql
+from slo.engine import answers
+from slo.query import Sample
 from slo.canary.judge import (ERRORS, FAILED, INCONCLUSIVE, INSUFFICIENT, LATENCY, PASSED, PROMOTE,
                               ROLLBACK)
 
@@ -74,7 +75,7 @@ def _prob(x: float | None) -> str:
 
 def plot_time(when: str | float) -> str:
     """A time for a plotly date axis, in UTC without a zone suffix (plotly ignores zones)."""
-    seconds = api.parse_time(when) if isinstance(when, str) else when
+    seconds = answers.parse_time(when) if isinstance(when, str) else when
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -255,7 +256,7 @@ def score_figure(history: list[dict], start: float, end: float) -> dict:
                      "customdata": [d.get("verdict") for d in decisions],
                      "hovertemplate": "%{x}: %{customdata}, score %{y}<extra>%{fullData.name}</extra>"})
     title = "Canary score over time (0: roll back, 100: every test passed)"
-    if len(history) >= api.HISTORY_LIMIT and api.parse_time(history[0]["evaluated_at"]) > start:
+    if len(history) >= answers.HISTORY_LIMIT and answers.parse_time(history[0]["evaluated_at"]) > start:
         title += f"; the last {len(history):,} decisions"
     return {"data": data, "layout": {
         "title": {"text": title, "font": {"size": 14}}, "height": 280,

@@ -20,7 +20,7 @@ import logging
 import sys
 from urllib.parse import urlsplit
 
-from slo import engine_cli
+from slo.engine import cli as engine_cli
 
 DEFAULT_LISTEN = "127.0.0.1:8050"
 
@@ -68,7 +68,7 @@ def parse_listen(flag: str, listen: str) -> tuple[str, int]:
 
 def build_app(source, args: argparse.Namespace, spec):
     """The app over `source` with the page arguments (`add_page_arguments`) and the backend
-    arguments (slo.engine_cli.add_backend_arguments) of `args`."""
+    arguments (slo.engine.cli.add_backend_arguments) of `args`."""
     from dashboard.app import create_app
     from dashboard.auth import AuthConfig
     from dashboard.prometheus import TIMEOUT, Metrics

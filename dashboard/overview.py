@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
 from slo import durations
-from slo.api import SEVERITY
+from slo.engine.answers import SEVERITY
 
 PAGE_SIZE = 50
 STATUSES = tuple(SEVERITY)  # worst first: critical, exhausted, warning, no_data, ok

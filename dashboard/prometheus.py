@@ -13,12 +13,12 @@ alert pages do, through one `Metrics` per app:
 Every read is shared for a few seconds by all callbacks (TTLCache, keyed by the query and
 the time range rounded to the step, so two viewers of the same chart share one query) and
 returns a SourceError instead of raising: a chart says "Prometheus unreachable" and the
-rest of the page still renders. Queries go through slo.backend.Backend (bounded time and
+rest of the page still renders. Queries go through slo.engine.backend.Backend (bounded time and
 retries, credentials never logged); label values in PromQL must come from slo.promql's
 escaping helpers.
 
 Prometheus and Alertmanager are reached as the engine reaches Prometheus: one
-slo.backend.BackendOptions (the engine's --header, --basic-auth-user, --bearer-token-env,
+slo.engine.backend.BackendOptions (the engine's --header, --basic-auth-user, --bearer-token-env,
 --ca-file, --insecure-skip-verify) gives the headers, credentials and TLS settings of every
 read, the alert lists' too.
 """
@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 import httpx
 
 from dashboard.source import DEFAULT_TTL, SourceError, TTLCache, display_url
-from slo.backend import Backend, BackendError, BackendOptions, Sample, Series
+from slo.engine.backend import Backend, BackendError, BackendOptions
+from slo.query import Sample, Series
 
 T = TypeVar("T")
 
@@ -169,7 +170,7 @@ class Metrics:
 
 class BearerFromEnv(httpx.Auth):
     """Authorization: Bearer <token>, the token read from the environment at each request, as
-    slo.backend does for queries (a rotated token is used at once; none while it is unset)."""
+    slo.engine.backend does for queries (a rotated token is used at once; none while it is unset)."""
 
     def __init__(self, variable: str):
         self.variable = variable

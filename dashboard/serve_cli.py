@@ -17,7 +17,7 @@ import logging
 import sys
 
 from dashboard import cli as dashboard_cli
-from slo import engine_cli
+from slo.engine import cli as engine_cli
 
 DEFAULT_DASHBOARD_LISTEN = dashboard_cli.DEFAULT_LISTEN
 
@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dashboard.source import EngineSource
-    from slo.api import BackgroundServer, create_app
+    from slo.engine.api import BackgroundServer, create_app
     from slo.spec import SpecError
-    from slo.store import StoreError
+    from slo.engine.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

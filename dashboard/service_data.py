@@ -28,7 +28,7 @@ from dashboard.plot_text import plot_text
 from dashboard.prometheus import Metrics, step_for
 from dashboard.source import SourceError
 from slo import durations, evaluate, promql
-from slo.backend import Sample, Series
+from slo.query import Sample, Series
 
 QUANTILES = evaluate.QUANTILES  # p50, p90, p99: the engine's per-tool quantiles
 TOOL_WINDOW = evaluate.TOOL_WINDOW  # the tool table's rate window: the engine's, so the numbers agree

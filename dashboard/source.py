@@ -8,7 +8,7 @@
     data.canary_history("filesystem", since=t)   # its logged decisions since t, oldest first
     data.status()     # Status of the latest evaluation (age, stale, why), or a SourceError
 
-Both sources give the same shapes (slo.api builds them for the API and for StoreSource),
+Both sources give the same shapes (slo.engine.answers builds them for the API and for StoreSource),
 and neither raises for what goes wrong at run time: an unreachable engine, an answer that
 is not JSON or a store that cannot be read come back as a `SourceError` whose message the
 page can show as it is (it names the engine's URL without credentials, or the store's path).
@@ -28,8 +28,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from slo import api
-from slo.store import Store, StoreError
+from slo.engine import answers
+from slo.engine.store import Store, StoreError
 
 T = TypeVar("T")
 
@@ -127,7 +127,7 @@ class EngineSource:
 
     def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
         """The service's logged decisions since `since` (unix seconds), oldest first, the newest
-        api.HISTORY_LIMIT at most; without the per-test evidence, which the log does not show."""
+        answers.HISTORY_LIMIT at most; without the per-test evidence, which the log does not show."""
         params = {"evidence": "false", **({"since": repr(float(since))} if since is not None else {})}  # exact
         return self._list(f"/api/v1/canaries/{quote(service, safe='')}/history", params)
 
@@ -203,7 +203,7 @@ class StoreSource:
 
     def services(self) -> list[dict] | SourceError:
         slos = self.slos()
-        return slos if isinstance(slos, SourceError) else api.service_items(slos)
+        return slos if isinstance(slos, SourceError) else answers.service_items(slos)
 
     def canaries(self) -> list[dict] | SourceError:
         read = self._read(canaries=True)
@@ -215,8 +215,8 @@ class StoreSource:
             store = self._open()
             if isinstance(store, SourceError):
                 return store
-            decisions = store.canary_history(service, since=since, limit=api.HISTORY_LIMIT)
-            return api.jsonable(api.canary_history_items(decisions, evidence=False))
+            decisions = store.canary_history(service, since=since, limit=answers.HISTORY_LIMIT)
+            return answers.jsonable(answers.canary_history_items(decisions, evidence=False))
         except StoreError as exc:
             return SourceError("store", f"cannot read {self.description}: {exc}")
 
@@ -224,7 +224,7 @@ class StoreSource:
         read = self._read()
         if isinstance(read, SourceError):
             return read
-        body, _ = api.readiness(read[1], None)
+        body, _ = answers.readiness(read[1], None)
         return Status.from_readyz(body, time.monotonic())
 
     def close(self) -> None:
@@ -241,12 +241,12 @@ class StoreSource:
                 return store
             snapshot, now = store.latest(), self.now()
             stale = snapshot is None or now - snapshot.evaluated_at > self.stale_after
-            slos, state = api.slo_items(snapshot, stale, now)
+            slos, state = answers.slo_items(snapshot, stale, now)
             decisions = []
             if canaries and snapshot is not None:
                 # as Engine.canaries: the latest tick's decisions (older ones are history)
                 decisions = [d for d in store.canary_latest() if d["evaluated_at"] == snapshot.evaluated_at]
-            return api.jsonable(slos), state, api.jsonable(api.canary_items(decisions, stale))
+            return answers.jsonable(slos), state, answers.jsonable(answers.canary_items(decisions, stale))
         except StoreError as exc:
             return SourceError("store", f"cannot read {self.description}: {exc}")
 
@@ -363,6 +363,6 @@ class CachedSource:
 def _unix(when: Any) -> float:
     """An answer's RFC 3339 time as unix seconds; -inf for one that is not a time."""
     try:
-        return api.parse_time(str(when))
+        return answers.parse_time(str(when))
     except ValueError:
         return -math.inf

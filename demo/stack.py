@@ -238,10 +238,10 @@ def _start_engine(stack: Stack):
     """The SLO engine on the stack's Prometheus, its API listening before Prometheus
     starts (which scrapes its /metrics); it ticks once Prometheus is up."""
     from slo import importers
-    from slo.api import BackgroundServer, create_app
-    from slo.backend import Backend, BackendOptions
-    from slo.engine import Engine
-    from slo.store import Store
+    from slo.engine.api import BackgroundServer, create_app
+    from slo.engine.backend import Backend, BackendOptions
+    from slo.engine.scheduler import Engine
+    from slo.engine.store import Store
 
     config = stack.config
     spec = importers.load(config.slo_spec or default_slo_spec()).spec

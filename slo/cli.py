@@ -17,7 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "alertmanager": ("alerts.alertmanager_cli", "write the Alertmanager configuration for an SLO spec"),
     "grafana": ("grafana.cli", "write Grafana dashboards and provisioning files for an SLO spec"),
     "canary": ("slo.canary.cli", "judge a service's canary once against its baseline (exit 0 promote, 1 roll back, 3 wait)"),
-    "engine": ("slo.engine_cli", "evaluate every SLO on a schedule; serve the results as an API and /metrics"),
+    "engine": ("slo.engine.cli", "evaluate every SLO on a schedule; serve the results as an API and /metrics"),
     "dashboard": ("dashboard.cli", "serve the Dash app over the engine's results (its API or its store)"),
     "serve": ("dashboard.serve_cli", "run the engine and the dashboard in one process (the demo, small setups)"),
 }

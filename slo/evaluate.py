@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from slo import promql
-from slo.backend import Backend, Sample
+from slo.query import Querier, Sample
 from slo.plan import Plan, ScaledTier, plan, scale_tiers
 from slo.spec import Objective, Spec
 
@@ -261,9 +261,9 @@ class Deadline:
             raise TickTimeout(f"the tick ran out of time before {what}")
 
 
-def evaluate(backend: Backend, spec: Spec, at: float | None = None, *, deadline: float | None = None,
+def evaluate(backend: Querier, spec: Spec, at: float | None = None, *, deadline: float | None = None,
              the_plan: Plan | None = None, now: Callable[[], float] = time.time) -> Evaluation:
-    """Evaluate every SLO at time `at` (default now); raises slo.backend.BackendError or
+    """Evaluate every SLO at time `at` (default now); raises slo.engine.backend.BackendError or
     TickTimeout, never returns half a tick."""
     started = time.monotonic()
     at = now() if at is None else at

@@ -525,7 +525,7 @@ def service_objectives(service: str) -> str:
     return _of(service, OBJECTIVE)
 
 
-ENGINE_BUDGET_REMAINING = "mcp_slo_error_budget_remaining"  # the engine's gauge (slo.engine_metrics)
+ENGINE_BUDGET_REMAINING = "mcp_slo_error_budget_remaining"  # the engine's gauge (slo.engine.metrics)
 
 
 def service_budget_remaining(service: str) -> str:
@@ -594,7 +594,7 @@ def canary_latency_buckets(service: str, versions: Iterable[str], window: float)
 GRAFANA_RATE_WINDOW = "$__rate_interval"
 GRAFANA_RANGE = "$__range"
 ALERTS_SERIES = "ALERTS"  # Prometheus's series of the active alerts of its rules
-# the engine's gauges (slo.engine_metrics), beside ENGINE_BUDGET_REMAINING above
+# the engine's gauges (slo.engine.metrics), beside ENGINE_BUDGET_REMAINING above
 ENGINE_SLI = "mcp_slo_sli"
 ENGINE_OBJECTIVE = "mcp_slo_objective"
 ENGINE_STATUS = "mcp_slo_status"

@@ -1,4 +1,4 @@
-"""The engine's PromQL client (slo.backend): against a real Prometheus, and against
+"""The engine's PromQL client (slo.engine.backend): against a real Prometheus, and against
 small hostile HTTP servers started here on loopback (garbage, slow, failing, checking
 credentials, TLS)."""
 
@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from slo.backend import Backend, BackendError, BackendOptions, Sample
+from slo.engine.backend import Backend, BackendError, BackendOptions
+from slo.query import Sample
 from tests import binaries
 from tests.support import free_port, wait_until
 
@@ -403,7 +404,7 @@ def test_truncated_body(hostile, backends):
 
 def test_prometheus_warnings_are_logged(hostile, backends, caplog):
     hostile.json("/api/v1/query", {**ONE, "warnings": ["PromQL info: metric might not be a counter"]})
-    with caplog.at_level(logging.WARNING, logger="slo.backend"):
+    with caplog.at_level(logging.WARNING, logger="slo.engine.backend"):
         assert backends(hostile.url).query("rate(x[5m])") == [Sample({}, 1.0)]
     assert "metric might not be a counter" in caplog.text and "rate(x[5m])" in caplog.text
 
@@ -603,7 +604,7 @@ def test_no_secret_in_messages_reprs_or_logs(hostile, backends, monkeypatch, cap
     """A server echoing the request headers back, in error pages and in Prometheus errors;
     every message, repr and log line (urllib3's and requests' at DEBUG too) stays clean."""
     caplog.set_level(logging.DEBUG)
-    for name in ("urllib3", "requests", "slo.backend"):
+    for name in ("urllib3", "requests", "slo.engine.backend"):
         caplog.set_level(logging.DEBUG, logger=name)
     monkeypatch.setenv(TOKEN_ENV, SECRET_TOKEN)
     echo_headers = lambda h: " ".join(f"{k}: {v}" for k, v in h.headers.items())  # noqa: E731

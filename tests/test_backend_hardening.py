@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from slo import cli
-from slo.backend import DEFAULT_MAX_RESPONSE_BYTES, Backend, BackendError, BackendOptions, Sample
+from slo.engine.backend import DEFAULT_MAX_RESPONSE_BYTES, Backend, BackendError, BackendOptions
+from slo.query import Sample
 from tests.support import free_port
 
 MiB = 1024 * 1024

@@ -17,7 +17,7 @@ from dashboard.app import create_app
 from dashboard.pages import alerts as page
 from dashboard.prometheus import Metrics
 from dashboard.source import SourceError
-from slo import api
+from slo.engine import answers
 from tests.support import wait_until
 from tests.test_dashboard_overview import ROUTER, FakeSource, dispatch, texts
 
@@ -47,16 +47,16 @@ def annotations(labels: dict) -> dict[str, str]:
 def prom(labels: dict, state: str, minutes_ago: float) -> dict:
     """An alert as Prometheus's GET /api/v1/alerts lists it (nanosecond times, as Go writes them)."""
     return {"labels": labels, "annotations": annotations(labels), "state": state,
-            "activeAt": api.rfc3339(AT - 60 * minutes_ago).replace("Z", ".123456789Z"), "value": "2.1e+01"}
+            "activeAt": answers.rfc3339(AT - 60 * minutes_ago).replace("Z", ".123456789Z"), "value": "2.1e+01"}
 
 
 def am(labels: dict, receivers: list[str], minutes_ago: float, inhibited_by=(), silenced_by=()) -> dict:
     """An alert as Alertmanager's GET /api/v2/alerts lists it."""
     state = "suppressed" if inhibited_by or silenced_by else "active"
-    return {"labels": labels, "annotations": annotations(labels), "startsAt": api.rfc3339(AT - 60 * minutes_ago),
-            "endsAt": api.rfc3339(AT + 240), "fingerprint": "f" * 16, "receivers": [{"name": r} for r in receivers],
+    return {"labels": labels, "annotations": annotations(labels), "startsAt": answers.rfc3339(AT - 60 * minutes_ago),
+            "endsAt": answers.rfc3339(AT + 240), "fingerprint": "f" * 16, "receivers": [{"name": r} for r in receivers],
             "status": {"state": state, "silencedBy": list(silenced_by), "inhibitedBy": list(inhibited_by)},
-            "updatedAt": api.rfc3339(AT), "generatorURL": "http://127.0.0.1:9090/graph"}
+            "updatedAt": answers.rfc3339(AT), "generatorURL": "http://127.0.0.1:9090/graph"}
 
 
 PAGE = burn("filesystem", "availability", "page", "fast")
@@ -96,7 +96,7 @@ def test_alerts_are_merged_and_sorted_page_ticket_release_firing_pending_oldest_
     assert inhibited["inhibited"] and inhibited["receivers"] == ["ticket"]
     assert canary["receivers"] == ["release"] and canary["slo"] == "canary v2 vs v1" and canary["tier"] == ""
     assert page_row["tier"] == "page-fast / 30d" and page_row["slo"] == "availability"
-    assert page_row["since_text"] == api.rfc3339(AT - 720.0)
+    assert page_row["since_text"] == answers.rfc3339(AT - 720.0)
     assert page_row["runbook_url"] == "https://runbooks.example.com/mcp-slo/availability#filesystem"
     assert page_row["summary"] == "filesystem: availability (page)" and page_row["other_labels"] == TEAM
 

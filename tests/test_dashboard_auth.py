@@ -157,7 +157,7 @@ def test_oidc_without_its_secrets_is_a_clear_error(monkeypatch):
 
 def write_store(path) -> None:
     """An engine store with one fresh evaluation of the service `checkout`."""
-    from slo.store import Store
+    from slo.engine.store import Store
     from tests.test_dashboard_overview import engine_row
 
     store = Store(path)

@@ -20,11 +20,11 @@ from dashboard.auth import AuthConfig, hash_password
 from dashboard.canary_data import fmt_pct
 from dashboard.overview import fmt_budget, fmt_objective, fmt_sli
 from dashboard.source import EngineSource
-from slo.api import BackgroundServer
-from slo.api import create_app as engine_api
-from slo.backend import Backend, BackendOptions
-from slo.engine import Engine
-from slo.store import Store
+from slo.engine.api import BackgroundServer
+from slo.engine.api import create_app as engine_api
+from slo.engine.backend import Backend, BackendOptions
+from slo.engine.scheduler import Engine
+from slo.engine.store import Store
 from tests import binaries
 from tests.support import wait_until
 

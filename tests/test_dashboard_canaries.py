@@ -17,8 +17,8 @@ from dashboard.app import create_app
 from dashboard.pages import canaries as page
 from dashboard.prometheus import Metrics
 from dashboard.source import CachedSource, EngineSource, SourceError, Status
-from slo import api
-from slo.backend import Sample
+from slo.engine import answers
+from slo.query import Sample
 from slo.canary.judge import Comparison, Counts, judge
 from tests.support import wait_until
 from tests.test_dashboard_overview import ROUTER, dispatch, texts
@@ -45,7 +45,7 @@ def decision(service: str, baseline: Counts, canary: Counts, tools=None, at: flo
     body = {"service": service, "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
             "reason": d.reason, "metrics": d.metrics, "window": "2h", "canary_age_seconds": 7000.0,
             "evaluated_at": at}
-    return json.loads(json.dumps(api.jsonable(api.canary_items([body], stale))))[0]
+    return json.loads(json.dumps(answers.jsonable(answers.canary_items([body], stale))))[0]
 
 
 def regressed(service: str = "filesystem", at: float = AT) -> dict:
@@ -67,7 +67,7 @@ def young(service: str = "search") -> dict:
 
 def logged(d: dict, at: float, **changes) -> dict:
     """`d` as the history answers it: at another time, without the evidence."""
-    return {**{k: v for k, v in d.items() if k not in ("metrics", "stale")}, **changes, "evaluated_at": api.rfc3339(at)}
+    return {**{k: v for k, v in d.items() if k not in ("metrics", "stale")}, **changes, "evaluated_at": answers.rfc3339(at)}
 
 
 def test_the_fixtures_have_the_verdicts_the_judge_gives_them():
@@ -198,17 +198,17 @@ def test_the_score_figure_draws_one_line_per_canary_over_the_range():
 
 
 def test_the_score_figure_says_when_the_log_was_cut(monkeypatch):
-    monkeypatch.setattr(api, "HISTORY_LIMIT", 30)  # the log holds 30: as many as the API gives
+    monkeypatch.setattr(answers, "HISTORY_LIMIT", 30)  # the log holds 30: as many as the API gives
     assert "the last 30 decisions" in canary_data.score_figure(history(), AT - 6 * 3600, AT)["layout"]["title"]["text"]
     assert "last" not in canary_data.score_figure(history(), AT - 3 * 3600, AT)["layout"]["title"]["text"]
 
 
 def test_the_decision_log_is_newest_first_and_marks_verdict_changes():
     log = canary_data.decision_log(history(), size=50)
-    assert len(log) == 30 and log[0]["evaluated_at"] == api.rfc3339(AT - 600)
+    assert len(log) == 30 and log[0]["evaluated_at"] == answers.rfc3339(AT - 600)
     assert [r["evaluated_at"] for r in log] == sorted((r["evaluated_at"] for r in log), reverse=True)
     changed = [(r["versions"], r["evaluated_at"]) for r in log if r["changed"]]
-    assert changed == [("v2 vs v1", api.rfc3339(AT - 3 * 3600))]  # the first rollback; v3's first is no change
+    assert changed == [("v2 vs v1", answers.rfc3339(AT - 3 * 3600))]  # the first rollback; v3's first is no change
     assert len(canary_data.decision_log(history(), size=5)) == 5
 
 
@@ -220,7 +220,7 @@ class FakeSource:
 
     def __init__(self, canaries=(), log=(), status=None):
         self._canaries, self._log = canaries, log
-        self._status = status or Status(api.rfc3339(AT), 5.0, False, None, None, time.monotonic())
+        self._status = status or Status(answers.rfc3339(AT), 5.0, False, None, None, time.monotonic())
         self.history_asked = []
 
     def canaries(self):
@@ -231,7 +231,7 @@ class FakeSource:
         if isinstance(self._log, SourceError):
             return self._log
         return [d for d in self._log if d["service"] == service and (since is None or
-                                                                     api.parse_time(d["evaluated_at"]) >= since)]
+                                                                     answers.parse_time(d["evaluated_at"]) >= since)]
 
     def status(self):
         return self._status

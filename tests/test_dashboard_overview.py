@@ -3,7 +3,7 @@ burn rates over tier thresholds), its callbacks called as plain functions with a
 and the app itself (pages, /healthz, callbacks through Dash's HTTP protocol, no secret sent).
 
 SLO rows are made by the engine's own arithmetic (slo.evaluate.assess) from error ratios per
-window, then shaped as GET /api/v1/slos answers them (slo.api), so they are real rows.
+window, then shaped as GET /api/v1/slos answers them (slo.engine.api), so they are real rows.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from dashboard.overview import (ViewState, build_rows, burn_cells, burn_windows,
                                 parse_search, sort_rows)
 from dashboard.pages import overview as page
 from dashboard.source import EngineSource, SourceError, Status
-from slo import api, cli, durations
+from slo import cli, durations
+from slo.engine import answers
 from slo import spec as slo_spec
 from slo.canary.judge import Comparison, Counts, judge
 from slo.evaluate import Instance, assess
 from slo.plan import plan
-from slo.store import Snapshot
+from slo.engine.store import Snapshot
 from tests.support import free_port
 
 SPEC = slo_spec.parse({"version": 1, "defaults": {"objectives": [
@@ -54,7 +55,7 @@ def engine_row(service: str, slo: str, ratio: float | dict[str, float] | None, *
 def api_slos(rows: list[dict], stale: bool = False) -> list[dict]:
     """`rows` as GET /api/v1/slos answers them."""
     snapshot = Snapshot(tick_id=1, evaluated_at=AT, slos=rows, tools=[], meta={})
-    return json.loads(json.dumps(api.jsonable(api.slo_items(snapshot, stale, AT + 5)[0])))
+    return json.loads(json.dumps(answers.jsonable(answers.slo_items(snapshot, stale, AT + 5)[0])))
 
 
 def decision(service: str, errors: tuple[int, int]) -> dict:
@@ -64,7 +65,7 @@ def decision(service: str, errors: tuple[int, int]) -> dict:
     body = {"service": service, "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
             "reason": d.reason, "metrics": d.metrics, "window": "2h", "canary_age_seconds": 7200.0,
             "evaluated_at": AT}
-    return json.loads(json.dumps(api.jsonable(api.canary_items([body], False))))[0]
+    return json.loads(json.dumps(answers.jsonable(answers.canary_items([body], False))))[0]
 
 
 # 99.9% availability: a 0.1% budget; 99% latency: a 1% budget
@@ -274,7 +275,7 @@ class FakeSource:
         return self._slos if isinstance(self._slos, SourceError) else list(self._slos)
 
     def services(self):
-        return api.service_items(self.slos())
+        return answers.service_items(self.slos())
 
     def canaries(self):
         return self._canaries if isinstance(self._canaries, SourceError) else list(self._canaries)

@@ -3,7 +3,7 @@ the alerts), its callback called as a plain function with a fake source and a fa
 callback through Dash's HTTP protocol, and every chart's query on the real demo stack.
 
 SLO rows are made by the engine's own arithmetic (slo.evaluate.assess) and shaped as
-GET /api/v1/slos answers them (slo.api), so they are real rows.
+GET /api/v1/slos answers them (slo.engine.api), so they are real rows.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from dashboard.app import create_app
 from dashboard.pages import service as page
 from dashboard.prometheus import MAX_POINTS, Metrics
 from dashboard.source import EngineSource, SourceError, Status
-from slo import api, durations, promql
+from slo import durations, promql
+from slo.engine import answers
 from slo import spec as slo_spec
-from slo.backend import Sample
+from slo.query import Sample
 from slo.evaluate import Instance, assess
 from slo.plan import plan
-from slo.store import Snapshot
+from slo.engine.store import Snapshot
 from tests.support import wait_until
 from tests.test_dashboard_overview import dispatch, texts
 
@@ -49,7 +50,7 @@ def engine_row(service: str, slo: str, ratio: float | None, tool: str = "") -> d
 
 def api_slos(rows: list[dict]) -> list[dict]:
     snapshot = Snapshot(tick_id=1, evaluated_at=NOW, slos=rows, tools=[], meta={})
-    return json.loads(json.dumps(api.jsonable(api.slo_items(snapshot, False, NOW + 5)[0])))
+    return json.loads(json.dumps(answers.jsonable(answers.slo_items(snapshot, False, NOW + 5)[0])))
 
 
 SLOS = api_slos([

@@ -1,5 +1,5 @@
 """Where the dashboard's data comes from: the engine's API over real HTTP (a real Engine and
-Store behind slo.api, served by uvicorn) and the same store read directly; both must give the
+Store behind slo.engine.api, served by uvicorn) and the same store read directly; both must give the
 same answers. What goes wrong comes back as a SourceError naming the engine (without its
 credentials) or the store; reads are shared through a TTL cache."""
 
@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from dashboard.source import CachedSource, EngineSource, SourceError, Status, StoreSource, TTLCache
-from slo import api
-from slo.api import BackgroundServer, create_app
-from slo.backend import Backend, BackendOptions
-from slo.engine import Engine
-from slo.store import Store
+from slo.engine import answers
+from slo.engine.api import BackgroundServer, create_app
+from slo.engine.backend import Backend, BackendOptions
+from slo.engine.scheduler import Engine
+from slo.engine.store import Store
 from tests.support import free_port
 from tests.test_dashboard_overview import SPEC, WARNING_RATIOS, decision, engine_row
 
@@ -106,7 +106,7 @@ def test_engine_and_store_sources_give_the_same_canary_log(engine_api, tmp_path)
     # a time from an answer (to the microsecond, rounded up here), passed back as since, finds its decision
     engine.store.write_canary(AT + 0.1234567, {**canary(), "service": "rounded"})
     shown = over_http.canary_history("rounded")[0]["evaluated_at"]
-    assert shown == "2027-01-15T08:00:00.123457Z" and api.parse_time(shown) > AT + 0.1234567
+    assert shown == "2027-01-15T08:00:00.123457Z" and answers.parse_time(shown) > AT + 0.1234567
     assert len(httpx.get(f"{url}/api/v1/canaries/rounded/history", params={"since": shown}).json()) == 1
     assert len(over_http.canary_history("rounded", since=AT + 0.1234567)) == 1
     down = EngineSource(f"http://127.0.0.1:{free_port()}", timeout=1.0).canary_history("checkout")

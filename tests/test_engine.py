@@ -13,7 +13,7 @@ import pytest
 from collector import names
 from demo.history import History
 from slo import importers, promql
-from slo.backend import Backend, BackendOptions
+from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate
 from tests import binaries
 from tests.support import wait_until

@@ -21,10 +21,10 @@ from collector.exposition import start_metrics_server
 from collector.metrics import families
 from demo.prometheus import start_prometheus
 from slo import cli, importers
-from slo.api import create_app
-from slo.backend import Backend, BackendOptions
-from slo.engine import Engine
-from slo.store import Store
+from slo.engine.api import create_app
+from slo.engine.backend import Backend, BackendOptions
+from slo.engine.scheduler import Engine
+from slo.engine.store import Store
 from tests import binaries
 from tests.support import free_port, wait_until
 
@@ -281,7 +281,7 @@ def test_the_api_serves_a_canarys_decision_log(spec_file, canary_prometheus, tmp
     assert client.get("/api/v1/canaries/shop/history", params={"since": f"{unix:.6f}"}).json() == log[1:]
     lean = client.get("/api/v1/canaries/shop/history", params={"evidence": "false"}).json()
     assert [d["score"] for d in lean] == [d["score"] for d in log] and all("metrics" not in d for d in lean)
-    monkeypatch.setattr("slo.api.HISTORY_LIMIT", 2)
+    monkeypatch.setattr("slo.engine.api.HISTORY_LIMIT", 2)
     assert client.get("/api/v1/canaries/shop/history").json() == log[1:]  # bounded: the newest, oldest first
 
     assert client.get("/api/v1/canaries/nobody/history").json() == []  # no canary: an empty log, not a 404

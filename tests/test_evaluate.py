@@ -8,7 +8,7 @@ import math
 import pytest
 
 from slo import evaluate as ev
-from slo.backend import Sample
+from slo.query import Sample
 from slo.plan import scale_tiers
 from slo.spec import WORKBOOK_TIERS, Objective
 

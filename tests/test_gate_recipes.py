@@ -30,11 +30,11 @@ import httpx
 import pytest
 import yaml
 
-from slo.api import BackgroundServer, create_app
-from slo.backend import Backend, BackendOptions
-from slo.engine import Engine
+from slo.engine.api import BackgroundServer, create_app
+from slo.engine.backend import Backend, BackendOptions
+from slo.engine.scheduler import Engine
 from slo.spec import Spec
-from slo.store import Store
+from slo.engine.store import Store
 from tests.conftest import running_stack
 from tests.support import free_port, wait_until
 

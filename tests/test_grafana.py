@@ -23,8 +23,8 @@ from alerts import rules
 from collector import Recorder, names
 from grafana import frame, generate
 from slo import cli, plan, promql, spec
-from slo.engine import Health
-from slo.engine_metrics import registry_for
+from slo.engine.scheduler import Health
+from slo.engine.metrics import registry_for
 from tests.support import registry_text, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

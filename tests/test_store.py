@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from slo import store as store_module
-from slo.store import SCHEMA_VERSION, Snapshot, Store, StoreError
+from slo.engine import store as store_module
+from slo.engine.store import SCHEMA_VERSION, Snapshot, Store, StoreError
 
 HOSTILE = [
     'fs "prod"\n\'; DROP TABLE ticks; --',

@@ -23,7 +23,7 @@ from demo.processes import ManagedProcess
 from demo.prometheus import start_prometheus
 from demo.scenario import load
 from slo import importers
-from slo.backend import Backend, BackendOptions
+from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate
 from tests import binaries
 from tests.support import free_port, wait_until

@@ -69,7 +69,7 @@ def _effect(effect) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slo.backend import Backend, BackendError, BackendOptions
+    from slo.engine.backend import Backend, BackendError, BackendOptions
     from slo.canary.collect import comparisons
     from slo.canary.judge import judge
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from collector import names
 from slo import durations, promql
-from slo.backend import Backend, Sample
+from slo.query import Querier, Sample
 from slo.canary.judge import Comparison, Counts
 from slo.spec import Spec
 
@@ -99,7 +99,7 @@ def counts(status: dict, buckets: dict, service: str, version: str, tool: str | 
     return Counts(requests=requests, errors=errors, buckets=tuple(sorted(cumulative.items())))
 
 
-def comparisons(backend: Backend, spec: Spec, at: float,
+def comparisons(backend: Querier, spec: Spec, at: float,
                 baselines: Mapping[str, str] | None = None) -> list[tuple[Pair, Comparison]]:
     """Every canary of every service, ready for the judge, with its analysis window."""
     longest = max(durations.parse(spec.canary_for(s).max_lookback) for s in {*spec.services, ""})

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from slo.engine import Engine
+from slo.engine.scheduler import Engine
 from slo.evaluate import STATUSES
 
 VERDICTS = ("promote", "rollback", "inconclusive")

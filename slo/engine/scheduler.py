@@ -23,13 +23,13 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from slo import promql
-from slo.backend import Backend, BackendError
+from slo.engine.backend import Backend, BackendError
 from slo.canary.collect import comparisons
 from slo.canary.judge import judge
 from slo.evaluate import Evaluation, TickTimeout, evaluate
 from slo.plan import plan
 from slo.spec import Spec
-from slo.store import Snapshot, Store
+from slo.engine.store import Snapshot, Store
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
     mcp-slo engine --config examples/slo.yaml --prometheus http://127.0.0.1:9090 \\
         --interval 30s --store mcp-slo.db --listen 127.0.0.1:8080
 
-The API, /metrics, /healthz and /readyz are served on --listen (see slo.api). Secrets
+The API, /metrics, /healthz and /readyz are served on --listen (see slo.engine.api). Secrets
 never go on the command line: basic-auth passwords and bearer tokens are read from the
 environment variables named by --basic-auth-password-env and --bearer-token-env.
 Exit 2 for bad usage (a broken spec, an unusable store or option).
@@ -58,9 +58,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> argparse._Argument
 
 
 def backend_options(args: argparse.Namespace, *, timeout: float, retries: int, **extra):
-    """slo.backend.BackendOptions for args.prometheus from the options of `add_backend_arguments`
+    """slo.engine.backend.BackendOptions for args.prometheus from the options of `add_backend_arguments`
     (`extra`: more BackendOptions fields); ValueError with a clear message."""
-    from slo.backend import BackendOptions
+    from slo.engine.backend import BackendOptions
 
     headers = {}
     for h in args.header:
@@ -94,9 +94,9 @@ def _fail(message: str) -> int:
 
 def build(args: argparse.Namespace):
     """(engine, listen host, port) from the arguments; raises ValueError with a clear message."""
-    from slo.backend import Backend
-    from slo.engine import Engine
-    from slo.store import Store
+    from slo.engine.backend import Backend
+    from slo.engine.scheduler import Engine
+    from slo.engine.store import Store
 
     spec = importers.load(args.config).spec
     interval = durations.parse(args.interval)
@@ -116,7 +116,7 @@ def build(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from slo.store import StoreError
+    from slo.engine.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
@@ -144,7 +144,7 @@ def serve(engine, host: str, port: int) -> int:
     """Start the engine's schedule and serve its API until SIGINT or SIGTERM."""
     import uvicorn
 
-    from slo.api import create_app
+    from slo.engine.api import create_app
 
     server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
                                            access_log=False))

@@ -56,6 +56,7 @@ from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 from slo import promql
+from slo.query import Sample, Series
 
 _LOG = logging.getLogger(__name__)
 
@@ -171,17 +172,6 @@ class BackendOptions:
                 f"verify={self.verify!r}, ca_file={self.ca_file!r}, max_response_bytes={self.max_response_bytes!r})")
 
     __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One element of an instant vector (or a scalar, with empty labels)."""
-
-    labels: dict[str, str]  # as in the result: __name__ only when Prometheus kept it
-    value: float  # NaN, +Inf and -Inf included
-
-
-Series = tuple[dict[str, str], list[tuple[float, float]]]
 
 
 class _BearerFromEnv(AuthBase):
