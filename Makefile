@@ -27,9 +27,11 @@ test: venv system-deps
 bench: venv
 	$(BIN)/python -m bench
 
-# Regenerate the committed Prometheus rules from the example spec (a test fails when they differ).
+# Regenerate the demo's Prometheus rules and Alertmanager configuration from the example spec
+# (a test fails when they differ).
 rules: venv
-	$(BIN)/mcp-slo rules --config examples/slo.yaml --out alerts/rules
+	$(BIN)/mcp-slo rules --config examples/slo.yaml --out demo/data/rules
+	$(BIN)/mcp-slo alertmanager --config examples/slo.yaml --out demo/data/alertmanager.yml
 
 # Regenerate the committed Grafana dashboards and provisioning files (a test fails when they differ).
 grafana: venv

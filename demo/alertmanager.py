@@ -9,7 +9,7 @@ import httpx
 from demo.processes import ManagedProcess, find_binary
 
 # A configuration that notifies nobody (alerts still show in Alertmanager's UI
-# and API). The demo stack uses alerts/alertmanager.yml, generated from its SLO spec.
+# and API). The demo stack uses demo/data/alertmanager.yml, generated from its SLO spec.
 DEFAULT_CONFIG = """\
 route:
   receiver: nobody

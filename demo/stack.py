@@ -48,9 +48,9 @@ class StackConfig:
     alertmanager_port: int = 0
     scrape_interval: str = "5s"
     seed: int | None = None
-    # Prometheus rule files; default: those generated into alerts/rules/ when there are any
+    # Prometheus rule files; default: those generated into demo/data/rules/ when there are any
     rule_files: list[Path] | None = None
-    # Alertmanager configuration; default: alerts/alertmanager.yml, generated from examples/slo.yaml
+    # Alertmanager configuration; default: demo/data/alertmanager.yml, generated from examples/slo.yaml
     alertmanager_config: Path | None = None
     # Backfill the recorded base-window SLI rates (and objectives) over the history, so the
     # rules' long windows (1d, 3d, 30d) cover it from the start; takes a while for 30 days.
@@ -138,19 +138,20 @@ class Stack:
             http_server.shutdown()
 
 
-def default_rule_files() -> list[Path]:
-    """The rule files generated from the demo's SLO spec into alerts/rules/, if any."""
-    import alerts
+# What `make rules` generates from the demo's SLO spec
+# (examples/slo.yaml); tests fail when they are out of date.
+DATA = Path(__file__).parent / "data"
 
-    rules = Path(alerts.__file__).parent / "rules"
+
+def default_rule_files() -> list[Path]:
+    """The rule files generated from the demo's SLO spec into demo/data/rules/, if any."""
+    rules = DATA / "rules"
     return sorted([*rules.glob("*.yml"), *rules.glob("*.yaml")]) if rules.is_dir() else []
 
 
 def default_alertmanager_config() -> Path:
     """The Alertmanager configuration generated from the demo's SLO spec."""
-    import alerts
-
-    return Path(alerts.__file__).parent / "alertmanager.yml"
+    return DATA / "alertmanager.yml"
 
 
 def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: None) -> Stack:

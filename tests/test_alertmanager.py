@@ -14,14 +14,14 @@ from slo import cli, durations, spec
 from tests import binaries
 
 EXAMPLE = "examples/slo.yaml"
-COMMITTED = Path("alerts/alertmanager.yml")
+COMMITTED = Path("demo/data/alertmanager.yml")
 REGENERATE = f"mcp-slo alertmanager --config {EXAMPLE} --out {COMMITTED}"
 FAST = alertmanager.Timing("1s", "1s", "1m")
 
 
 def test_the_committed_demo_config_is_the_generators_output():
     expected = alertmanager.render(spec.load(EXAMPLE), source=EXAMPLE)
-    assert COMMITTED.read_text() == expected, f"alerts/alertmanager.yml is stale; regenerate it: {REGENERATE}"
+    assert COMMITTED.read_text() == expected, f"{COMMITTED} is stale; regenerate it: {REGENERATE}"
 
 
 def test_the_cli_writes_the_same_file(tmp_path, capsys):

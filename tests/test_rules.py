@@ -18,7 +18,7 @@ from tests import binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "slo.yaml"
-COMMITTED = ROOT / "alerts" / "rules" / "mcp-slo.yml"
+COMMITTED = ROOT / "demo" / "data" / "rules" / "mcp-slo.yml"
 
 
 def window_spec(window: str, service_window: str | None = None) -> spec.Spec:
@@ -79,7 +79,7 @@ def test_the_committed_rules_are_what_the_generator_writes():
     expected = rules_cli.generate(EXAMPLE)["mcp-slo.yml"]
     assert COMMITTED.read_text() == expected, (
         f"{COMMITTED.relative_to(ROOT)} is out of date: run `make rules` "
-        "(mcp-slo rules --config examples/slo.yaml --out alerts/rules)")
+        "(mcp-slo rules --config examples/slo.yaml --out demo/data/rules)")
 
 
 def test_recorded_series_and_windows():
