@@ -1,1 +1,3 @@
-"""mcp-slo: SLO specs, PromQL, the engine and the command line."""
+"""mcp-slo's SLO library: the spec and its importers, PromQL, the plan of every objective,
+evaluation and the canary judge. The engine service that runs them on a schedule is
+`slo.engine`; the library imports nothing of it."""
