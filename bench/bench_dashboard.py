@@ -43,9 +43,9 @@ import httpx
 import uvicorn
 
 from bench._common import Result, gc_paused, paired_result
-from dashboard import overview
+from dashboard import overview_data as overview
 from dashboard.app import create_app
-from dashboard.overview import ViewState
+from dashboard.overview_data import ViewState
 from dashboard.source import CachedSource, EngineSource
 from slo import durations
 from slo import spec as slo_spec

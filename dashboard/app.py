@@ -32,7 +32,7 @@ import dash
 import flask
 from dash import ALL, Input, Output, ctx, dcc, html, no_update
 
-from dashboard.overview import fmt_duration, merge_search, parse_search
+from dashboard.overview_data import fmt_duration, merge_search, parse_search
 from dashboard.auth import AuthConfig, protect
 from dashboard.prometheus import TIMEOUT as PROMETHEUS_TIMEOUT, Metrics
 from dashboard.pages import alerts, canaries, service

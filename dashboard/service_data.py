@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from dashboard import overview
-from dashboard.overview import NONE, fmt_burn, fmt_objective, fmt_threshold, parse_search
+from dashboard import overview_data
+from dashboard.overview_data import NONE, fmt_burn, fmt_objective, fmt_threshold, parse_search
 from dashboard.plot_text import plot_text
 from dashboard.prometheus import Metrics, step_for
 from dashboard.source import SourceError
@@ -83,9 +83,9 @@ def service_rows(slos: Iterable[dict], service: str) -> list[dict]:
 
 def slo_summaries(rows: list[dict]) -> list[dict]:
     """Each SLO of the service as the overview formats it (status, SLI, budget, firing tiers)."""
-    built = overview.build_rows(rows)
-    windows = overview.burn_windows(built)
-    return [overview.format_row(r, windows) for r in built]
+    built = overview_data.build_rows(rows)
+    windows = overview_data.burn_windows(built)
+    return [overview_data.format_row(r, windows) for r in built]
 
 
 Key = tuple[str, str]  # (slo, tool or "")
@@ -103,7 +103,7 @@ def slo_label(key: Key) -> str:
 def burn_windows(rows: list[dict]) -> list[float]:
     """The windows of the service's alert tiers in seconds, shortest first; without the engine's
     rows, the windows the rules record for a 30-day SLO."""
-    windows = overview.burn_windows(overview.build_rows(rows))
+    windows = overview_data.burn_windows(overview_data.build_rows(rows))
     if not windows:
         return [float(w) for w in (*promql.SHORT_WINDOWS, *promql.LONG_WINDOWS)]
     return [durations.parse(w) for w in windows]
@@ -428,7 +428,7 @@ def service_alerts(alerts: list[dict] | SourceError, service: str, now: float) -
                     "tool": labels.get("tool", ""), "tier": labels.get("tier", ""),
                     "summary": notes.get("summary") or notes.get("description") or "",
                     "runbook": web_link(notes.get("runbook_url")), "since": since,
-                    "for_text": overview.fmt_duration(now - since) if since is not None else NONE})
+                    "for_text": overview_data.fmt_duration(now - since) if since is not None else NONE})
     return sorted(out, key=lambda a: (a["state"] != "firing", SEVERITY_ORDER.get(a["severity"], len(SEVERITY_ORDER)),
                                       a["since"] if a["since"] is not None else math.inf, a["alertname"], a["slo"]))
 

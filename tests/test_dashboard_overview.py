@@ -15,11 +15,11 @@ import pytest
 from dash import no_update
 
 from dashboard import app as dashboard_app
-from dashboard import overview
+from dashboard import overview_data as overview
 from dashboard.app import banner, create_app, sync_shell
-from dashboard.overview import (ViewState, build_rows, burn_cells, burn_windows, filter_rows, fmt_budget, fmt_burn,
-                                fmt_duration, fmt_exhaustion, fmt_objective, fmt_sli, merge_search, page_of,
-                                parse_search, sort_rows)
+from dashboard.overview_data import (ViewState, build_rows, burn_cells, burn_windows, filter_rows, fmt_budget, fmt_burn,
+                                     fmt_duration, fmt_exhaustion, fmt_objective, fmt_sli, merge_search, page_of,
+                                     parse_search, sort_rows)
 from dashboard.pages import overview as page
 from dashboard.source import EngineSource, SourceError, Status
 from slo import cli, durations

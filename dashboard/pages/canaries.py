@@ -16,7 +16,7 @@ from typing import Any
 from dash import Input, Output, State, dcc, html
 
 from dashboard import canary_data
-from dashboard.overview import NONE, merge_search
+from dashboard.overview_data import NONE, merge_search
 from dashboard.pages.overview import VERDICT_COLORS, empty_state, no_services, notice, unreachable
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError, Status

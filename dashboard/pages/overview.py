@@ -1,7 +1,7 @@
 """The overview page: every SLO of every service, worst error budget first.
 
 The data comes from the engine's latest evaluation (the source's cache), never from
-Prometheus. The filter, statuses, sort and page are in the URL (dashboard.overview.ViewState),
+Prometheus. The filter, statuses, sort and page are in the URL (dashboard.overview_data.ViewState),
 so a view can be shared as a link. Only the visible page of rows is built, so the page stays
 quick at 1,000 services.
 
@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard import overview
-from dashboard.overview import STATUS_LABELS, SORTS, View, ViewState
+from dashboard import overview_data
+from dashboard.overview_data import STATUS_LABELS, SORTS, View, ViewState
 from dashboard.source import Source, SourceError, Status
 
 PATH, NAME, ORDER = "/", "Overview", 0
@@ -40,7 +40,7 @@ def layout(q: str | None = None, status: str | None = None, sort: str | None = N
             dcc.Input(id="overview-q", type="search", value=state.q, debounce=0.4, className="filter",
                       placeholder="Filter: service, SLO, tool, status, tier, version, verdict"),
             dcc.Dropdown(id="overview-status", multi=True, value=list(state.statuses), placeholder="Any status",
-                         options=[{"label": STATUS_LABELS[s], "value": s} for s in overview.STATUSES],
+                         options=[{"label": STATUS_LABELS[s], "value": s} for s in overview_data.STATUSES],
                          className="status-filter"),
             html.Label("Sort", htmlFor="overview-sort"),
             dcc.Dropdown(id="overview-sort", value=state.sort, clearable=False, className="sort",
@@ -99,7 +99,7 @@ def render(data: Source, state_data: dict | None, link_query: str = "") -> Rende
     if isinstance(canaries, SourceError):
         notes.append(notice(f"Canary verdicts are not available: {canaries.message}"))
         canaries = []
-    v = overview.view(slos, canaries, state)
+    v = overview_data.view(slos, canaries, state)
     if v.all_no_data:
         notes.append(notice(f"No data yet: none of the {v.total:,} SLOs has valid events in its window. "
                             "Are the services receiving tools/call requests, and is Prometheus scraping them?"))
@@ -126,7 +126,7 @@ def register_callbacks(app, data: Source, metrics=None) -> None:
                   Input("overview-state", "data"), State("url", "search"),
                   prevent_initial_call=True)
     def to_url(state_data, search):
-        new = overview.merge_search(search, ViewState.from_data(state_data).query())
+        new = overview_data.merge_search(search, ViewState.from_data(state_data).query())
         return new if new != (search or "") else no_update
 
     @app.callback(Output("overview-body", "children"), Output("overview-summary", "children"),
@@ -135,7 +135,7 @@ def register_callbacks(app, data: Source, metrics=None) -> None:
                   Input("overview-state", "data"), Input("tick", "n_intervals"), State("url", "search"))
     def on_view(state_data, _tick, search):
         # links to service pages keep the rest of the query (the shell's range and refresh)
-        rest = overview.merge_search(search, dict.fromkeys(ViewState.KEYS))
+        rest = overview_data.merge_search(search, dict.fromkeys(ViewState.KEYS))
         return tuple(render(data, state_data, rest))
 
 
@@ -174,7 +174,7 @@ def no_services(status: Status | SourceError) -> html.Div:
 
 def summary(v: View, state: ViewState) -> html.Div:
     counts = [html.Span(f"{v.counts[s]:,} {STATUS_LABELS[s]}", className="count",
-                        style={"color": STATUS_COLORS[s]}) for s in overview.STATUSES if v.counts.get(s)]
+                        style={"color": STATUS_COLORS[s]}) for s in overview_data.STATUSES if v.counts.get(s)]
     filtered = state.q or state.statuses
     shown = f"{v.matched:,} match the filter" if filtered else ""
     return html.Div([html.Strong(f"{v.total:,} SLOs"), ": ", *_join(counts, " · "),

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from dash import Input, Output, dcc, html
 
 from dashboard import service_data as sd
-from dashboard.overview import NONE, STATUS_LABELS, merge_search, parse_search
+from dashboard.overview_data import NONE, STATUS_LABELS, merge_search, parse_search
 from dashboard.pages.overview import STATUS_COLORS, empty_state, no_services, notice
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError
@@ -159,7 +159,7 @@ def slo_cards(rows: list[dict]) -> html.Div:
 
 
 def exhaustion(text: str) -> str:
-    """The card's words for dashboard.overview.fmt_exhaustion's text."""
+    """The card's words for dashboard.overview_data.fmt_exhaustion's text."""
     if text == "exhausted":
         return ": spent"
     return "" if text in ("never", NONE) else f" · spent in {text} at the last hour's rate"
