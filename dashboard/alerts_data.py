@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from dashboard.overview_data import NONE, fmt_duration
+from dashboard.formatting import NONE, fmt_duration
 from slo.engine import answers
 
 SEVERITIES = ("page", "ticket", "release")  # worst first; others (and none) come after

@@ -32,20 +32,18 @@ import dash
 import flask
 from dash import ALL, Input, Output, ctx, dcc, html, no_update
 
-from dashboard.overview_data import fmt_duration, merge_search, parse_search
 from dashboard.auth import AuthConfig, protect
+from dashboard.formatting import fmt_duration
 from dashboard.prometheus import TIMEOUT as PROMETHEUS_TIMEOUT, Metrics
 from dashboard.pages import alerts, canaries, service
 from dashboard.pages import overview as overview_page
 from dashboard.source import DEFAULT_TTL, CachedSource, EngineSource, Source, SourceError, Status, StoreSource
+from dashboard.url_state import (DEFAULT_RANGE, DEFAULT_REFRESH, RANGES, REFRESHES, merge_search, shell_query,
+                                 shell_settings)
 from slo.engine.backend import BackendOptions
 
 PAGES = (overview_page, canaries, alerts, service)
 NAV = (overview_page, canaries, alerts)  # a service's page is reached from its row
-RANGES = ("1h", "6h", "24h", "7d", "30d")
-DEFAULT_RANGE = "24h"
-REFRESHES = {"off": None, "10s": 10, "30s": 30, "1m": 60, "5m": 300}  # label -> seconds
-DEFAULT_REFRESH = "30s"  # the engine's default interval: a faster refresh shows the same data
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8080"  # mcp-slo engine's default --listen
 HEALTHZ = "/healthz"
 
@@ -210,12 +208,6 @@ def shell() -> html.Div:
     ])
 
 
-def shell_query(range_: str | None, refresh: str | None) -> dict[str, str | None]:
-    """The shell's URL parameters; None for defaults, so links stay short."""
-    return {"range": None if range_ in (None, DEFAULT_RANGE) else range_,
-            "refresh": None if refresh in (None, DEFAULT_REFRESH) else refresh}
-
-
 def sync_shell(trigger: str | None, search: str | None, range_: str | None, refresh: str | None) -> tuple:
     """Keep the URL and the shell's controls in step: a control changed -> the URL; the URL
     changed (first load, back and forward, a page writing its own state) -> the controls.
@@ -223,9 +215,7 @@ def sync_shell(trigger: str | None, search: str | None, range_: str | None, refr
     if trigger in ("range", "refresh"):
         new = merge_search(search, shell_query(range_, refresh))
         return (new if new != (search or "") else no_update), no_update, no_update, nav_hrefs(range_, refresh)
-    params = parse_search(search)
-    want_range = params.get("range") if params.get("range") in RANGES else DEFAULT_RANGE
-    want_refresh = params.get("refresh") if params.get("refresh") in REFRESHES else DEFAULT_REFRESH
+    want_range, want_refresh = shell_settings(search)
     return (no_update, want_range if want_range != range_ else no_update,
             want_refresh if want_refresh != refresh else no_update, nav_hrefs(want_range, want_refresh))
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from dashboard.overview_data import NONE, fmt_duration, fmt_threshold
+from dashboard.formatting import NONE, fmt_duration, fmt_threshold
 from dashboard.pages.overview import VERDICT_COLORS
 from dashboard.plot_text import plot_text
 from slo import durations, promql

@@ -4,12 +4,13 @@ of its service; filtered, sorted, paged and formatted for the page.
     state = ViewState.from_query({"q": "fs", "status": "critical,warning", "sort": "-budget"})
     v = view(slos, canaries, state)       # slos and canaries as the engine's API answers them
     v.rows                                # the page's rows, every number formatted
-    merge_search("?range=24h", state.query())   # -> "?range=24h&q=fs&status=critical%2Cwarning&..."
+    merge_search("?range=24h", state.query())   # (dashboard.url_state) -> "?range=24h&q=fs&status=..."
 
 Plain functions on lists and dicts, no Dash and no pandas: the page's callbacks stay thin,
 tests call these directly, and a view of 1,000 services x 2 SLOs takes milliseconds (only
-the visible page is formatted). The page state lives in the URL's query string, so every
-view is a permalink; the shell's own keys (range, refresh) share it.
+the visible page is formatted). The page state lives in the URL's query string
+(dashboard.url_state), so every view is a permalink; the shell's own keys (range, refresh)
+share it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode
 
+from dashboard.formatting import (fmt_budget, fmt_burn, fmt_exhaustion, fmt_objective, fmt_sli,
+                                  fmt_threshold)
 from slo import durations
 from slo.engine.answers import SEVERITY
 
@@ -27,26 +29,6 @@ PAGE_SIZE = 50
 STATUSES = tuple(SEVERITY)  # worst first: critical, exhausted, warning, no_data, ok
 STATUS_LABELS = {"critical": "critical", "exhausted": "budget exhausted", "warning": "warning",
                  "no_data": "no data", "ok": "ok"}
-NONE = "—"  # a number nobody knows (no traffic): never shown as 0 or 100%
-
-
-# --- URL state -----------------------------------------------------------------------------
-
-
-def parse_search(search: str | None) -> dict[str, str]:
-    """A query string ("?a=1&b=2") as a dict; the last of repeated keys wins."""
-    return dict(parse_qsl((search or "").lstrip("?")))
-
-
-def merge_search(search: str | None, updates: Mapping[str, str | None]) -> str:
-    """`search` with `updates` applied (None or "" removes a key); "" when nothing is left."""
-    params = parse_search(search)
-    for key, value in updates.items():
-        if value in (None, ""):
-            params.pop(key, None)
-        else:
-            params[key] = str(value)
-    return f"?{urlencode(params)}" if params else ""
 
 
 @dataclass(frozen=True)
@@ -277,66 +259,6 @@ def view(slos: list[dict], canaries: list[dict], state: ViewState, page_size: in
     return View(rows=[format_row(r, p.windows) for r in visible], windows=p.windows, total=len(p.rows),
                 matched=len(matched), page=page, pages=pages, counts=p.counts,
                 all_no_data=bool(p.rows) and p.counts.get("no_data", 0) == len(p.rows))
-
-
-# --- numbers as text -----------------------------------------------------------------------
-
-
-def _trim(number: str) -> str:
-    return number.rstrip("0").rstrip(".") if "." in number else number
-
-
-def fmt_objective(x: float | None) -> str:
-    """0.999 -> "99.9%"."""
-    return NONE if x is None else f"{_trim(f'{x * 100:.4f}')}%"
-
-
-def fmt_sli(x: float | None) -> str:
-    """0.99804 -> "99.804%", rounded down so that short of 100% never reads 100%."""
-    if x is None:
-        return NONE
-    return f"{_trim(f'{math.floor(x * 100_000 + 1e-6) / 1000:.3f}')}%"
-
-
-def fmt_budget(x: float | None) -> str:
-    """The share of the error budget left: 0.37 -> "37.0%", overspent -0.952 -> "-95.2%"."""
-    return NONE if x is None else f"{x * 100:.1f}%"
-
-
-def fmt_burn(b: float | None) -> str:
-    """How many times faster than sustainable: "0.52x", "14.4x", "1,250x"."""
-    if b is None:
-        return NONE
-    if b < 10:
-        return f"{b:.2f}x"
-    return f"{b:.1f}x" if b < 100 else f"{b:,.0f}x"
-
-
-def fmt_threshold(seconds: float | None) -> str | None:
-    """A latency threshold: 0.5 -> "500 ms", 2 -> "2 s"."""
-    if seconds is None:
-        return None
-    return f"{_trim(f'{seconds * 1000:.1f}')} ms" if seconds < 1 else f"{_trim(f'{seconds:.2f}')} s"
-
-
-def fmt_duration(seconds: float) -> str:
-    """The two largest units: "45s", "1m 30s", "3h 12m", "2d 4h" (a zero second unit is left out)."""
-    s = max(0, round(seconds))
-    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    for (unit, size), (smaller, smaller_size) in zip(units, units[1:]):
-        if s >= size:
-            rest = s % size // smaller_size
-            return f"{s // size}{unit}" + (f" {rest}{smaller}" if rest else "")
-    return f"{s}s"
-
-
-def fmt_exhaustion(seconds: float | None, status: str) -> str:
-    """Time until the budget is spent at the last hour's burn rate: "3h 12m", "never", "exhausted"."""
-    if status == "no_data":
-        return NONE
-    if seconds is None:
-        return "never"  # the engine's None: not burning at all this hour
-    return "exhausted" if seconds <= 0 else fmt_duration(seconds)
 
 
 def _seconds(window: str) -> float:

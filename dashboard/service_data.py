@@ -23,10 +23,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dashboard import overview_data
-from dashboard.overview_data import NONE, fmt_burn, fmt_objective, fmt_threshold, parse_search
+from dashboard.formatting import NONE, fmt_burn, fmt_duration, fmt_objective, fmt_threshold
 from dashboard.plot_text import plot_text
 from dashboard.prometheus import Metrics, step_for
 from dashboard.source import SourceError
+from dashboard.url_state import shell_settings
 from slo import durations, evaluate, promql
 from slo.query import Sample, Series
 
@@ -62,11 +63,7 @@ class TimeRange:
 
 def time_range(search: str | None, now: float) -> TimeRange:
     """The shell's `range` URL parameter (unknown or missing: its default) ending at `now`."""
-    # dashboard.app imports the pages, which import this: its constants are read at call time
-    from dashboard.app import DEFAULT_RANGE, RANGES
-
-    name = parse_search(search).get("range")
-    name = name if name in RANGES else DEFAULT_RANGE
+    name, _ = shell_settings(search)
     span = durations.parse(name)
     step = step_for(span)
     end = math.floor(now / step) * step
@@ -428,7 +425,7 @@ def service_alerts(alerts: list[dict] | SourceError, service: str, now: float) -
                     "tool": labels.get("tool", ""), "tier": labels.get("tier", ""),
                     "summary": notes.get("summary") or notes.get("description") or "",
                     "runbook": web_link(notes.get("runbook_url")), "since": since,
-                    "for_text": overview_data.fmt_duration(now - since) if since is not None else NONE})
+                    "for_text": fmt_duration(now - since) if since is not None else NONE})
     return sorted(out, key=lambda a: (a["state"] != "firing", SEVERITY_ORDER.get(a["severity"], len(SEVERITY_ORDER)),
                                       a["since"] if a["since"] is not None else math.inf, a["alertname"], a["slo"]))
 

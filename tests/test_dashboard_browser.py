@@ -18,7 +18,7 @@ import pytest
 from dashboard.app import create_app
 from dashboard.auth import AuthConfig, hash_password
 from dashboard.canary_data import fmt_pct
-from dashboard.overview_data import fmt_budget, fmt_objective, fmt_sli
+from dashboard.formatting import fmt_budget, fmt_objective, fmt_sli
 from dashboard.source import EngineSource
 from slo.engine.api import BackgroundServer
 from slo.engine.api import create_app as engine_api

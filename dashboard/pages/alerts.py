@@ -17,10 +17,10 @@ from urllib.parse import quote
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import alerts_data
-from dashboard.overview_data import merge_search
 from dashboard.pages.overview import empty_state, notice
 from dashboard.prometheus import Metrics
 from dashboard.source import SourceError
+from dashboard.url_state import merge_search
 
 PATH, NAME, ORDER = "/alerts", "Alerts", 2
 

@@ -16,15 +16,15 @@ from typing import Any
 from dash import Input, Output, State, dcc, html
 
 from dashboard import canary_data
-from dashboard.overview_data import NONE, merge_search
+from dashboard.formatting import NONE
 from dashboard.pages.overview import VERDICT_COLORS, empty_state, no_services, notice, unreachable
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError, Status
+from dashboard.url_state import DEFAULT_RANGE, merge_search
 from slo import durations
 
 PATH, NAME, ORDER = "/canaries", "Canaries", 1
 
-DEFAULT_RANGE = "24h"  # the shell's default (dashboard.app imports this module, so it is not imported)
 GRAPH_CONFIG = {"displayModeBar": False}
 STATUS_COLORS = {"passed": "#2e7d32", "failed": "#c62828", "insufficient": "#757575"}
 WRAP = {"whiteSpace": "normal", "minWidth": "24rem"}  # reasons are sentences: the tables' cells do not wrap

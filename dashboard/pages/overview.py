@@ -19,6 +19,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dashboard import overview_data
 from dashboard.overview_data import STATUS_LABELS, SORTS, View, ViewState
 from dashboard.source import Source, SourceError, Status
+from dashboard.url_state import merge_search
 
 PATH, NAME, ORDER = "/", "Overview", 0
 
@@ -126,7 +127,7 @@ def register_callbacks(app, data: Source, metrics=None) -> None:
                   Input("overview-state", "data"), State("url", "search"),
                   prevent_initial_call=True)
     def to_url(state_data, search):
-        new = overview_data.merge_search(search, ViewState.from_data(state_data).query())
+        new = merge_search(search, ViewState.from_data(state_data).query())
         return new if new != (search or "") else no_update
 
     @app.callback(Output("overview-body", "children"), Output("overview-summary", "children"),
@@ -135,7 +136,7 @@ def register_callbacks(app, data: Source, metrics=None) -> None:
                   Input("overview-state", "data"), Input("tick", "n_intervals"), State("url", "search"))
     def on_view(state_data, _tick, search):
         # links to service pages keep the rest of the query (the shell's range and refresh)
-        rest = overview_data.merge_search(search, dict.fromkeys(ViewState.KEYS))
+        rest = merge_search(search, dict.fromkeys(ViewState.KEYS))
         return tuple(render(data, state_data, rest))
 
 

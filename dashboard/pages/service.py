@@ -19,10 +19,12 @@ from urllib.parse import unquote
 from dash import Input, Output, dcc, html
 
 from dashboard import service_data as sd
-from dashboard.overview_data import NONE, STATUS_LABELS, merge_search, parse_search
+from dashboard.formatting import NONE
+from dashboard.overview_data import STATUS_LABELS
 from dashboard.pages.overview import STATUS_COLORS, empty_state, no_services, notice
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError
+from dashboard.url_state import shell_search
 from slo import promql
 
 PATH, PATH_TEMPLATE, NAME, ORDER = "/services", "/services/<service>", "Service", 3
@@ -58,12 +60,6 @@ def service_from_path(pathname: str | None) -> str | None:
     if not pathname or not pathname.startswith(prefix):
         return None
     return unquote(pathname[len(prefix):]) or None
-
-
-def shell_search(search: str | None) -> str:
-    """Only the shell's parameters of `search` (range, refresh): what links off this page keep."""
-    params = parse_search(search)
-    return merge_search("", {"range": params.get("range"), "refresh": params.get("refresh")})
 
 
 class Rendered(NamedTuple):
@@ -159,7 +155,7 @@ def slo_cards(rows: list[dict]) -> html.Div:
 
 
 def exhaustion(text: str) -> str:
-    """The card's words for dashboard.overview_data.fmt_exhaustion's text."""
+    """The card's words for dashboard.formatting.fmt_exhaustion's text."""
     if text == "exhausted":
         return ": spent"
     return "" if text in ("never", NONE) else f" · spent in {text} at the last hour's rate"
