@@ -19,8 +19,8 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from dashboard.colors import VERDICT_COLORS
 from dashboard.formatting import NONE, fmt_duration, fmt_threshold
-from dashboard.pages.overview import VERDICT_COLORS
 from dashboard.plot_text import plot_text
 from slo import durations, promql
 from slo.engine import answers

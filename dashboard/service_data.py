@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dashboard import overview_data
+from dashboard.colors import SEVERITY_COLORS
 from dashboard.formatting import NONE, fmt_burn, fmt_duration, fmt_objective, fmt_threshold
 from dashboard.plot_text import plot_text
 from dashboard.prometheus import Metrics, step_for
@@ -38,7 +39,6 @@ GRAPHS = ("sli", "budget", "burn", "requests", "latency", "heatmap", "active")  
 
 PALETTE = ("#1565c0", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457", "#4e342e", "#546e7a")
 STATUS_COLORS = {"success": "#43a047", "cancelled": "#9e9e9e", "timeout": "#fb8c00", "error": "#e53935"}
-SEVERITY_COLORS = {"page": "#c62828", "ticket": "#ef6c00"}
 SEVERITY_ORDER = {"page": 0, "ticket": 1, "release": 2}
 EXHAUSTED_COLOR = "#c62828"
 

@@ -17,14 +17,14 @@ from urllib.parse import quote
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import alerts_data
-from dashboard.pages.overview import empty_state, notice
+from dashboard.colors import SEVERITY_COLORS
+from dashboard.components import empty_state, notice
 from dashboard.prometheus import Metrics
 from dashboard.source import SourceError
 from dashboard.url_state import merge_search
 
 PATH, NAME, ORDER = "/alerts", "Alerts", 2
 
-SEVERITY_COLORS = {"page": "#c62828", "ticket": "#ef6c00", "release": "#1565c0"}
 OK = {"background": "#e8f5e9", "borderLeft": "4px solid #2e7d32", "paddingLeft": "1rem"}
 WRAP = {"whiteSpace": "normal", "minWidth": "20rem"}
 

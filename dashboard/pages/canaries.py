@@ -16,8 +16,9 @@ from typing import Any
 from dash import Input, Output, State, dcc, html
 
 from dashboard import canary_data
+from dashboard.colors import VERDICT_COLORS
+from dashboard.components import empty_state, no_services, notice, unreachable
 from dashboard.formatting import NONE
-from dashboard.pages.overview import VERDICT_COLORS, empty_state, no_services, notice, unreachable
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError, Status
 from dashboard.url_state import DEFAULT_RANGE, merge_search

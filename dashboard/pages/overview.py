@@ -17,16 +17,15 @@ from urllib.parse import quote
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from dashboard import overview_data
+from dashboard.colors import STATUS_COLORS, VERDICT_COLORS
+from dashboard.components import empty_state, no_services, notice, unreachable
 from dashboard.overview_data import STATUS_LABELS, SORTS, View, ViewState
-from dashboard.source import Source, SourceError, Status
+from dashboard.source import Source, SourceError
 from dashboard.url_state import merge_search
 
 PATH, NAME, ORDER = "/", "Overview", 0
 
-STATUS_COLORS = {"critical": "#c62828", "exhausted": "#6a1b9a", "warning": "#ef6c00", "ok": "#2e7d32",
-                 "no_data": "#9e9e9e"}
 LEVEL_BACKGROUNDS = {"page": "#ffcdd2", "ticket": "#ffe0b2"}  # a burn rate over a page / ticket tier
-VERDICT_COLORS = {"promote": "#2e7d32", "rollback": "#c62828", "inconclusive": "#757575"}
 
 # the controls whose change makes a new view state (the page resets to 1, except prev/next)
 _CONTROLS = ("overview-q", "overview-status", "overview-sort", "overview-reverse")
@@ -141,36 +140,6 @@ def register_callbacks(app, data: Source, metrics=None) -> None:
 
 
 # --- components ----------------------------------------------------------------------------
-
-
-def empty_state(title: str, text: str, *extra: Any) -> html.Div:
-    return html.Div(className="empty", children=[html.H3(title), html.P(text), *extra])
-
-
-def notice(text: str) -> html.Div:
-    return html.Div(text, className="notice")
-
-
-def unreachable(error: SourceError) -> html.Div:
-    if error.kind == "store":
-        return empty_state("The store cannot be read", error.message,
-                           html.P("The dashboard reads the file the engine writes (mcp-slo engine --store PATH)."))
-    title = "The engine is unreachable" if error.kind == "unreachable" else "The engine's answer is not usable"
-    return empty_state(title, error.message,
-                       html.P("Start it with mcp-slo engine --config SPEC --prometheus URL, and give its "
-                              "--listen address to mcp-slo dashboard --engine URL."))
-
-
-def no_services(status: Status | SourceError) -> html.Div:
-    if isinstance(status, Status) and status.evaluated_at is None:
-        failing = ([html.P(f"Its ticks fail: {status.last_error}. The engine retries on every tick; "
-                           "check that it can reach Prometheus.")] if status.last_error else [])
-        return empty_state("No evaluation yet", "The engine has not finished its first evaluation.", *failing)
-    return empty_state("No services yet",
-                       "The latest evaluation found no MCP service: Prometheus has no mcp_operations_total "
-                       "series and the SLO spec names no service.",
-                       html.P("Instrument a server (collector.instrument) or put mcp-slo proxy in front of one; "
-                              "its SLOs appear here after the next evaluation."))
 
 
 def summary(v: View, state: ViewState) -> html.Div:

@@ -19,9 +19,10 @@ from urllib.parse import unquote
 from dash import Input, Output, dcc, html
 
 from dashboard import service_data as sd
+from dashboard.colors import STATUS_COLORS
+from dashboard.components import empty_state, no_services, notice
 from dashboard.formatting import NONE
 from dashboard.overview_data import STATUS_LABELS
-from dashboard.pages.overview import STATUS_COLORS, empty_state, no_services, notice
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError
 from dashboard.url_state import shell_search
