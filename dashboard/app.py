@@ -26,6 +26,7 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dash
@@ -46,6 +47,7 @@ PAGES = (overview_page, canaries, alerts, service)
 NAV = (overview_page, canaries, alerts)  # a service's page is reached from its row
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8080"  # mcp-slo engine's default --listen
 HEALTHZ = "/healthz"
+ASSETS = Path(__file__).with_name("assets")  # the CSS, served by Dash under /assets/
 
 # gunicorn's `dashboard.app:server` reads these
 ENVIRONMENT = {
@@ -87,8 +89,8 @@ def create_app(source: Source, prometheus_url: str | None = None, config: Any = 
     puts every page behind basic auth or OpenID Connect (dashboard.auth)."""
     data = source if isinstance(source, CachedSource) else CachedSource(source, ttl)
     metrics = metrics or Metrics(prometheus_url, alertmanager_url, ttl=ttl)
-    app = dash.Dash(__name__, use_pages=True, pages_folder="", title="mcp-slo", update_title=None)
-    app.index_string = INDEX
+    app = dash.Dash(__name__, use_pages=True, pages_folder="", assets_folder=str(ASSETS), title="mcp-slo",
+                    update_title=None)
     for page in PAGES:
         dash.register_page(page.__name__, path=page.PATH, path_template=getattr(page, "PATH_TEMPLATE", None),
                            name=page.NAME, order=page.ORDER, title=f"{page.NAME} · mcp-slo", layout=page.layout)
@@ -255,57 +257,3 @@ def register_callbacks(app: dash.Dash, data: Source) -> None:
                   Input("tick", "n_intervals"), Input("url", "pathname"))
     def on_banner(_tick, _pathname):
         return banner(data.status())
-
-
-# the page around the app: Dash's placeholders, and the little CSS the pages need
-INDEX = """<!DOCTYPE html>
-<html>
-<head>
-{%metas%}
-<title>{%title%}</title>
-{%favicon%}
-{%css%}
-<style>
-body { font-family: system-ui, sans-serif; margin: 0; color: #212121; }
-header.top { display: flex; gap: 1.5rem; align-items: center; padding: .4rem 1rem; background: #263238; color: #fff; }
-header.top nav a { color: #cfd8dc; text-decoration: none; margin-right: 1rem; }
-header.top .shell-controls { margin-left: auto; display: flex; gap: .5rem; align-items: center; }
-.shell-dropdown { width: 6.5rem; color: #212121; }
-main { padding: .25rem 1rem 1rem; }
-.banner { padding: .3rem 1rem; font-size: .85rem; }
-.banner.ok { color: #616161; }
-.banner.warn { background: #fff3e0; border-bottom: 1px solid #ffb74d; }
-.banner.error { background: #ffebee; border-bottom: 1px solid #e57373; }
-.controls { display: flex; gap: .75rem; align-items: center; flex-wrap: wrap; margin: .5rem 0; }
-.controls .filter { width: 26rem; padding: .35rem; }
-.controls .status-filter { min-width: 18rem; }
-.controls .sort { width: 13rem; }
-.summary { margin: .4rem 0; }
-.summary .count { margin: 0 .2rem; }
-table.overview { border-collapse: collapse; width: 100%; font-size: .85rem; }
-table.overview th, table.overview td { padding: .25rem .45rem; border-bottom: 1px solid #eee; text-align: left;
-  white-space: nowrap; }
-table.overview thead th { position: sticky; top: 0; background: #fafafa; }
-table.overview th.group { text-align: center; border-bottom: 1px solid #bbb; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-.chip { color: #fff; border-radius: .6rem; padding: .05rem .5rem; font-size: .75rem; }
-.budget { display: flex; gap: .4rem; align-items: center; justify-content: flex-end; }
-.budget .bar { width: 6rem; height: .5rem; background: #eee; border-radius: .25rem; overflow: hidden; }
-.budget .bar div { height: 100%; }
-.firing { font-weight: 600; }
-.muted { color: #757575; }
-tr.stale { opacity: .6; }
-.empty { padding: 1.5rem 0; max-width: 50rem; }
-.notice { background: #fff8e1; padding: .4rem .6rem; margin: .4rem 0; }
-.pager { display: flex; gap: 1rem; align-items: center; margin: .6rem 0; }
-</style>
-</head>
-<body>
-{%app_entry%}
-<footer>
-{%config%}
-{%scripts%}
-{%renderer%}
-</footer>
-</body>
-</html>"""
