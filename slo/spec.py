@@ -91,7 +91,12 @@ def _unprintable(text: str) -> str | None:
 
 
 class SpecError(ValueError):
-    """A spec that cannot be used; the message names the file and the key path."""
+    """A spec that cannot be used; the message names the file and the key path, one line
+    per problem (other line breaks and control characters, say in a name quoted from the
+    spec, are escaped)."""
+
+    def __str__(self) -> str:
+        return "\n".join(printable(line) for line in super().__str__().split("\n"))
 
 
 def _duration(value: Any) -> str:

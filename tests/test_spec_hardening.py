@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from alerts import rules_tests
-from slo import cli, spec
+from mcp_slo import cli
+from slo import spec
 from tests import binaries
 
 COMMANDS = ("validate", "rules", "alertmanager")
@@ -297,3 +298,14 @@ def test_the_bounds_are_documented_where_they_are_checked():
     doc = spec.__doc__
     for phrase in ("99.9999", "365d", "burn_rate", "http"):
         assert phrase in doc, phrase
+
+
+def test_an_imported_name_with_a_yaml_line_break_is_one_line(tmp_path, capsys):
+    """The Sloth importer quotes the service in its messages: NEL (\\x85) is a line break to
+    str.splitlines and to YAML."""
+    sloth = (Path(__file__).resolve().parent.parent / "examples" / "sloth.yaml").read_text()
+    config = write(tmp_path, sloth.replace("service: analytics", 'service: "x\\Ny"'))
+    code, _, err = run("validate", config, tmp_path / "out", capsys)
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 2 and "is not a valid service name" in lines[1] and "\\x85" in lines[1], lines
