@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
+from slo import durations
+
 RANGES = ("1h", "6h", "24h", "7d", "30d")
 DEFAULT_RANGE = "24h"
 REFRESHES = {"off": None, "10s": 10, "30s": 30, "1m": 60, "5m": 300}  # label -> seconds
@@ -43,6 +45,14 @@ def shell_settings(search: str | None) -> tuple[str, str]:
     range_ = params.get("range") if params.get("range") in RANGES else DEFAULT_RANGE
     refresh = params.get("refresh") if params.get("refresh") in REFRESHES else DEFAULT_REFRESH
     return range_, refresh
+
+
+def range_seconds(range_: str | None) -> float:
+    """The range control's value ("24h") in seconds; the default range's when missing or not a duration."""
+    try:
+        return durations.parse(range_ or DEFAULT_RANGE)
+    except ValueError:
+        return durations.parse(DEFAULT_RANGE)
 
 
 def shell_query(range_: str | None, refresh: str | None) -> dict[str, str | None]:

@@ -1,2 +1,4 @@
-"""The dashboard's pages, one module each: PATH, NAME, ORDER, `layout(**query)` and, when the
-page has callbacks, `register_callbacks(app, data)`. dashboard.app registers them."""
+"""The dashboard's pages, one module each: PATH, NAME, ORDER, `layout(**query)` and
+`register_callbacks(app, data, metrics)`, layout and callbacks only. They take their data from
+the data modules (dashboard/*_data.py), their shared pieces from dashboard.components, and
+never import each other. dashboard.app registers them."""

@@ -21,8 +21,7 @@ from dashboard.components import empty_state, no_services, notice, unreachable
 from dashboard.formatting import NONE
 from dashboard.prometheus import Metrics
 from dashboard.source import Source, SourceError, Status
-from dashboard.url_state import DEFAULT_RANGE, merge_search
-from slo import durations
+from dashboard.url_state import merge_search, range_seconds
 
 PATH, NAME, ORDER = "/canaries", "Canaries", 1
 
@@ -67,7 +66,7 @@ def render(data: Source, metrics: Metrics, service: str | None, range_: str | No
                           className="muted"))
         return out
     now = time.time() if now is None else now
-    start = now - _seconds(range_)
+    start = now - range_seconds(range_)
     mine = [d for d in decisions if d.get("service") == service]
     if not mine:
         out.append(notice(f"{service} has no canary in the engine's latest evaluation; its past decisions "
@@ -76,13 +75,6 @@ def render(data: Source, metrics: Metrics, service: str | None, range_: str | No
         out.append(canary_detail(d, metrics))
     out.append(history(data.canary_history(service, since=start), service, start, now))
     return out
-
-
-def _seconds(range_: str | None) -> float:
-    try:
-        return durations.parse(range_ or DEFAULT_RANGE)
-    except ValueError:
-        return durations.parse(DEFAULT_RANGE)
 
 
 # --- components ----------------------------------------------------------------------------
