@@ -384,7 +384,7 @@ class _Clock:
         return self.now
 
 
-def _record(msg: str, *args: object, name: str = "mcp_slo.proxy", level: int = logging.WARNING) -> logging.LogRecord:
+def _record(msg: str, *args: object, name: str = "collector.proxy", level: int = logging.WARNING) -> logging.LogRecord:
     return logging.LogRecord(name, level, __file__, 1, msg, args, None)
 
 

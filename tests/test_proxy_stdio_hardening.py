@@ -151,7 +151,7 @@ def test_the_envelope_of_a_dropped_line(line, want):
 def test_a_repeated_warning_is_logged_at_once_then_summed_up_per_interval(caplog):
     now = [100.0]
     warning = RepeatedWarning("things went wrong", interval=10, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="mcp_slo.proxy"):
+    with caplog.at_level(logging.WARNING, logger="collector.proxy"):
         warning.add()
         warning.add(5000)
         now[0] += 5

@@ -63,7 +63,7 @@ from collector.logfilter import install_rate_limit
 from collector.proxy.framing import NOT_JSON, SseEvent, SseSplitter, parse_json, sse_message
 from collector.proxy.tracker import CONNECTION_CLOSED, REQUEST_TIMEOUT, Key, Tracker, error_response
 
-logger = logging.getLogger("mcp_slo.proxy")
+logger = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
     {

@@ -66,7 +66,7 @@ from collector.proxy.tracker import (
     messages,
 )
 
-logger = logging.getLogger("mcp_slo.proxy")
+logger = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 16
 # After the client hangs up, how long the server gets to exit on its own once its

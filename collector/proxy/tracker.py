@@ -44,7 +44,7 @@ from typing import Any
 from collector import classify, names
 from collector.metrics import Recorder, method_label
 
-logger = logging.getLogger("mcp_slo.proxy")
+logger = logging.getLogger(__name__)
 
 DEFAULT_REQUEST_TIMEOUT = 300.0
 
