@@ -12,6 +12,7 @@ from pathlib import Path
 
 from alerts import alertmanager
 from alerts.output import write_atomically
+from collector.command import OK, CommandError
 from slo import importers
 from slo.spec import SpecError
 
@@ -25,15 +26,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = importers.load(args.config).spec
     except SpecError as exc:
-        print(f"mcp-slo alertmanager: invalid spec, nothing written\n{exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"invalid spec, nothing written\n{exc}") from None
     text = alertmanager.render(spec, source=args.config)
     if args.out is None:
         sys.stdout.write(text)
-        return 0
+        return OK
     try:
         write_atomically(Path(args.out), text)
     except OSError as exc:
-        print(f"mcp-slo alertmanager: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
-        return 2
-    return 0
+        raise CommandError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    return OK

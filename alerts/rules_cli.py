@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
 from alerts import rules, rules_tests
 from alerts.output import write_atomically
+from collector.command import OK, CommandError
 from slo import durations, importers, spec
 
 TESTS_DIR = "tests"
@@ -91,13 +91,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         files = generate(args.config, args.format, interval=args.interval, name=args.name,
                          namespace=args.namespace, labels=_labels(args.label), tests=args.tests)
-        written = write(Path(args.out), files)
     except (spec.SpecError, rules.RulesError) as exc:
-        print(f"mcp-slo rules: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"mcp-slo rules: cannot write to {args.out}: {exc}", file=sys.stderr)
-        return 1
-    for path in written:
+        raise CommandError(str(exc)) from None
+    for path in write_or_fail(Path(args.out), files):
         print(path)
-    return 0
+    return OK
+
+
+def write_or_fail(out_dir: Path, files: dict[str, str]) -> list[Path]:
+    """`write`, or CommandError: an output directory that cannot be written is bad input."""
+    try:
+        return write(out_dir, files)
+    except OSError as exc:
+        raise CommandError(f"cannot write {out_dir}: {exc.strerror or exc}") from None

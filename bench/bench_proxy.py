@@ -33,7 +33,7 @@ from bench._common import paired_result
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = str(ROOT / "bench" / "echo_server.py")
-PROXY = [sys.executable, "-m", "slo.cli", "proxy", "--service", "bench", "--version", "v1", "--metrics-port", "0"]
+PROXY = [sys.executable, "-m", "mcp_slo", "proxy", "--service", "bench", "--version", "v1", "--metrics-port", "0"]
 
 
 def _free_port() -> int:

@@ -56,7 +56,7 @@ ENVIRONMENT = {
     "MCP_SLO_ENGINE_INTERVAL": "with MCP_SLO_STORE: the engine's --interval, to tell stale data (default 30s)",
     "MCP_SLO_PROMETHEUS_URL": "Prometheus, for the charts and alerts",
     "MCP_SLO_ALERTMANAGER_URL": "Alertmanager, for the alerts page (optional)",
-    # how to reach both, as the engine's options of the same names (slo.engine.cli.add_backend_arguments)
+    # how to reach both, as the engine's options of the same names (slo.engine.engine_cli.add_backend_arguments)
     "MCP_SLO_BEARER_TOKEN_ENV": "the name of the environment variable holding a bearer token (--bearer-token-env)",
     "MCP_SLO_BASIC_AUTH_USER": "or basic auth: the user (--basic-auth-user), with MCP_SLO_BASIC_AUTH_PASSWORD_ENV",
     "MCP_SLO_BASIC_AUTH_PASSWORD_ENV": "the name of the environment variable holding its password",
@@ -133,7 +133,7 @@ def server_from_env(environ: Mapping[str, str] = os.environ) -> flask.Flask:
 def backend_from_env(environ: Mapping[str, str]) -> BackendOptions | None:
     """How to reach Prometheus and Alertmanager, from ENVIRONMENT through the engine's own
     parsing of its options; None without MCP_SLO_PROMETHEUS_URL."""
-    from slo.engine import cli as engine_cli
+    from slo.engine import engine_cli
 
     url = environ.get("MCP_SLO_PROMETHEUS_URL")
     if not url:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from dashboard import cli as dashboard_cli
-from slo.engine import cli as engine_cli
+from collector.command import CommandError, host_port, parse_host_port
+from dashboard import dashboard_cli
+from slo.engine import engine_cli
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DASHBOARD_LISTEN = dashboard_cli.DEFAULT_LISTEN
 
@@ -41,29 +43,25 @@ def run(args: argparse.Namespace) -> int:
     if args.once:
         return engine_cli.run(args)
     try:
+        dash_host, dash_port = parse_host_port(args.dashboard_listen, "--dashboard-listen")
         engine, host, port = engine_cli.build(args)
-        dash_host, dash_port = dashboard_cli.parse_listen("--dashboard-listen", args.dashboard_listen)
     except SpecError as exc:
-        print(f"mcp-slo serve: invalid spec\n{exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"invalid spec\n{exc}") from None
     except (ValueError, StoreError) as exc:
-        print(f"mcp-slo serve: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     try:
         api = BackgroundServer(create_app(engine), host, port)
     except OSError as exc:
-        print(f"mcp-slo serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         engine.store.close()
-        return 2
+        raise CommandError(f"cannot listen on {host_port(host, port)}: {exc.strerror or exc}") from None
     try:
         try:
             app = dashboard_cli.build_app(EngineSource(api.url), args, engine.spec)
         except ValueError as exc:
-            print(f"mcp-slo serve: {exc}", file=sys.stderr)
-            return 2
+            raise CommandError(str(exc)) from None
         engine.start()
-        logging.getLogger("slo").info("engine: API on %s, ticking every %gs against %s", api.url, engine.interval,
-                                      engine.backend.options.url)
+        logger.info("engine: API on %s, ticking every %gs against %s", api.url, engine.interval,
+                    engine.backend.options.url)
         return dashboard_cli.serve(app, dash_host, dash_port)
     finally:
         engine.stop()

@@ -5,10 +5,10 @@ the errors, naming the file and the key path, on stderr and exit 2. Writes nothi
 from __future__ import annotations
 
 import argparse
-import sys
 
+from collector.command import OK, CommandError
 from slo import importers
-from slo.spec import ALL_METHODS, Objective, Spec, SpecError
+from slo.spec import ALL_METHODS, Objective, Spec, SpecError, printable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,15 +20,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = importers.load(args.config)
     except SpecError as exc:
-        print(f"mcp-slo validate: invalid spec\n{exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"invalid spec\n{exc}") from None
     print(summary(loaded, args.config))
-    return 0
+    return OK
 
 
 def summary(loaded: importers.Loaded, source: str) -> str:
     s = loaded.spec
-    lines = [f"{source}: valid {loaded.format} spec"]
+    lines = [f"{printable(source)}: valid {loaded.format} spec"]
     if s.defaults.objectives:
         lines.append("defaults (every service Prometheus knows):")
         lines += [f"  {_objective(o)}" for o in s.defaults.objectives]

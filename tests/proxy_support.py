@@ -29,7 +29,7 @@ VERSION = "v1"
 
 def proxy_command(service: str, metrics_port: int, *options: str) -> list[str]:
     """`mcp-slo proxy` as a command line, before any `-- COMMAND`."""
-    return [PYTHON, "-m", "slo.cli", "proxy", "--service", service, "--version", VERSION,
+    return [PYTHON, "-m", "mcp_slo", "proxy", "--service", service, "--version", VERSION,
             "--metrics-port", str(metrics_port), *options]
 
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from alerts import alertmanager
-from slo import cli, durations, spec
+from mcp_slo import cli
+from slo import durations, spec
 from tests import binaries
 
 EXAMPLE = "examples/slo.yaml"

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slo import cli
+from mcp_slo import cli
 from slo.engine.backend import DEFAULT_MAX_RESPONSE_BYTES, Backend, BackendError, BackendOptions
 from slo.query import Sample
 from tests.support import free_port
@@ -180,7 +180,7 @@ def test_the_engine_option_sets_the_limit(streamer, tmp_path, capsys):
 # its exec: the rusage of a child would count the test process it was forked from)
 _REPORTING_PEAK = """
 import sys
-from slo import cli
+from mcp_slo import cli
 code = cli.main(sys.argv[1:])
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(int(peak.split()[1]) / 1024, file=sys.stderr)

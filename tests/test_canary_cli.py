@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from demo.stack import Stack
-from slo import cli
+from mcp_slo import cli
 from tests.conftest import running_stack
 from tests.support import wait_until
 

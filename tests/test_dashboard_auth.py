@@ -169,7 +169,7 @@ def write_store(path) -> None:
 def dashboard_process(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
     """`mcp-slo dashboard ARGS` on a free port until the block ends; yields its URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "slo.cli", "dashboard", *args, "--listen", f"127.0.0.1:{port}"],
+    process = subprocess.Popen([sys.executable, "-m", "mcp_slo", "dashboard", *args, "--listen", f"127.0.0.1:{port}"],
                                env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     url = f"http://127.0.0.1:{port}"
@@ -190,7 +190,7 @@ def in_process_app(args: list[str]):
     """The app `mcp-slo dashboard ARGS` serves, built here to read its callback map."""
     import argparse
 
-    from dashboard import cli as dashboard_cli
+    from dashboard import dashboard_cli
 
     parser = argparse.ArgumentParser()
     dashboard_cli.add_arguments(parser)

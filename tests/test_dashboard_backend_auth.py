@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from dashboard import cli as dashboard_cli
+from dashboard import dashboard_cli
 from dashboard.source import SourceError
 from tests import binaries
 from tests.support import free_port, wait_until
@@ -212,7 +212,7 @@ def test_the_dashboard_under_gunicorn_takes_the_credentials_from_its_environment
 
 
 def test_bad_backend_options_are_a_clear_usage_error(tmp_path, capsys):
-    from slo import cli
+    from mcp_slo import cli
 
     store = ["--store", str(tmp_path / "engine.db")]
     assert cli.main(["dashboard", *store, "--header", "no-colon"]) == 2
@@ -239,7 +239,7 @@ def test_serve_gives_its_dashboard_the_engines_credentials(tmp_path, proxies):
     prometheus, alertmanager = proxies(bearer)
     api, dashboard = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "slo.cli", "serve", "--config", "examples/slo.yaml", "--prometheus", prometheus.url,
+        [sys.executable, "-m", "mcp_slo", "serve", "--config", "examples/slo.yaml", "--prometheus", prometheus.url,
          "--alertmanager", alertmanager.url, "--bearer-token-env", TOKEN_ENV, "--store", str(tmp_path / "serve.db"),
          "--interval", "5s", "--listen", f"127.0.0.1:{api}", "--dashboard-listen", f"127.0.0.1:{dashboard}"],
         env={**os.environ, TOKEN_ENV: TOKEN}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

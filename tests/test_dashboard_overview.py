@@ -22,7 +22,8 @@ from dashboard.overview_data import ViewState, build_rows, burn_cells, burn_wind
 from dashboard.url_state import merge_search, parse_search
 from dashboard.pages import overview as page
 from dashboard.source import EngineSource, SourceError, Status
-from slo import cli, durations
+from mcp_slo import cli
+from slo import durations
 from slo.engine import answers
 from slo import spec as slo_spec
 from slo.canary.judge import Comparison, Counts, judge
@@ -454,7 +455,7 @@ def test_the_gunicorn_server_is_built_from_the_environment(tmp_path, monkeypatch
 
 
 def test_the_dashboard_command_checks_its_arguments(tmp_path, capsys):
-    from dashboard import cli as dashboard_cli
+    from dashboard import dashboard_cli
 
     assert cli.main(["dashboard", "--engine", "ftp://engine"]) == 2
     assert "http(s)://" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from demo.cli import _StopRequest
+from demo.demo_cli import _StopRequest
 from tests import binaries
 from tests.support import free_port, wait_until
 
@@ -40,7 +40,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
     port = free_port()
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "40", "--prometheus-port", str(port),
+        [sys.executable, "-m", "mcp_slo", "demo", "--exit-after", "40", "--prometheus-port", str(port),
          "--workdir", str(workdir),
          "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0", "--engine-port", "0",
          "--dashboard-port", "0", "--no-rule-backfill"],  # tests/test_rule_backfill.py covers it
@@ -97,7 +97,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
 
 def test_a_missing_prometheus_gives_the_install_command_and_exit_code_2(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "slo.cli", "demo", "--exit-after", "1", "--workdir", str(tmp_path / "wd")],
+        [sys.executable, "-m", "mcp_slo", "demo", "--exit-after", "1", "--workdir", str(tmp_path / "wd")],
         env={"PATH": str(tmp_path), "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2, done.stderr
@@ -109,7 +109,7 @@ def test_a_missing_prometheus_gives_the_install_command_and_exit_code_2(tmp_path
 def start_demo(tmp_path, *extra: str) -> tuple[subprocess.Popen, Path, list[str]]:
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slo.cli", "demo", "--prometheus-port", "0", "--alertmanager-port", "0",
+        [sys.executable, "-m", "mcp_slo", "demo", "--prometheus-port", "0", "--alertmanager-port", "0",
          "--engine-port", "0", "--dashboard-port", "0", "--history-days", "0", "--workdir", str(workdir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from collector.exposition import start_metrics_server
 from collector.metrics import families
 from demo.prometheus import start_prometheus
-from slo import cli, importers
+from mcp_slo import cli
+from slo import importers
 from slo.engine.api import create_app
 from slo.engine.backend import Backend, BackendOptions
 from slo.engine.scheduler import Engine

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from alerts import rules
 from collector import Recorder, names
 from grafana import frame, generate
-from slo import cli, plan, promql, spec
+from mcp_slo import cli
+from slo import plan, promql, spec
 from slo.engine.scheduler import Health
 from slo.engine.metrics import registry_for
 from tests.support import registry_text, wait_until

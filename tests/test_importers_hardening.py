@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slo import cli, importers, spec
+from mcp_slo import cli
+from slo import importers, spec
 from slo.importers import sli_query
 from slo.importers.sli_query import Filter, Part, QueryError
 from tests import binaries

@@ -355,7 +355,7 @@ def test_slow_header_connections_leave_metrics_and_calls_working(upstreams, tmp_
 
 
 def test_the_bounds_show_in_help():
-    out = subprocess.run([PYTHON, "-m", "slo.cli", "proxy", "--help"], capture_output=True, text=True,
+    out = subprocess.run([PYTHON, "-m", "mcp_slo", "proxy", "--help"], capture_output=True, text=True,
                          env=child_env(), timeout=60)
     assert out.returncode == 0
     for option in ("--max-body-bytes", "--max-connections", "--header-timeout"):

@@ -498,7 +498,7 @@ def test_stdin_and_stdout_may_be_files(tmp_path):
 def test_service_and_version_from_the_environment(tmp_path):
     port = free_port()
     log = tmp_path / "log"
-    command = [PYTHON, "-m", "slo.cli", "proxy", "--metrics-port", str(port), "--",
+    command = [PYTHON, "-m", "mcp_slo", "proxy", "--metrics-port", str(port), "--",
                PYTHON, str(SERVERS / "scripted_stdio.py"), str(log)]
     with RawStdio(command, env=child_env(MCP_SLO_SERVICE="env-service", MCP_SLO_VERSION="v9")) as proxy:
         proxy.request(1, "ping")
@@ -509,7 +509,7 @@ def test_service_and_version_from_the_environment(tmp_path):
 
 def test_bad_command_lines_are_refused_clearly():
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([PYTHON, "-m", "slo.cli", "proxy", *args], capture_output=True, text=True,
+        return subprocess.run([PYTHON, "-m", "mcp_slo", "proxy", *args], capture_output=True, text=True,
                               env=child_env(MCP_SLO_SERVICE=""), timeout=30)
 
     neither = run("--service", "s", "--metrics-port", "0")

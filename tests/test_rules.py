@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from alerts import rules, rules_cli, rules_tests
-from slo import cli, importers, plan, promql, spec
+from mcp_slo import cli
+from slo import importers, plan, promql, spec
 from tests import binaries
 
 ROOT = Path(__file__).resolve().parent.parent

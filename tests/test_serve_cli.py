@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from slo import cli
+from mcp_slo import cli
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_serve_runs_the_engine_and_the_dashboard(healthy_stack, tmp_path):
     api, dashboard = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "slo.cli", "serve", "--config", "examples/slo.yaml",
+        [sys.executable, "-m", "mcp_slo", "serve", "--config", "examples/slo.yaml",
          "--prometheus", healthy_stack.prometheus_url, "--store", str(tmp_path / "serve.db"), "--interval", "5s",
          "--listen", f"127.0.0.1:{api}", "--dashboard-listen", f"127.0.0.1:{dashboard}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

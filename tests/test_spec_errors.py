@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slo import cli
+from mcp_slo import cli
 
 AVAILABILITY = "{name: availability, kind: availability, target: 99.9}"
 

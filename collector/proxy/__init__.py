@@ -1,6 +1,6 @@
 """The instrumenting proxy: measures any MCP server from outside.
 
-`mcp-slo proxy` (see `collector.proxy.cli`) is the usual entry point. To run a
+`mcp-slo proxy` (see `collector.proxy_cli`) is the usual entry point. To run a
 proxy inside a Python program instead:
 
     tracker = Tracker(Recorder("filesystem", "v1"), request_timeout=60)

@@ -529,18 +529,6 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     return int(value) if value and value.strip().isdigit() else 0
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """HOST:PORT (or [V6]:PORT, or just PORT) -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", listen
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}") from None
-
-
 async def serve_http_proxy(
     upstream: str,
     tracker: Tracker,

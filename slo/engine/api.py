@@ -44,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collector.command import host_port
 from slo.engine.answers import (GATE_STATUS, HISTORY_LIMIT, VERDICTS, canary_history_items, canary_items, jsonable,
                                 parse_time, readiness, rfc3339, service_items, service_verdict, slo_items)
 from slo.engine.metrics import registry_for
@@ -237,12 +238,12 @@ class BackgroundServer:
         import uvicorn
 
         # bind first, so port 0 works and the port is known before anything scrapes it
-        self.socket = socket.create_server((host, port))
+        self.socket = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         # as uvicorn sets on the sockets it binds itself: without it, a kept-alive client
         # waits ~40 ms per request for delayed ACKs (accepted sockets inherit the option)
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = self.socket.getsockname()[:2]
-        self.url = f"http://{self.host}:{self.port}"
+        self.url = f"http://{host_port(self.host, self.port)}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
                                        name="mcp-slo-api", daemon=True)

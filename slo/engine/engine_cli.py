@@ -17,11 +17,13 @@ import logging
 import os
 import re
 import signal
-import sys
 import threading
 
+from collector.command import FAILED, OK, CommandError, host_port, parse_host_port
 from slo import durations, importers
 from slo.spec import SpecError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -87,17 +89,13 @@ def parse_size(text: str, option: str) -> int:
     return size
 
 
-def _fail(message: str) -> int:
-    print(f"mcp-slo engine: {message}", file=sys.stderr)
-    return 2
-
-
 def build(args: argparse.Namespace):
     """(engine, listen host, port) from the arguments; raises ValueError with a clear message."""
     from slo.engine.backend import Backend
     from slo.engine.scheduler import Engine
     from slo.engine.store import Store
 
+    host, port = parse_host_port(args.listen, "--listen")  # before the store file is created
     spec = importers.load(args.config).spec
     interval = durations.parse(args.interval)
     timeout = durations.parse(args.timeout) if args.timeout else 0.8 * interval
@@ -108,11 +106,7 @@ def build(args: argparse.Namespace):
     options = backend_options(args, timeout=per_query, retries=args.retries,
                               max_response_bytes=parse_size(args.max_response_size, "--max-response-size"))
     store = Store(args.store, retention_seconds=durations.parse(args.retention))
-    engine = Engine(spec, Backend(options), store, interval=interval, timeout=timeout)
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--listen {args.listen!r}: use HOST:PORT")
-    return engine, host, int(port)
+    return Engine(spec, Backend(options), store, interval=interval, timeout=timeout), host, port
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine, host, port = build(args)
     except SpecError as exc:
-        return _fail(f"invalid spec\n{exc}")
+        raise CommandError(f"invalid spec\n{exc}") from None
     except (ValueError, StoreError) as exc:
-        return _fail(str(exc))
+        raise CommandError(str(exc)) from None
 
     if args.once:
         result = engine.tick()
@@ -136,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 summary["statuses"][s["status"]] += 1
         print(json.dumps(summary, indent=2, default=str))
         engine.store.close()
-        return 0 if result is not None else 1
+        return OK if result is not None else FAILED
     return serve(engine, host, port)
 
 
@@ -157,11 +151,11 @@ def serve(engine, host: str, port: int) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    logging.getLogger("slo").info("engine: API on http://%s:%d, ticking every %gs against %s",
-                                  host, port, engine.interval, engine.backend.options.url)
+    logger.info("engine: API on http://%s, ticking every %gs against %s", host_port(host, port), engine.interval,
+                engine.backend.options.url)
     try:
         server.run()
     finally:
         engine.stop()
         engine.store.close()
-    return 0
+    return OK

@@ -8,12 +8,12 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
 import anyio
 
+from collector.command import FAILED, OK, CommandError
 from demo.processes import MissingBinary
 from demo.scenario import ScenarioError, available
 from demo.stack import Stack, StackConfig, start_stack
@@ -64,16 +64,11 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         stack = start_stack(config, say)
     except KeyboardInterrupt:
         say("demo stopped")  # start_stack has stopped what it started
-        return 0
-    except MissingBinary as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return OK
+    except (MissingBinary, ScenarioError) as exc:
+        raise CommandError(str(exc)) from None
+    except RuntimeError as exc:  # a process of the stack failed
+        raise CommandError(str(exc), FAILED) from None
     stop_request = _StopRequest()
     try:
         # From here a signal only sets a flag: see _StopRequest.
@@ -90,7 +85,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.close()
     say("demo stopped")
-    return 0
+    return OK
 
 
 def _interrupt(_signum, _frame) -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from urllib.parse import urlsplit
 
-from slo.engine import cli as engine_cli
+from collector.command import OK, CommandError, host_port, parse_host_port
+from slo.engine import engine_cli
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:8050"
 
@@ -59,16 +61,9 @@ def check_url(flag: str, url: str | None) -> None:
         raise ValueError(f"{flag} must be http(s)://host[:port][/path]")
 
 
-def parse_listen(flag: str, listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{flag} {listen!r}: use HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 def build_app(source, args: argparse.Namespace, spec):
     """The app over `source` with the page arguments (`add_page_arguments`) and the backend
-    arguments (slo.engine.cli.add_backend_arguments) of `args`."""
+    arguments (slo.engine.engine_cli.add_backend_arguments) of `args`."""
     from dashboard.app import create_app
     from dashboard.auth import AuthConfig
     from dashboard.prometheus import TIMEOUT, Metrics
@@ -87,7 +82,7 @@ def build(args: argparse.Namespace):
     from dashboard.app import make_source
     from slo import durations, importers
 
-    host, port = parse_listen("--listen", args.listen)
+    host, port = parse_host_port(args.listen, "--listen")
     source = make_source(args.engine, args.store, durations.parse(args.interval))
     spec = importers.load(args.config).spec if args.config else None
     return build_app(source, args, spec), host, port
@@ -100,16 +95,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         app, host, port = build(args)
     except SpecError as exc:
-        print(f"mcp-slo dashboard: invalid spec\n{exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"invalid spec\n{exc}") from None
     except ValueError as exc:
-        print(f"mcp-slo dashboard: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     return serve(app, host, port)
 
 
 def serve(app, host: str, port: int) -> int:
-    """Serve until Ctrl-C or SIGTERM."""
+    """Serve until Ctrl-C or SIGTERM; CommandError when it cannot listen."""
     import signal
     import threading
 
@@ -118,16 +111,14 @@ def serve(app, host: str, port: int) -> int:
     try:
         server = make_server(host, port, app.server, threaded=True)
     except OSError as exc:
-        print(f"mcp-slo dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"cannot listen on {host_port(host, port)}: {exc.strerror or exc}") from None
     # A signal only asks for shutdown (a KeyboardInterrupt raised inside a weakref callback is
     # ignored, and the Ctrl-C lost); shutdown() waits for serve_forever(): call it from a thread.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: threading.Thread(target=server.shutdown).start())
-    logging.getLogger("dashboard").info("dashboard on http://%s:%d, reading %s", host, server.server_port,
-                                        app.mcp_slo.description)
+    logger.info("dashboard on http://%s, reading %s", host_port(host, server.server_port), app.mcp_slo.description)
     try:
         server.serve_forever()
     finally:
         server.server_close()
-    return 0
+    return OK

@@ -2,7 +2,7 @@
 
     mcp-slo proxy --service NAME --metrics-port 9464 -- COMMAND ARGS...
         runs COMMAND as a stdio MCP server and is itself one, on its stdin/stdout;
-        exits with the server's exit code.
+        exits with the server's exit code (127 when it cannot be started).
 
     mcp-slo proxy --service NAME --metrics-port 9464 --upstream http://HOST:PORT/mcp --listen 127.0.0.1:8080
         serves streamable HTTP on --listen (same MCP path as the upstream) and
@@ -19,6 +19,7 @@ from functools import partial
 import anyio
 
 from collector import names
+from collector.command import OK, CommandError, host_port, parse_host_port
 from collector.exposition import start_metrics_server
 from collector.metrics import Recorder, resolve_identity
 from collector.proxy.framing import DEFAULT_MAX_MESSAGE_BYTES
@@ -26,9 +27,8 @@ from collector.proxy.http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
 from collector.proxy.stdio import DEFAULT_EXIT_GRACE
 from collector.proxy.tracker import DEFAULT_REQUEST_TIMEOUT, Tracker
 
-logger = logging.getLogger("mcp_slo.proxy")
-
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CANNOT_RUN = 127  # stdio: the server could not be started (as a shell says); else the proxy exits with its code
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "scraped; SIGTERM or SIGINT ends it early (default: %(default)g)",
     )
     parser.add_argument("--upstream", metavar="URL", help="streamable HTTP: the upstream MCP endpoint")
-    parser.add_argument("--listen", metavar="HOST:PORT", help="streamable HTTP: where the proxy listens")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="streamable HTTP: where the proxy listens, e.g. 127.0.0.1:8080 or [::1]:8080")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, metavar="BYTES",
                         help="streamable HTTP: refuse larger request bodies with 413 (default: %(default)s)")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
@@ -68,16 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "body pauses longer (default: %(default)g)")
     parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="(default: %(default)s)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="stdio: the server command, after --")
-
-
-def _metrics_url(addr: str, port: int) -> str:
-    host = f"[{addr}]" if ":" in addr else addr
-    return f"http://{host}:{port}/metrics"
-
-
-def _fail(message: str) -> int:
-    print(f"mcp-slo proxy: {message}", file=sys.stderr)
-    return 2
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,33 +81,28 @@ def run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if bool(command) == bool(args.upstream):
-        return _fail("give either a server command after -- (stdio) or --upstream URL --listen HOST:PORT (HTTP)")
+        raise CommandError("give either a server command after -- (stdio) or --upstream URL --listen HOST:PORT (HTTP)")
     if args.upstream and not args.listen:
-        return _fail("--upstream needs --listen HOST:PORT")
-    if args.request_timeout <= 0:
-        return _fail("--request-timeout must be positive")
-    if args.max_message_bytes < 1:
-        return _fail("--max-message-bytes must be at least 1")
-    if args.exit_grace < 0:
-        return _fail("--exit-grace cannot be negative")
-    for option, value in (("--max-body-bytes", args.max_body_bytes), ("--max-connections", args.max_connections),
-                          ("--header-timeout", args.header_timeout)):
-        if value <= 0:
-            return _fail(f"{option} must be positive")
+        raise CommandError("--upstream needs --listen HOST:PORT")
+    _check_bounds(args)
+    try:
+        listen = parse_host_port(args.listen) if args.upstream else None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     try:
         service, version = resolve_identity(args.service, args.version)
     except ValueError as exc:
-        return _fail(f"{exc} (or pass --service)")
+        raise CommandError(f"{exc} (or pass --service)") from None
 
     tracker = Tracker(Recorder(service, version, max_tools=args.max_tools), request_timeout=args.request_timeout)
     try:
         server, _ = start_metrics_server(args.metrics_port, args.metrics_addr)
     except OSError as exc:
-        return _fail(f"cannot serve /metrics on {args.metrics_addr}:{args.metrics_port}: {exc}")
+        raise CommandError(f"cannot serve /metrics on {host_port(args.metrics_addr, args.metrics_port)}: {exc}") from None
     # At any log level, and never on stdout (the MCP stream in stdio mode): with
     # --metrics-port 0 this is the only way to learn the port.
-    print(f"mcp-slo proxy: metrics on {_metrics_url(args.metrics_addr, server.server_port)}", file=sys.stderr,
-          flush=True)
+    print(f"mcp-slo proxy: metrics on http://{host_port(args.metrics_addr, server.server_port)}/metrics",
+          file=sys.stderr, flush=True)
 
     if command:
         from collector.proxy.stdio import run_stdio_proxy
@@ -126,19 +111,28 @@ def run(args: argparse.Namespace) -> int:
             return anyio.run(partial(run_stdio_proxy, command, tracker, handle_signals=True,
                                      max_message_bytes=args.max_message_bytes, exit_grace=args.exit_grace))
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:  # could not start it
-            print(f"mcp-slo proxy: cannot run {command[0]!r}: {exc}", file=sys.stderr)
-            return 127
+            raise CommandError(f"cannot run {command[0]!r}: {exc}", CANNOT_RUN) from None
 
-    from collector.proxy.http import parse_listen, serve_http_proxy
+    from collector.proxy.http import serve_http_proxy
 
-    try:
-        host, port = parse_listen(args.listen)
-    except ValueError as exc:
-        return _fail(str(exc))
+    host, port = listen
     try:
         anyio.run(partial(serve_http_proxy, args.upstream, tracker, host=host, port=port, log_level=args.log_level,
                           max_body_bytes=args.max_body_bytes, max_connections=args.max_connections,
                           header_timeout=args.header_timeout))
     except ValueError as exc:
-        return _fail(str(exc))
-    return 0
+        raise CommandError(str(exc)) from None
+    return OK
+
+
+def _check_bounds(args: argparse.Namespace) -> None:
+    if args.request_timeout <= 0:
+        raise CommandError("--request-timeout must be positive")
+    if args.max_message_bytes < 1:
+        raise CommandError("--max-message-bytes must be at least 1")
+    if args.exit_grace < 0:
+        raise CommandError("--exit-grace cannot be negative")
+    for option, value in (("--max-body-bytes", args.max_body_bytes), ("--max-connections", args.max_connections),
+                          ("--header-timeout", args.header_timeout)):
+        if value <= 0:
+            raise CommandError(f"{option} must be positive")

@@ -12,18 +12,14 @@ written, and each file is replaced in one step, so a bad spec leaves DIR as it w
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from alerts.rules_cli import write
+from alerts.rules_cli import write_or_fail
+from collector.command import OK, CommandError
 from grafana import frame, provision
 from grafana.generate import Options, generate
 from slo import importers, spec
-
-
-class UsageError(ValueError):
-    pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,24 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _url(value: str, option: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c in value for c in " \"'{}$"):
-        raise UsageError(f"{option} {value!r} is not an http:// or https:// URL")
+        raise CommandError(f"{option} {value!r} is not an http:// or https:// URL")
     return value
 
 
 def run(args: argparse.Namespace) -> int:
+    options = Options(dash_url=_url(args.dash_url, "--dash-url"),
+                      datasource_url=_url(args.datasource_url, "--datasource-url"),
+                      dashboards_path=args.dashboards_path)
     try:
-        options = Options(dash_url=_url(args.dash_url, "--dash-url"),
-                          datasource_url=_url(args.datasource_url, "--datasource-url"),
-                          dashboards_path=args.dashboards_path)
         loaded = importers.load(args.config).spec
-        files = generate(loaded, source=Path(args.config).name, options=options)
-        written = write(Path(args.out), files)
-    except (spec.SpecError, UsageError) as exc:
-        print(f"mcp-slo grafana: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"mcp-slo grafana: cannot write to {args.out}: {exc}", file=sys.stderr)
-        return 1
-    for path in written:
+    except spec.SpecError as exc:
+        raise CommandError(str(exc)) from None
+    files = generate(loaded, source=Path(args.config).name, options=options)
+    for path in write_or_fail(Path(args.out), files):
         print(path)
-    return 0
+    return OK

@@ -5,18 +5,23 @@
 
 Prints the verdict, the reason and the evidence table. Exit codes: 0 promote, 1 roll back,
 3 inconclusive; 2 bad usage (a broken spec, no canary found, Prometheus unreachable).
+It lives in the engine service, not in the canary library (slo.canary), because it reads
+Prometheus through the engine's backend.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
+from collector.command import FAILED, INCONCLUSIVE, OK, CommandError
 from slo import importers
+from slo.canary.collect import comparisons
+from slo.canary.judge import judge
+from slo.engine.backend import Backend, BackendError, BackendOptions
 from slo.spec import Spec, SpecError
 
-EXIT = {"promote": 0, "rollback": 1, "inconclusive": 3}
+EXIT = {"promote": OK, "rollback": FAILED, "inconclusive": INCONCLUSIVE}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", help="the baseline version (default: the spec's, or the busiest)")
     parser.add_argument("--canary", help="the canary version (default: every other version with traffic)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per query (default 30)")
-
-
-def _fail(message: str) -> int:
-    print(f"mcp-slo canary: {message}", file=sys.stderr)
-    return 2
 
 
 def table(decision) -> str:
@@ -69,25 +69,21 @@ def _effect(effect) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slo.engine.backend import Backend, BackendError, BackendOptions
-    from slo.canary.collect import comparisons
-    from slo.canary.judge import judge
-
     try:
         spec = importers.load(args.config).spec if args.config else Spec()
         backend = Backend(BackendOptions(url=args.prometheus, timeout=args.timeout, retries=1))
     except SpecError as exc:
-        return _fail(f"invalid spec\n{exc}")
+        raise CommandError(f"invalid spec\n{exc}") from None
     except ValueError as exc:
-        return _fail(str(exc))
+        raise CommandError(str(exc)) from None
     try:
         baselines = {args.service: args.baseline} if args.baseline else None
         found = [(p, c) for p, c in comparisons(backend, spec, time.time(), baselines=baselines)
                  if p.service == args.service and (args.canary is None or p.canary == args.canary)]
     except BackendError as exc:
-        return _fail(str(exc))
+        raise CommandError(str(exc)) from None
     if not found:
-        return _fail(f"no canary of {args.service!r} with traffic in Prometheus at {args.prometheus}")
+        raise CommandError(f"no canary of {args.service!r} with traffic in Prometheus at {args.prometheus}")
     verdicts = []
     for pair, comparison in found:
         d = judge(comparison)
