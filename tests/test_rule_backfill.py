@@ -47,6 +47,7 @@ def value(result: list[dict]) -> float:
     return float(sample["value"][1])
 
 
+@pytest.mark.timeout(900)  # the stack's 30-day rule backfill takes minutes on 2 busy cores
 def test_the_30d_error_ratio_covers_the_backfilled_history(stack):
     url = stack.prometheus_url
     # The backfilled base-window rates reach back 30 days before any live evaluation.
