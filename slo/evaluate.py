@@ -1,7 +1,9 @@
 """One evaluation of every SLO of every service: what the engine does on each tick.
 
-`evaluate(backend, spec, at)` asks Prometheus a fixed handful of questions, whatever the
-number of services (every query covers all of them; all PromQL comes from slo.promql):
+`evaluate(backend, plan, at)` asks Prometheus a fixed handful of questions, whatever the
+number of services (every query covers all of them; all PromQL comes from slo.promql).
+The plan (slo.plan) is the spec resolved once: a tick only combines it with the services
+Prometheus has, it never goes back to the spec.
 
 1. discovery: which services, versions and tools have MCP series;
 2. the SLI rates of every window: the recording rules' series in one query when
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field
 
 from slo import promql
 from slo.query import Querier, Sample
-from slo.plan import Plan, ScaledTier, plan, scale_tiers
-from slo.spec import Objective, Spec
+from slo.plan import Plan, ScaledTier
+from slo.spec import Objective
 
 OK, WARNING, CRITICAL, EXHAUSTED, NO_DATA = "ok", "warning", "critical", "exhausted", "no_data"
 STATUSES = (OK, WARNING, CRITICAL, EXHAUSTED, NO_DATA)
@@ -65,15 +67,14 @@ class Instance:
         return (self.service, self.tool, self.objective.name)
 
 
-def instances(spec: Spec, discovered: Iterable[str]) -> list[Instance]:
+def instances(plan: Plan, discovered: Iterable[str]) -> list[Instance]:
     """The defaults for every discovered service, the spec's services (discovered or not:
     a service the spec names and Prometheus lacks is `no_data`), and per-tool objectives."""
     out = []
-    for service in sorted(set(discovered) | set(spec.services)):
-        out += [Instance(service, "", o) for o in spec.objectives_for(service)]
-        body = spec.services.get(service)
-        for tool in body.tools if body else ():
-            out += [Instance(service, tool, o) for o in spec.tool_objectives(service, tool)]
+    for service in sorted(set(discovered) | set(plan.services)):
+        out += [Instance(service, "", o) for o in plan.objectives_for(service)]
+        for tool, objectives in plan.tool_objectives.get(service, {}).items():
+            out += [Instance(service, tool, o) for o in objectives]
     return out
 
 
@@ -261,14 +262,13 @@ class Deadline:
             raise TickTimeout(f"the tick ran out of time before {what}")
 
 
-def evaluate(backend: Querier, spec: Spec, at: float | None = None, *, deadline: float | None = None,
-             the_plan: Plan | None = None, now: Callable[[], float] = time.time) -> Evaluation:
-    """Evaluate every SLO at time `at` (default now); raises slo.engine.backend.BackendError or
-    TickTimeout, never returns half a tick."""
+def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline: float | None = None,
+             now: Callable[[], float] = time.time) -> Evaluation:
+    """Evaluate every SLO of `plan` (slo.plan.plan(spec)) at time `at` (default now); raises
+    slo.engine.backend.BackendError or TickTimeout, never returns half a tick."""
     started = time.monotonic()
     at = now() if at is None else at
     limit = Deadline(deadline)
-    p = the_plan or plan(spec)
     queries_before = backend.queries
 
     limit.check("discovery")
@@ -277,9 +277,9 @@ def evaluate(backend: Querier, spec: Spec, at: float | None = None, *, deadline:
     for s in found:
         if s.labels.get("service"):
             services.setdefault(s.labels["service"], set()).add(s.labels.get("version", ""))
-    todo = instances(spec, services)
+    todo = instances(plan, services)
 
-    windows = sorted(set(p.windows) | {int(i.objective.window_seconds) for i in todo} | {EXHAUSTION_WINDOW})
+    windows = sorted(set(plan.windows) | {EXHAUSTION_WINDOW})  # the plan's windows include every objective's
     limit.check("the recorded SLIs")
     rates = read_recorded(backend.query(promql.recorded_slis(windows), at), windows)
     # A long window's recorded rate averages what the rules recorded so far: trust it only
@@ -293,15 +293,12 @@ def evaluate(backend: Querier, spec: Spec, at: float | None = None, *, deadline:
     missing = [w for w in windows if w not in have]
     for w in missing:  # no recording rules for this window (yet): the raw counters
         limit.check(f"the raw {promql.duration(w)} SLIs")
-        read_raw(backend.query(promql.raw_slis(p.slis, w), at), w, rates)
+        read_raw(backend.query(promql.raw_slis(plan.slis, w), at), w, rates)
 
-    tiers = dict(p.tiers)
     results = []
     for i in todo:
-        w = int(i.objective.window_seconds)
-        if w not in tiers:
-            tiers[w] = scale_tiers(spec.alerting.tiers, w)
-        result = assess(i, rates.get(i.key, {}), tiers[w], spec.alerting.min_events)
+        tiers = plan.tiers[int(i.objective.window_seconds)]
+        result = assess(i, rates.get(i.key, {}), tiers, plan.spec.alerting.min_events)
         result["versions"] = sorted(services.get(i.service, ()))
         results.append(result)
 

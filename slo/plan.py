@@ -1,5 +1,10 @@
-"""Which SLIs, objectives, windows and alert tiers a spec needs: the plan that both the
-Prometheus rules (alerts.rules) and the engine (slo.evaluate) work from.
+"""Which SLIs, objectives, windows and alert tiers a spec needs: the plan that the
+Prometheus rules (alerts.rules), the Grafana boards and the engine (slo.evaluate, the
+canary judge) work from.
+
+`plan(spec)` is the one place the spec's objectives are resolved (the defaults with each
+service's and each tool's overrides applied); everything after it reads the plan, so the
+engine resolves the spec once at start, not on every tick.
 
 Services sharing an SLI definition share one scope, so the number of rules and queries
 grows with windows and distinct SLI definitions, not with services.
@@ -48,11 +53,26 @@ class ScaledTier:
 
 @dataclass
 class Plan:
+    spec: Spec  # for the settings read as they are (alerting, canary)
+    # The resolved objectives: a service the spec does not name (found in Prometheus) has the
+    # defaults; each named service has its own; each of its tools, the ones the tool lists.
+    default_objectives: list[Objective] = field(default_factory=list)
+    service_objectives: dict[str, list[Objective]] = field(default_factory=dict)  # in the spec's order
+    tool_objectives: dict[str, dict[str, list[Objective]]] = field(default_factory=dict)  # service -> tool -> its own
+    # What the rules and queries need: objectives and SLIs grouped into scopes.
     objectives: list[PlannedObjective] = field(default_factory=list)  # one per distinct objective and scope
     slis: list[SLI] = field(default_factory=list)  # one per distinct SLI definition and scope
     slo_windows: list[int] = field(default_factory=list)
     tiers: dict[int, list[ScaledTier]] = field(default_factory=dict)  # SLO window -> tiers
-    services: list[str] = field(default_factory=list)  # the services the spec names
+
+    @property
+    def services(self) -> list[str]:
+        """The services the spec names."""
+        return list(self.service_objectives)
+
+    def objectives_for(self, service: str) -> list[Objective]:
+        """A service's objectives, named in the spec or not."""
+        return self.service_objectives.get(service, self.default_objectives)
 
     @property
     def windows(self) -> list[int]:
@@ -110,9 +130,13 @@ def _group(slo: str, default: Objective | None, named: dict[str, Objective | Non
 
 
 def plan(spec: Spec) -> Plan:
-    p = Plan(services=list(spec.services))
-    defaults = _by_name(spec.defaults.objectives)
-    per_service = {s: _by_name(spec.objectives_for(s)) for s in spec.services}
+    """The spec resolved: every service's and tool's objectives, then their scopes, SLIs,
+    windows and tiers (the only call of the spec's `objectives_for` and `tool_objectives`)."""
+    p = Plan(spec, default_objectives=list(spec.defaults.objectives),
+             service_objectives={s: spec.objectives_for(s) for s in spec.services},
+             tool_objectives={s: {t: spec.tool_objectives(s, t) for t in body.tools} for s, body in spec.services.items()})
+    defaults = _by_name(p.default_objectives)
+    per_service = {s: _by_name(objectives) for s, objectives in p.service_objectives.items()}
     slo_names = list(defaults)
     for objectives in per_service.values():
         slo_names += [n for n in objectives if n not in slo_names]
@@ -123,9 +147,9 @@ def plan(spec: Spec) -> Plan:
             p.objectives.append(PlannedObjective(o, scope))
         for o, scope in _group(slo, defaults.get(slo), named, key=_sli_key):
             p.slis.append(PlannedObjective(o, scope).sli)
-    for service, body in spec.services.items():
-        for tool in body.tools:
-            for o in spec.tool_objectives(service, tool):
+    for service, tools in p.tool_objectives.items():
+        for tool, objectives in tools.items():
+            for o in objectives:
                 planned = PlannedObjective(o, Scope(include=(service,), tool=tool))
                 p.objectives.append(planned)
                 p.slis.append(planned.sli)

@@ -15,6 +15,7 @@ from demo.history import History
 from slo import importers, promql
 from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate
+from slo.plan import plan
 from tests import binaries
 from tests.support import wait_until
 
@@ -57,7 +58,7 @@ def truth(history: History, service: str, objective, at: float, window: float) -
 def evaluation(regression_stack):
     at = float(regression_stack.history.timestamps[-1])
     with Backend(BackendOptions(url=regression_stack.prometheus_url, timeout=30)) as backend:
-        return evaluate(backend, SPEC, at)
+        return evaluate(backend, plan(SPEC), at)
 
 
 def test_every_named_service_and_slo_is_evaluated(evaluation):

@@ -9,7 +9,7 @@ import pytest
 
 from slo import evaluate as ev
 from slo.query import Sample
-from slo.plan import scale_tiers
+from slo.plan import plan, scale_tiers
 from slo.spec import WORKBOOK_TIERS, Objective
 
 DAY = 86400
@@ -134,7 +134,7 @@ def test_instances_cover_discovered_and_named_services(tmp_path):
     from slo import importers
 
     spec = importers.load("examples/slo.yaml").spec
-    keys = {i.key for i in ev.instances(spec, ["newcomer"])}
+    keys = {i.key for i in ev.instances(plan(spec), ["newcomer"])}
     assert ("newcomer", "", "availability") in keys and ("newcomer", "", "latency") in keys  # the defaults
     assert ("filesystem", "", "availability") in keys  # named, even when not discovered (no_data)
     assert ("filesystem", "write_file", "availability") in keys  # per tool

@@ -25,6 +25,7 @@ from demo.scenario import load
 from slo import importers
 from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate
+from slo.plan import plan
 from tests import binaries
 from tests.support import free_port, wait_until
 from tests.test_engine import truth
@@ -91,7 +92,7 @@ def victoria_url(data, tmp_path_factory) -> Iterator[str]:
 
 def results(url: str, at: float) -> dict:
     with Backend(BackendOptions(url=url, timeout=30)) as backend:
-        evaluation = evaluate(backend, SPEC, at)
+        evaluation = evaluate(backend, plan(SPEC), at)
     return {(r["service"], r["tool"], r["slo"]): r for r in evaluation.slos}
 
 

@@ -2,10 +2,10 @@
 
 One APScheduler 3.x job runs `Engine.tick` every `interval`: `max_instances=1` and
 `coalesce=True`, so ticks never overlap and a late one is not run twice. A tick is one
-`slo.evaluate.evaluate` with a deadline below the interval; it is stored whole or not at
-all. When Prometheus is down or slow the engine keeps running: the failure is counted,
-the last snapshot stays and is served as stale with its age, and the next tick recovers
-by itself.
+`slo.evaluate.evaluate` of the spec's plan (resolved once, when the engine is made) with
+a deadline below the interval; it is stored whole or not at all. When Prometheus is down
+or slow the engine keeps running: the failure is counted, the last snapshot stays and is
+served as stale with its age, and the next tick recovers by itself.
 
 Run the engine in one process only (under gunicorn each worker would start its own
 scheduler); readers (the API, the dashboard) read its store.
@@ -57,7 +57,7 @@ class Engine:
         if interval <= 0:
             raise ValueError("the interval must be positive")
         self.spec = spec
-        self.plan = plan(spec)
+        self.plan = plan(spec)  # the spec resolved once: ticks read only the plan
         self.backend = backend
         self.store = store
         self.interval = interval
@@ -78,7 +78,7 @@ class Engine:
             h.last_attempt_at = started = self.now()
             began = time.monotonic()
             try:
-                result = evaluate(self.backend, self.spec, started, deadline=self.timeout, the_plan=self.plan)
+                result = evaluate(self.backend, self.plan, started, deadline=self.timeout)
                 decisions = self._judge_canaries(result.evaluated_at)
                 result.meta["canaries"] = len(decisions)
                 self.store.write_tick(result.evaluated_at, result.slos, result.tools, result.meta)
@@ -111,7 +111,7 @@ class Engine:
     def _judge_canaries(self, at: float) -> list[dict]:
         """Every canary's decision at `at` (queries may raise BackendError: the tick fails)."""
         out = []
-        for pair, comparison in comparisons(self.backend, self.spec, at):
+        for pair, comparison in comparisons(self.backend, self.plan, at):
             d = judge(comparison)
             out.append({"service": pair.service, "baseline": pair.baseline, "canary": pair.canary,
                         "verdict": d.verdict, "score": d.score, "reason": d.reason, "metrics": d.metrics,
