@@ -64,14 +64,12 @@ def check_url(flag: str, url: str | None) -> None:
 def build_app(source, args: argparse.Namespace, spec):
     """The app over `source` with the page arguments (`add_page_arguments`) and the backend
     arguments (slo.engine.engine_cli.add_backend_arguments) of `args`."""
-    from dashboard.app import create_app
+    from dashboard.app import create_app, metrics_from_args
     from dashboard.auth import AuthConfig
-    from dashboard.prometheus import TIMEOUT, Metrics
 
     for flag, url in (("--prometheus", args.prometheus), ("--alertmanager", args.alertmanager)):
         check_url(flag, url)
-    # no retries: a chart waits for its query, and the next refresh asks again
-    metrics = Metrics(None, args.alertmanager, options=engine_cli.backend_options(args, timeout=TIMEOUT, retries=0))
+    metrics = metrics_from_args(args)
     auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
     return create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
                       metrics=metrics, auth=auth)
@@ -116,7 +114,7 @@ def serve(app, host: str, port: int) -> int:
     # ignored, and the Ctrl-C lost); shutdown() waits for serve_forever(): call it from a thread.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: threading.Thread(target=server.shutdown).start())
-    logger.info("dashboard on http://%s, reading %s", host_port(host, server.server_port), app.mcp_slo.description)
+    logger.info("dashboard on http://%s", host_port(host, server.server_port))  # create_app logs what it reads
     try:
         server.serve_forever()
     finally:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from dashboard import dashboard_cli
+from dashboard.app import metrics_from_args
 from dashboard.source import SourceError
 from tests import binaries
 from tests.support import free_port, wait_until
@@ -132,11 +133,13 @@ def proxies(backends) -> Iterator[Callable]:
 
 
 def dashboard_metrics(args: list[str]):
-    """The Metrics of the app `mcp-slo dashboard ARGS` builds."""
+    """The Metrics of the app `mcp-slo dashboard ARGS` builds (its build_app makes them with
+    dashboard.app.metrics_from_args), once the command has accepted the arguments."""
     parser = argparse.ArgumentParser()
     dashboard_cli.add_arguments(parser)
-    app = dashboard_cli.build(parser.parse_args(args))[0]
-    return app.mcp_slo_metrics
+    parsed = parser.parse_args(args)
+    dashboard_cli.build(parsed)
+    return metrics_from_args(parsed)
 
 
 def reads(metrics) -> dict[str, object]:
@@ -198,14 +201,15 @@ def test_the_dashboard_verifies_tls_with_the_ca_file(tmp_path, proxies, certific
 
 
 def test_the_dashboard_under_gunicorn_takes_the_credentials_from_its_environment(tmp_path, proxies, monkeypatch):
-    from dashboard.app import app_from_env
+    from dashboard.app import app_from_env, metrics_from_env
 
     prometheus, alertmanager = proxies(basic_and_tenant)
     monkeypatch.setenv(PASSWORD_ENV, TOKEN)
     env = {"MCP_SLO_STORE": str(tmp_path / "engine.db"), "MCP_SLO_PROMETHEUS_URL": prometheus.url,
            "MCP_SLO_ALERTMANAGER_URL": alertmanager.url, "MCP_SLO_BASIC_AUTH_USER": "sre",
            "MCP_SLO_BASIC_AUTH_PASSWORD_ENV": PASSWORD_ENV, "MCP_SLO_HEADERS": "X-Scope-OrgID: team-a\n"}
-    for name, answer in reads(app_from_env(env).mcp_slo_metrics).items():
+    app_from_env(env)  # the app builds with them
+    for name, answer in reads(metrics_from_env(env)).items():
         assert not isinstance(answer, SourceError), (name, answer)
     with pytest.raises(ValueError, match="MCP_SLO_PROMETHEUS_URL.*--header"):
         app_from_env({**env, "MCP_SLO_HEADERS": "no-colon"})

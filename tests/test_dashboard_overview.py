@@ -16,11 +16,12 @@ from dash import no_update
 
 from dashboard import app as dashboard_app
 from dashboard import overview_data as overview
-from dashboard.app import banner, create_app, sync_shell
+from dashboard.app import create_app
 from dashboard.formatting import fmt_budget, fmt_burn, fmt_duration, fmt_exhaustion, fmt_objective, fmt_sli
 from dashboard.overview_data import ViewState, build_rows, burn_cells, burn_windows, filter_rows, page_of, sort_rows
 from dashboard.url_state import merge_search, parse_search
 from dashboard.pages import overview as page
+from dashboard.shell import banner, sync_shell
 from dashboard.source import EngineSource, SourceError, Status
 from mcp_slo import cli
 from slo import durations
