@@ -47,7 +47,7 @@ from itertools import accumulate
 from alerts import rules
 from collector import names
 from slo import durations, promql
-from slo.plan import ScaledTier, scale_tiers
+from slo.plan import ScaledTier, plan, scale_tiers
 from slo.spec import Objective, Spec
 
 MINUTE = 60
@@ -104,12 +104,13 @@ def discovered_service(spec: Spec) -> str:
 
 
 def cases(spec: Spec) -> list[Case]:
+    p = plan(spec)
     out = []
-    for service, body in spec.services.items():
-        out += [Case(service, o) for o in spec.objectives_for(service)]
-        for tool in body.tools:
-            out += [Case(service, o, tool) for o in spec.tool_objectives(service, tool)]
-    out += [Case(discovered_service(spec), o) for o in spec.defaults.objectives]
+    for service, objectives in p.service_objectives.items():
+        out += [Case(service, o) for o in objectives]
+        for tool, tool_objectives in p.tool_objectives[service].items():
+            out += [Case(service, o, tool) for o in tool_objectives]
+    out += [Case(discovered_service(spec), o) for o in p.default_objectives]
     return out
 
 
