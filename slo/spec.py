@@ -563,9 +563,10 @@ class _TooDeep(yaml.MarkedYAMLError):
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader refusing documents nested deeper than MAX_YAML_DEPTH: its
+    """PyYAML's safe loader refusing documents nested deeper than MAX_YAML_DEPTH (its
     composer recurses once per level, and a 1 KB file nested 500 deep would exhaust the
-    interpreter's stack (RecursionError)."""
+    interpreter's stack: RecursionError) and a key given twice in a mapping (PyYAML keeps
+    the last silently; Prometheus's and Alertmanager's loaders refuse it)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -580,6 +581,16 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key, _ in node.value:  # before merge keys (`<<`) are flattened in: those may be overridden
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key.value[:100]!r}",
+                                                            key.start_mark)
+                seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep=deep)
 
 
 def _surrogate(docs: list[Any]) -> str | None:
