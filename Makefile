@@ -22,6 +22,7 @@ system-deps:
 	scripts/install-system-deps.sh test
 
 test: venv system-deps
+	$(BIN)/lint-imports --no-cache   # the layers' contracts in pyproject.toml
 	$(BIN)/python -m pytest -q --durations=25
 
 bench: venv
