@@ -4,7 +4,9 @@ once per session and stopped at the end with nothing left running."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -49,9 +51,59 @@ def _stacks_first(request):
     rules and alerts need a few minutes of evaluations, which then overlap other tests
     instead of being waited for by the first test that checks an alert."""
     used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
-    for name in ("regression_stack", "healthy_stack"):
-        if name in used:
-            request.getfixturevalue(name)
+    global _starting_stacks
+    _starting_stacks = True
+    try:
+        for name in STACKS:
+            if name in used:
+                request.getfixturevalue(name)
+    finally:
+        _starting_stacks = False
+
+
+# --- a test that starts a process is marked `integration` ----------------------------------
+
+STACKS = ("regression_stack", "healthy_stack")
+_starting_stacks = False  # the session's stacks start in whichever test comes first
+
+
+class StartsAProcess(AssertionError):
+    pass
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _no_process_unless_integration(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _no_process_unless_integration(item):
+        return (yield)
+
+
+@contextlib.contextmanager
+def _no_process_unless_integration(item):
+    """Refuse subprocess.Popen (which asyncio and multiprocessing's spawn use too) in a
+    test not marked `integration`, so `-m "not integration"` is a run of unit tests."""
+    if item.get_closest_marker("integration") is not None:
+        yield
+        return
+    if used := [name for name in STACKS if name in getattr(item, "fixturenames", ())]:
+        raise StartsAProcess(f"{item.nodeid} uses {used[0]} (real processes): mark it integration")
+    original = subprocess.Popen.__init__
+
+    def refuse(self, *args, **kwargs):
+        if not _starting_stacks:
+            raise StartsAProcess(f"{item.nodeid} starts a process: mark it integration")
+        original(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = refuse
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,7 @@ def _amtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([binaries.require("amtool"), *args], capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", ["committed", "no-receivers", "fast-timing"])
 def test_amtool_check_config_accepts_it(tmp_path, case):
     texts = {
@@ -81,6 +82,7 @@ def test_amtool_check_config_accepts_it(tmp_path, case):
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("labels, receiver", [
     ({"alertname": "MCPSLOBurnRate", "severity": "page", "service": "fs", "slo": "availability"}, "page"),
     ({"alertname": "MCPSLOBurnRate", "severity": "ticket", "service": "fs", "slo": "availability"}, "ticket"),

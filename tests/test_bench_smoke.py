@@ -39,6 +39,7 @@ def test_every_registered_benchmark_runs_quick():
             _positive(one)
 
 
+@pytest.mark.integration
 def test_runner_quick(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["--quick", "--only", "recorder", "inprocess-control", "--json", str(out)]) == 0

@@ -137,6 +137,7 @@ def test_no_command_is_bad_usage():
     assert run_main("nosuch")[0] == USAGE
 
 
+@pytest.mark.integration
 def test_python_dash_m_runs_the_command():
     done = subprocess.run([*MCP_SLO, "validate", "--config", EXAMPLE], capture_output=True, text=True, timeout=120)
     assert done.returncode == OK and done.stdout.startswith(f"{EXAMPLE}: valid"), done.stderr
@@ -210,6 +211,7 @@ def _mcp_slo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*MCP_SLO, *args], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args", [("validate", "--config", EXAMPLE), ("demo", "--exit-after", "1")])
 def test_a_missing_extra_is_the_install_hint_and_exit_2(exporter_only, args):
     done = _mcp_slo(exporter_only, *args)
@@ -218,12 +220,14 @@ def test_a_missing_extra_is_the_install_hint_and_exit_2(exporter_only, args):
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_the_proxy_needs_only_the_exporter(exporter_only):
     assert subprocess.run([sys.executable, "-c", "import yaml"], env=exporter_only, capture_output=True).returncode
     done = _mcp_slo(exporter_only, "proxy", "--help")
     assert done.returncode == OK and "--upstream" in done.stdout, done.stderr
 
 
+@pytest.mark.integration
 def test_every_other_command_says_which_extra_it_needs(exporter_only):
     code = textwrap.dedent("""
         import contextlib, io

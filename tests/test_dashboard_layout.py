@@ -14,6 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from dashboard.app import create_app
 from tests.test_dashboard_overview import FakeSource
 
@@ -50,6 +52,7 @@ def imported(tree: ast.Module, name: str) -> set[str]:
     return {m for m in out if m in known and m != name}
 
 
+@pytest.mark.integration
 def test_data_modules_import_nothing_of_dash():
     code = (f"import sys\nimport {', '.join(f'dashboard.{m}' for m in DATA)}\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dash', 'plotly', 'flask')))")

@@ -95,6 +95,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
         httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1)
 
 
+@pytest.mark.integration
 def test_a_missing_prometheus_gives_the_install_command_and_exit_code_2(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "mcp_slo", "demo", "--exit-after", "1", "--workdir", str(tmp_path / "wd")],

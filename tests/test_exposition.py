@@ -127,6 +127,7 @@ EXPOSE = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_multiprocess_mode_sums_every_worker(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": os.getcwd()}
     for calls in (3, 4):

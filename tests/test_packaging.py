@@ -13,6 +13,7 @@ import pytest
 HEAVY = ("pandas", "dash", "plotly", "apscheduler", "prometheus_api_client", "numpy", "scipy")
 
 
+@pytest.mark.integration
 def test_collector_imports_none_of_the_service_dependencies():
     code = (
         "import sys, collector, collector.proxy_cli, collector.mcpserver, collector.exposition\n"
@@ -22,6 +23,7 @@ def test_collector_imports_none_of_the_service_dependencies():
     assert out.strip() == "[]"
 
 
+@pytest.mark.integration
 def test_the_proxy_command_starts_without_them():
     code = (
         "import sys\nfrom mcp_slo.cli import main\n"

@@ -87,6 +87,7 @@ def test_sli_expressions():
         SLI("x", "latency", ("tools/call",))  # no threshold
 
 
+@pytest.mark.integration
 def test_hostile_names_select_exactly_their_own_series(tmp_path):
     """Rules built with hostile service and tool names, run by promtool on series carrying those
     names: each selects exactly its series, and no `or vector(1)` sneaks in."""
@@ -172,6 +173,7 @@ def test_a_hostile_service_changes_only_the_string_in_the_dashboard_queries(serv
         assert build(service) == build("placeholder").replace('"placeholder"', promql.quote(service)), name
 
 
+@pytest.mark.integration
 def test_the_dashboard_queries_select_exactly_their_service(tmp_path):
     """Each dashboard query, with a hostile service name, run by promtool on series of every
     hostile service: it answers for its own service only (and promtool parses every query)."""

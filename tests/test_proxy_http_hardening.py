@@ -354,6 +354,7 @@ def test_slow_header_connections_leave_metrics_and_calls_working(upstreams, tmp_
 # --- the options ------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_the_bounds_show_in_help():
     out = subprocess.run([PYTHON, "-m", "mcp_slo", "proxy", "--help"], capture_output=True, text=True,
                          env=child_env(), timeout=60)
@@ -362,6 +363,7 @@ def test_the_bounds_show_in_help():
         assert option in out.stdout, option
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("option, value", [("--max-body-bytes", "0"), ("--max-connections", "0"),
                                            ("--header-timeout", "-1"), ("--max-body-bytes", "lots")])
 def test_a_bad_bound_is_a_one_line_error(option, value):

@@ -56,6 +56,7 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 # --- static checks ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", SPECS)
 def test_promtool_accepts_the_rules_and_the_operator_manifest(tmp_path, name):
     s = SPECS[name]()
@@ -221,6 +222,7 @@ def _run_suites(directory: Path, files: list[str]) -> None:
         t.start()
     for t in threads:
         t.join()
+    assert sorted(results) == sorted(files), "a suite did not run (its thread failed)"
     failed = {name: r.stdout + r.stderr for name, r in results.items() if r.returncode != 0}
     assert not failed, "\n".join(f"--- {name}\n{out}" for name, out in failed.items())
 
@@ -236,6 +238,7 @@ def _write_suites(directory: Path, s: spec.Spec, prefix: str = "",
     return names
 
 
+@pytest.mark.integration
 def test_generated_promtool_suites_pass(tmp_path):
     """Every objective of the example: an outage pages in time, recovery lets go in time, 2x
     tickets and never pages, 0.5x never alerts, a quiet hour's single error never pages, missing
