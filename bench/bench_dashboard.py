@@ -75,7 +75,7 @@ RENDER = ("..overview-body.children...overview-summary.children...overview-page-
 # --- synthetic engine results -------------------------------------------------------------------
 
 
-def synthetic_slos(services: int, seed: int = 7) -> list[dict]:
+def synthetic_slos(services: int, seed: int = 7) -> list:
     """Two SLO results per service, as the engine computes them: most services healthy, a few
     burning (one in twenty at a page-tier rate), one in fifty without traffic."""
     rng = random.Random(seed)
@@ -91,9 +91,8 @@ def synthetic_slos(services: int, seed: int = 7) -> list[dict]:
                 burn = rng.choice((0.1, 0.3, 0.5, 0.8, 1.2, 2.0)) if i % 20 else rng.uniform(8, 30)
                 rates = {int(durations.parse(w)): (20.0, 20.0 * min(1.0, budget * burn * rng.uniform(0.7, 1.3)))
                          for w in WINDOWS}
-            row = assess(Instance(name, "", objective), rates, tiers, SPEC.alerting.min_events)
-            row["versions"] = ["v1", "v2"] if i % 10 == 0 else ["v1"]
-            out.append(row)
+            out.append(assess(Instance(name, "", objective), rates, tiers, SPEC.alerting.min_events,
+                              versions=["v1", "v2"] if i % 10 == 0 else ["v1"]))
     return out
 
 

@@ -96,7 +96,7 @@ def run_one(services: int, ticks: int, say) -> Result:
                 naive = per_service(backend, names, windows, result.evaluated_at)
                 base_s.append(time.perf_counter() - t0)
                 base_q.append(backend.queries - q0)
-            evaluated = sum(1 for r in result.slos if r["sli"] is not None)
+            evaluated = sum(1 for r in result.slos if r.sli is not None)
             if evaluated != 2 * services or len(naive) != 2 * services:
                 raise RuntimeError(f"evaluated {evaluated} SLOs and {len(naive)} per service, expected {2 * services}")
             rss = rss_mib()

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from slo import promql
 from slo.query import Querier, Sample
 from slo.plan import Plan, ScaledTier
+# the statuses are defined with the results; importers of slo.evaluate find them here too
+from slo.results import CRITICAL, EXHAUSTED, NO_DATA, OK, STATUSES, WARNING, AlertState, SLOResult  # noqa: F401
 from slo.spec import Objective
 
-OK, WARNING, CRITICAL, EXHAUSTED, NO_DATA = "ok", "warning", "critical", "exhausted", "no_data"
-STATUSES = (OK, WARNING, CRITICAL, EXHAUSTED, NO_DATA)
 STATUS_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, EXHAUSTED: 3, NO_DATA: 4}  # mcp_slo_status's value
 
 TOOL_WINDOW = 300  # the per-tool breakdown's window
@@ -46,7 +46,7 @@ class TickTimeout(Exception):
 @dataclass
 class Evaluation:
     evaluated_at: float
-    slos: list[dict]
+    slos: list[SLOResult]
     tools: list[dict]
     meta: dict = field(default_factory=dict)
 
@@ -94,7 +94,7 @@ def error_ratio(valid: float | None, bad: float | None) -> float | None:
 
 
 def assess(instance: Instance, windows: Mapping[int, tuple[float | None, float | None]], tiers: list[ScaledTier],
-           min_events: int) -> dict:
+           min_events: int, versions: Iterable[str] = ()) -> SLOResult:
     """The result of one SLO from its (valid, bad) rates per window (seconds)."""
     o = instance.objective
     w = int(o.window_seconds)
@@ -118,17 +118,18 @@ def assess(instance: Instance, windows: Mapping[int, tuple[float | None, float |
         long_, short = burn.get(st.long_window), burn.get(st.short_window)
         enough = events_in(st.long_window) >= min_events
         firing = long_ is not None and short is not None and long_ > st.tier.burn_rate and short > st.tier.burn_rate
-        alerts.append({"tier": st.tier.name, "severity": st.tier.severity, "burn_rate_threshold": st.tier.burn_rate,
-                       "long_window": promql.duration(st.long_window), "short_window": promql.duration(st.short_window),
-                       "firing": bool(firing and enough), "low_traffic": bool(firing and not enough)})
+        alerts.append(AlertState(tier=st.tier.name, severity=st.tier.severity, burn_rate_threshold=st.tier.burn_rate,
+                                 long_window=promql.duration(st.long_window),
+                                 short_window=promql.duration(st.short_window),
+                                 firing=bool(firing and enough), low_traffic=bool(firing and not enough)))
 
     if ratio is None:
         status = NO_DATA
-    elif any(a["firing"] and a["severity"] == "page" for a in alerts):
+    elif any(a.firing and a.severity == "page" for a in alerts):
         status = CRITICAL
     elif remaining is not None and remaining <= 0 and (events or 0) >= min_events:
         status = EXHAUSTED
-    elif any(a["firing"] for a in alerts):
+    elif any(a.firing for a in alerts):
         status = WARNING
     else:
         status = OK
@@ -142,28 +143,29 @@ def assess(instance: Instance, windows: Mapping[int, tuple[float | None, float |
     else:
         exhaustion = remaining * w / current if current > 0 else None  # None: never, at this rate
 
-    return {
-        "service": instance.service,
-        "tool": instance.tool or None,
-        "slo": o.name,
-        "kind": o.kind,
-        "description": o.description,
-        "objective": o.objective,
-        "window": promql.duration(w),
-        "threshold": o.threshold,
-        "sli": 1 - ratio if ratio is not None else None,
-        "error_budget_remaining": remaining,
-        "error_budget_consumed": 1 - remaining if remaining is not None else None,
-        "events": events,
-        "bad_events": bad_events,
-        "error_budget_events": allowed,
-        "error_budget_events_remaining": allowed - bad_events if allowed is not None else None,
-        "sli_windows": {promql.duration(s): (1 - r if r is not None else None) for s, r in ratios.items()},
-        "burn_rates": {promql.duration(s): b for s, b in burn.items()},
-        "alerts": alerts,
-        "status": status,
-        "time_to_exhaustion_seconds": exhaustion,
-    }
+    return SLOResult(
+        service=instance.service,
+        tool=instance.tool or None,
+        slo=o.name,
+        kind=o.kind,
+        description=o.description,
+        objective=o.objective,
+        window=promql.duration(w),
+        threshold=o.threshold,
+        sli=1 - ratio if ratio is not None else None,
+        error_budget_remaining=remaining,
+        error_budget_consumed=1 - remaining if remaining is not None else None,
+        events=events,
+        bad_events=bad_events,
+        error_budget_events=allowed,
+        error_budget_events_remaining=allowed - bad_events if allowed is not None else None,
+        sli_windows={promql.duration(s): (1 - r if r is not None else None) for s, r in ratios.items()},
+        burn_rates={promql.duration(s): b for s, b in burn.items()},
+        alerts=tuple(alerts),
+        status=status,
+        time_to_exhaustion_seconds=exhaustion,
+        versions=tuple(versions),
+    )
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
@@ -298,9 +300,8 @@ def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline:
     results = []
     for i in todo:
         tiers = plan.tiers[int(i.objective.window_seconds)]
-        result = assess(i, rates.get(i.key, {}), tiers, plan.spec.alerting.min_events)
-        result["versions"] = sorted(services.get(i.service, ()))
-        results.append(result)
+        results.append(assess(i, rates.get(i.key, {}), tiers, plan.spec.alerting.min_events,
+                              versions=sorted(services.get(i.service, ()))))
 
     limit.check("the per-tool breakdown")
     tools = tool_rows(backend.query(promql.tool_status_rates(TOOL_WINDOW), at),

@@ -49,9 +49,8 @@ def engine_row(service: str, slo: str, ratio: float | dict[str, float] | None, *
     tiers = plan(SPEC).tiers[int(objective.window_seconds)]
     ratios = ratio if isinstance(ratio, dict) else dict.fromkeys(WINDOWS, ratio)
     windows = {int(durations.parse(w)): (rate, rate * r) for w, r in ratios.items() if r is not None}
-    row = assess(Instance(service, tool, objective), windows, tiers, SPEC.alerting.min_events)
-    row["versions"] = list(versions)
-    return row
+    return assess(Instance(service, tool, objective), windows, tiers, SPEC.alerting.min_events,
+                  versions=versions).to_json()
 
 
 def api_slos(rows: list[dict], stale: bool = False) -> list[dict]:

@@ -45,7 +45,7 @@ def engine_row(service: str, slo: str, ratio: float | None, tool: str = "") -> d
     windows = {int(durations.parse(w)): (10.0, 10.0 * ratio) for w in WINDOWS} if ratio is not None else {}
     row = assess(Instance(service, tool, objective), windows, plan(SPEC).tiers[int(objective.window_seconds)],
                  SPEC.alerting.min_events)
-    return {**row, "versions": ["v1", "v2"]}
+    return {**row.to_json(), "versions": ["v1", "v2"]}
 
 
 def api_slos(rows: list[dict]) -> list[dict]:

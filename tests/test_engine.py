@@ -58,7 +58,9 @@ def truth(history: History, service: str, objective, at: float, window: float) -
 def evaluation(regression_stack):
     at = float(regression_stack.history.timestamps[-1])
     with Backend(BackendOptions(url=regression_stack.prometheus_url, timeout=30)) as backend:
-        return evaluate(backend, plan(SPEC), at)
+        result = evaluate(backend, plan(SPEC), at)
+    result.slos = [r.to_json() for r in result.slos]  # as the API serves them
+    return result
 
 
 def test_every_named_service_and_slo_is_evaluated(evaluation):

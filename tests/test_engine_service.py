@@ -115,7 +115,8 @@ def evaluated(engine: Engine) -> dict:
         result = engine.tick()
         if result is None:
             return None
-        return {(r["service"], r["slo"]): r for r in result.slos if r["sli"] is not None} or None
+        slos = [r.to_json() for r in result.slos]  # as the API serves them
+        return {(r["service"], r["slo"]): r for r in slos if r["sli"] is not None} or None
     found = wait_until(lambda: (lambda r: r if r and ("steady", "latency") in r else None)(ready()),
                        timeout=30, interval=0.5, what="an evaluation with data")
     return found

@@ -19,7 +19,8 @@ WINDOWS = (300, 1800, 3600, 7200, 21600, DAY, 3 * DAY, 30 * DAY)
 
 
 def assess(rates: dict[int, tuple[float | None, float | None]], min_events: int = 50) -> dict:
-    return ev.assess(ev.Instance("fs", "", AVAILABILITY), rates, TIERS, min_events)
+    """The result's JSON form, as the API serves it."""
+    return ev.assess(ev.Instance("fs", "", AVAILABILITY), rates, TIERS, min_events).to_json()
 
 
 def steady(valid: float, ratio: float) -> dict[int, tuple[float, float]]:

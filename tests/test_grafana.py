@@ -280,7 +280,9 @@ def exporter_metrics() -> set[str]:
 def engine_metrics() -> set[str]:
     """The engine's /metrics with one SLO and one canary (a stand-in engine: the collector reads
     only its snapshot, canaries and health)."""
-    snapshot = SimpleNamespace(evaluated_at=0.0, slos=[{
+    from slo.engine.store import Snapshot
+
+    snapshot = Snapshot(tick_id=1, evaluated_at=0.0, tools=[], meta={}, slos=[{
         "service": "s", "tool": "", "slo": "availability", "window": "30d", "objective": 0.99, "sli": 0.995,
         "error_budget_remaining": 0.5, "burn_rates": {"1h": 0.5}, "status": "ok"}])
     engine = SimpleNamespace(

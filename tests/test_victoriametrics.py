@@ -93,7 +93,7 @@ def victoria_url(data, tmp_path_factory) -> Iterator[str]:
 def results(url: str, at: float) -> dict:
     with Backend(BackendOptions(url=url, timeout=30)) as backend:
         evaluation = evaluate(backend, plan(SPEC), at)
-    return {(r["service"], r["tool"], r["slo"]): r for r in evaluation.slos}
+    return {(r.service, r.tool, r.slo): r.to_json() for r in evaluation.slos}
 
 
 def test_victoriametrics_and_prometheus_agree(data, prometheus_url, victoria_url):

@@ -43,7 +43,7 @@ def slo_items(snapshot: Snapshot | None, stale: bool, now: float) -> tuple[list[
     if snapshot is None:
         return [], {"evaluated_at": None, "stale": True}
     when = rfc3339(snapshot.evaluated_at)
-    slos = [{**r, "stale": stale, "evaluated_at": when} for r in snapshot.slos]
+    slos = [{**r.to_json(), "stale": stale, "evaluated_at": when} for r in snapshot.results]
     return slos, {"evaluated_at": when, "stale": stale, "age_seconds": now - snapshot.evaluated_at}
 
 

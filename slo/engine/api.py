@@ -172,7 +172,7 @@ def create_app(engine: Engine) -> Starlette:
         if items:
             verdict, reason = service_verdict(items)
             return {**body, "verdict": verdict, "reason": reason}, None
-        if any(r["service"] == name for r in snapshot.slos):
+        if any(r.service == name for r in snapshot.results):
             return {**body, "verdict": "inconclusive", "reason": f"no canary of {name!r} with traffic yet"}, None
         return {**body, "verdict": None, "reason": f"no service {name!r} in the latest evaluation"}, 404
 

@@ -125,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
         result = engine.tick()
         summary = {"ok": result is not None, "error": engine.health.last_error}
         if result is not None:
-            summary.update(result.meta, statuses={s["status"]: 0 for s in result.slos})
+            summary.update(result.meta, statuses={s.status: 0 for s in result.slos})
             for s in result.slos:
-                summary["statuses"][s["status"]] += 1
+                summary["statuses"][s.status] += 1
         print(json.dumps(summary, indent=2, default=str))
         engine.store.close()
         return OK if result is not None else FAILED

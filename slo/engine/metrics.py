@@ -45,18 +45,19 @@ class EngineCollector(Collector):
         burn = GaugeMetricFamily("mcp_slo_burn_rate", "Error budget burn rate over a window (1 = sustainable)",
                                  labels=[*SLO_LABELS, "window"])
         status = GaugeMetricFamily("mcp_slo_status", "1 for the SLO's current status", labels=[*SLO_LABELS, "status"])
-        for r in snapshot.slos if snapshot else ():
-            ids = [r["service"], r.get("tool") or "", r["slo"]]
-            objective.add_metric([*ids, r["window"]], r["objective"])
-            if r.get("sli") is not None:
-                sli.add_metric([*ids, r["window"]], r["sli"])
-            if r.get("error_budget_remaining") is not None:
-                remaining.add_metric([*ids, r["window"]], r["error_budget_remaining"])
-            for window, value in r.get("burn_rates", {}).items():
+        for r in snapshot.results if snapshot else ():
+            ids = list(r.key)
+            if r.objective is not None:
+                objective.add_metric([*ids, r.window], r.objective)
+            if r.sli is not None:
+                sli.add_metric([*ids, r.window], r.sli)
+            if r.error_budget_remaining is not None:
+                remaining.add_metric([*ids, r.window], r.error_budget_remaining)
+            for window, value in r.burn_rates.items():
                 if value is not None:
                     burn.add_metric([*ids, window], value)
             for s in STATUSES:
-                status.add_metric([*ids, s], 1.0 if r["status"] == s else 0.0)
+                status.add_metric([*ids, s], 1.0 if r.status == s else 0.0)
         yield from (sli, remaining, objective, burn, status)
 
         pair = ["service", "baseline", "canary"]

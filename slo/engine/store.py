@@ -27,7 +27,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+from slo.results import SLOResult
 
 
 class StoreError(Exception):
@@ -40,9 +43,20 @@ class Snapshot:
 
     tick_id: int
     evaluated_at: float  # unix seconds, the tick's evaluation time
-    slos: list[dict]  # one dict per SLO result: "service", "slo", optional "tool" (None or "" = service level)
+    slos: list[dict]  # one dict per SLO result as stored (SLOResult.to_json): "service", "slo", optional "tool"
     tools: list[dict]  # per-tool breakdown rows: "service", "tool", ...
     meta: dict  # free-form tick info (duration, queries, errors, backend url, ...)
+
+    @cached_property
+    def results(self) -> list[SLOResult]:
+        """The SLO results typed, read once per snapshot; StoreError for a row that is not one."""
+        out = []
+        for i, row in enumerate(self.slos):
+            try:
+                out.append(SLOResult.from_json(row))
+            except ValueError as exc:
+                raise StoreError(f"tick {self.tick_id}: SLO result {i} is not readable: {exc}") from None
+        return out
 
 
 # Schema migrations: step i takes the file from version i to i + 1 (PRAGMA user_version).
@@ -131,8 +145,10 @@ class Store:
 
     # -- writer side (one thread or process) ---------------------------------------------------
 
-    def write_tick(self, evaluated_at: float, slos: list[dict], tools: list[dict], meta: dict | None = None) -> int:
+    def write_tick(self, evaluated_at: float, slos: list[SLOResult | dict], tools: list[dict],
+                   meta: dict | None = None) -> int:
         """Write one tick atomically and return its id; prunes ticks older than retention.
+        An SLOResult is stored as its JSON form.
 
         Everything is encoded before the transaction starts, so a bad row raises StoreError
         without taking the write lock, and nothing of the tick is written.
@@ -141,6 +157,8 @@ class Store:
         slo_rows = []
         for i, row in enumerate(slos):
             where = f"slos[{i}]"
+            if isinstance(row, SLOResult):
+                row = row.to_json()
             slo_rows.append((at, _text(row, "service", where), _text(row, "slo", where), _tool(row, where), _dumps(row, where)))
         tool_rows = []
         for i, row in enumerate(tools):
