@@ -295,19 +295,18 @@ class RunJudge:
     @staticmethod
     def _leading_test(decision) -> int:
         """The rejecting test furthest past its boundary (smallest p over the level to reject)."""
-        failed = [m for m in decision.metrics if m["rejected_by"]]
-        return TESTS.index(min(failed, key=lambda m: m["sequential"]["p_value"]
-                               / max(m["sequential"]["reject_at"], 1e-300))["name"])
+        failed = [m for m in decision.metrics if m.rejected_by]
+        return TESTS.index(min(failed, key=lambda m: m.sequential.p_value / max(m.sequential.reject_at, 1e-300)).name)
 
     @staticmethod
     def _needed(decision, n_c: float) -> float:
         """Canary requests before the judge could promote, by its own account."""
         need = n_c + 1
         for m in decision.metrics:
-            if m["tool"] is not None or m["status"] == PASSED:
+            if m.tool is not None or m.status == PASSED:
                 continue
-            if m["required_requests"]:
-                need = max(need, m["required_requests"])
+            if m.required_requests:
+                need = max(need, m.required_requests)
             else:  # no information yet: out of reach for now
                 need = math.inf
         return need

@@ -101,7 +101,7 @@ def synthetic_canaries(services: int) -> list[dict]:
     shapes = [judge(Comparison(service="x", baseline="v1", canary="v2", overall=(Counts(20_000, bad), Counts(2_000, c))))
               for bad, c in ((20, 60), (20, 2), (20, 1))]  # roll back, promote, wait for more
     return [{"service": f"svc-{i:04d}", "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
-             "reason": d.reason, "metrics": d.metrics, "window": "2h", "canary_age_seconds": 7200.0}
+             "reason": d.reason, "metrics": [m.to_json() for m in d.metrics], "window": "2h", "canary_age_seconds": 7200.0}
             for i, d in ((i, shapes[i // 10 % 3]) for i in range(0, services, 10))]
 
 

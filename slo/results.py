@@ -1,11 +1,12 @@
-"""The engine's results as types: an SLO's result and the state of its alert tiers.
+"""The engine's results as types: an SLO's result and the state of its alert tiers, a
+canary decision and its evidence.
 
 Each has one JSON form, `to_json()`, the dict the API answers with (README, "The SLO
 engine"): the keys are the fields, in their order. `from_json` reads it back, as the store
 keeps it and the API serves it. Unknown numbers are None, never NaN: `to_json` turns a
 non-finite float into None, as the API's JSON holds no NaN.
 
-Library layer: evaluate builds these, the engine stores and serves them.
+Library layer: evaluate and the canary judge build these, the engine stores and serves them.
 """
 
 from __future__ import annotations
@@ -157,3 +158,177 @@ class SLOResult:
 
 _NUMBERS = ("objective", "threshold", "sli", "error_budget_remaining", "error_budget_consumed", "events", "bad_events",
             "error_budget_events", "error_budget_events_remaining", "time_to_exhaustion_seconds")
+
+
+# --- canary decisions ---------------------------------------------------------------------
+# The judge's evidence keeps its floats as they are (an infinite planned information, an
+# e-value that overflowed): the store keeps them, and the API's JSON turns them into null.
+
+
+def _object(body, what: str) -> Mapping:
+    if not isinstance(body, Mapping):
+        raise ValueError(f"{what} is not an object: {body!r}")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One version's side of a canary test: its requests and, for the errors and slow share
+    tests, its bad requests and their ratio (None without requests)."""
+
+    requests: float
+    bad: float | None = None  # None in the latency test, which compares whole distributions
+    ratio: float | None = None
+
+    def to_json(self) -> dict:
+        if self.bad is None:
+            return {"requests": self.requests}
+        return {"requests": self.requests, "bad": self.bad, "ratio": self.ratio}
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> Side:
+        body = _object(body, "a version's counts")
+        return cls(requests=_read_number(body, "requests") or 0.0, bad=_read_number(body, "bad"),
+                   ratio=_read_number(body, "ratio"))
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """How much worse the canary is, with its interval at `level`: a ratio of bad ratios, or
+    the CLES (the probability that a canary request is slower) with Mann-Whitney's u and z."""
+
+    measure: str
+    value: float | None
+    low: float | None
+    high: float | None
+    level: float
+    u: float | None = None  # the latency test only
+    z: float | None = None
+
+    def to_json(self) -> dict:
+        body = {"measure": self.measure, "value": self.value, "low": self.low, "high": self.high, "level": self.level}
+        if self.u is not None or self.z is not None:
+            body.update(u=self.u, z=self.z)
+        return body
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> Effect:
+        body = _object(body, "an effect")
+        return cls(measure=_read_text(body, "measure"), value=_read_number(body, "value"), low=_read_number(body, "low"),
+                   high=_read_number(body, "high"), level=_read_number(body, "level"), u=_read_number(body, "u"),
+                   z=_read_number(body, "z"))
+
+
+@dataclass(frozen=True, slots=True)
+class Sequential:
+    """A test's group-sequential state: its p-value against the boundary's level now, and the
+    information reached (1 = what the planned regression needs)."""
+
+    p_value: float
+    reject_at: float
+    information: float
+    planned_information: float
+    boundary: float
+
+    def to_json(self) -> dict:
+        return {"p_value": self.p_value, "reject_at": self.reject_at, "information": self.information,
+                "planned_information": self.planned_information, "boundary": self.boundary}
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> Sequential:
+        body = _object(body, "sequential")
+        return cls(**{k: _read_number(body, k) for k in ("p_value", "reject_at", "information", "planned_information",
+                                                           "boundary")})
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One test of a canary (errors, latency or slow_share; overall or for one tool)."""
+
+    name: str
+    tool: str | None  # None: the service's requests overall
+    baseline: Side | None
+    canary: Side | None
+    effect: Effect | None
+    p_value: float
+    p_adjusted: float  # Holm-adjusted over the decision's tests
+    sequential: Sequential
+    e_value: float
+    e_threshold: float
+    rejected_by: str | None  # "boundary", "e-value" or None
+    power: float
+    required_requests: int | None  # canary requests still needed, when insufficient
+    status: str  # passed, failed or insufficient
+    latency_threshold: float | None = None  # the slow_share test only
+    planned_cles: float | None = None  # the latency test only
+    note: str | None = None  # why the test could not run, or why it is suspect
+
+    def to_json(self) -> dict:
+        body = {"name": self.name, "tool": self.tool,
+                "baseline": None if self.baseline is None else self.baseline.to_json(),
+                "canary": None if self.canary is None else self.canary.to_json(),
+                "effect": None if self.effect is None else self.effect.to_json()}
+        if self.latency_threshold is not None:
+            body["latency_threshold"] = self.latency_threshold
+        body.update({"p_value": self.p_value, "p_adjusted": self.p_adjusted, "sequential": self.sequential.to_json(),
+                     "e_value": self.e_value, "e_threshold": self.e_threshold, "rejected_by": self.rejected_by,
+                     "power": self.power, "required_requests": self.required_requests, "status": self.status})
+        if self.planned_cles is not None:
+            body["planned_cles"] = self.planned_cles
+        if self.note is not None:
+            body["note"] = self.note
+        return body
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> Evidence:
+        body = _object(body, "evidence")
+        sides = {k: None if body.get(k) is None else Side.from_json(body[k]) for k in ("baseline", "canary")}
+        tool, note, by = body.get("tool"), body.get("note"), body.get("rejected_by")
+        if any(v is not None and not isinstance(v, str) for v in (tool, note, by)):
+            raise ValueError("tool, note and rejected_by must be strings or null")
+        required = body.get("required_requests")
+        if required is not None and (isinstance(required, bool) or not isinstance(required, int)):
+            raise ValueError(f"required_requests is not an integer: {required!r}")
+        return cls(name=_read_text(body, "name"), tool=tool, **sides,
+                   effect=None if body.get("effect") is None else Effect.from_json(body["effect"]),
+                   sequential=Sequential.from_json(body.get("sequential")), rejected_by=by,
+                   required_requests=required, status=_read_text(body, "status"), note=note,
+                   **{k: _read_number(body, k) for k in ("p_value", "p_adjusted", "e_value", "e_threshold", "power",
+                                                         "latency_threshold", "planned_cles")})
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryDecision:
+    """The engine's decision on one canary (a version of a service against its baseline) at
+    one tick. The store adds `evaluated_at` (unix seconds) to its JSON, the API as RFC 3339."""
+
+    service: str
+    baseline: str
+    canary: str
+    verdict: str  # promote, rollback or inconclusive
+    score: int  # 0 (roll back) to 100
+    reason: str  # one sentence for a release manager
+    metrics: tuple[Evidence, ...]
+    window: str  # the canary's life judged, "2h"
+    canary_age_seconds: float
+
+    def to_json(self) -> dict:
+        return {"service": self.service, "baseline": self.baseline, "canary": self.canary, "verdict": self.verdict,
+                "score": self.score, "reason": self.reason, "metrics": [m.to_json() for m in self.metrics],
+                "window": self.window, "canary_age_seconds": self.canary_age_seconds}
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> CanaryDecision:
+        """Read `to_json`'s dict back (extra keys, like `evaluated_at`, are ignored)."""
+        body = _object(body, "a canary decision")
+        metrics = body.get("metrics") or []
+        if not isinstance(metrics, list):
+            raise ValueError("metrics is not a list")
+        score = body.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise ValueError(f"score is not a number: {score!r}")
+        return cls(service=_read_text(body, "service"), baseline=_read_text(body, "baseline"),
+                   canary=_read_text(body, "canary"), verdict=_read_text(body, "verdict"), score=score,
+                   reason=_read_text(body, "reason", ""), metrics=tuple(Evidence.from_json(m) for m in metrics),
+                   window=_read_text(body, "window", ""),
+                   canary_age_seconds=_read_number(body, "canary_age_seconds"))

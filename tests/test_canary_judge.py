@@ -3,13 +3,15 @@ the traffic, a canary with 10%, latency histograms on the collector's default bu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 
 from collector.names import DEFAULT_BUCKETS
-from slo.canary import INCONCLUSIVE, PROMOTE, ROLLBACK, Comparison, Counts, judge
+from slo.canary import INCONCLUSIVE, PROMOTE, ROLLBACK, Comparison, Counts
+from slo.canary import judge as typed_judge
 from slo.canary import stats
 from slo.canary.judge import CLES_TAU, FAILED, INSUFFICIENT, PASSED
 
@@ -26,6 +28,12 @@ def counts(requests: float, error_ratio: float, median: float = 0.12, sigma: flo
 def compare(baseline: Counts, canary: Counts, **kwargs) -> Comparison:
     kwargs.setdefault("latency_threshold", 0.5)
     return Comparison(service="search-api", baseline="v1", canary="v2", overall=(baseline, canary), **kwargs)
+
+
+def judge(c: Comparison):
+    """The judge's decision with its evidence in JSON form, as the store keeps it."""
+    d = typed_judge(c)
+    return dataclasses.replace(d, metrics=[m.to_json() for m in d.metrics])
 
 
 def metric(decision, name, tool=None):

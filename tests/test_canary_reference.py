@@ -87,7 +87,7 @@ def judge_cases() -> dict[str, Comparison]:
 def decision_record(comparison: Comparison) -> dict:
     decision = judge(comparison)
     return {"verdict": decision.verdict, "score": decision.score, "reason": decision.reason,
-            "metrics": decision.metrics}
+            "metrics": [m.to_json() for m in decision.metrics]}
 
 
 def stats_record() -> dict[str, list]:

@@ -43,7 +43,7 @@ def decision(service: str, baseline: Counts, canary: Counts, tools=None, at: flo
     d = judge(Comparison(service=service, baseline="v1", canary="v2", overall=(baseline, canary),
                          tools=tools or {}, latency_threshold=0.5))
     body = {"service": service, "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
-            "reason": d.reason, "metrics": d.metrics, "window": "2h", "canary_age_seconds": 7000.0,
+            "reason": d.reason, "metrics": [m.to_json() for m in d.metrics], "window": "2h", "canary_age_seconds": 7000.0,
             "evaluated_at": at}
     return json.loads(json.dumps(answers.jsonable(answers.canary_items([body], stale))))[0]
 

@@ -64,7 +64,7 @@ def decision(service: str, errors: tuple[int, int]) -> dict:
     d = judge(Comparison(service=service, baseline="v1", canary="v2",
                          overall=(Counts(20_000, errors[0]), Counts(2_000, errors[1]))))
     body = {"service": service, "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
-            "reason": d.reason, "metrics": d.metrics, "window": "2h", "canary_age_seconds": 7200.0,
+            "reason": d.reason, "metrics": [m.to_json() for m in d.metrics], "window": "2h", "canary_age_seconds": 7200.0,
             "evaluated_at": AT}
     return json.loads(json.dumps(answers.jsonable(answers.canary_items([body], False))))[0]
 

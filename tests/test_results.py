@@ -8,9 +8,11 @@ import math
 
 import pytest
 
+from collector.names import DEFAULT_BUCKETS
 from slo import evaluate as ev
+from slo.canary.judge import Comparison, Counts, judge
 from slo.plan import scale_tiers
-from slo.results import AlertState, SLOResult
+from slo.results import AlertState, CanaryDecision, Evidence, SLOResult
 from slo.spec import WORKBOOK_TIERS, Objective
 
 DAY = 86400
@@ -84,3 +86,68 @@ def test_the_api_answer_and_an_old_stores_row_read_back():
 def test_a_malformed_result_is_a_clear_error(bad, says):
     with pytest.raises(ValueError, match=says):
         SLOResult.from_json({**result().to_json(), **bad})
+
+
+# --- canary decisions ------------------------------------------------------------------------
+
+DECISION_KEYS = ["service", "baseline", "canary", "verdict", "score", "reason", "metrics", "window",
+                 "canary_age_seconds"]
+EVIDENCE_KEYS = ["name", "tool", "baseline", "canary", "effect", "p_value", "p_adjusted", "sequential", "e_value",
+                 "e_threshold", "rejected_by", "power", "required_requests", "status"]
+
+
+def counts(requests: float, errors: float, slow: float = 0.1) -> Counts:
+    """`requests` with `slow` of them over 0.5 s (a bucket bound), the rest under 0.1 s."""
+    fast = requests * (1 - slow)
+    buckets = tuple((b, fast if b < 0.5 else requests) for b in (*DEFAULT_BUCKETS, math.inf))
+    return Counts(requests=requests, errors=errors, buckets=buckets)
+
+
+def decision(baseline: Counts, canary: Counts, **tools) -> CanaryDecision:
+    d = judge(Comparison(service="fs", baseline="v1", canary="v2", overall=(baseline, canary),
+                         tools=tools, latency_threshold=0.5))
+    return CanaryDecision(service="fs", baseline="v1", canary="v2", verdict=d.verdict, score=d.score,
+                          reason=d.reason, metrics=d.metrics, window="2h", canary_age_seconds=7200.0)
+
+
+CASES = {
+    "rollback": lambda: decision(counts(90_000, 90), counts(10_000, 400, slow=0.3)),
+    "promote": lambda: decision(counts(900_000, 900), counts(100_000, 100)),
+    "no canary latency": lambda: decision(counts(9_000, 9), Counts(1_000, 1)),
+    "a tool without traffic": lambda: decision(counts(9_000, 9), counts(1_000, 1),
+                                               search=(counts(100, 0), Counts(0, 0))),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_canary_decision_reads_back_as_written(case):
+    d = CASES[case]()
+    body = json.loads(json.dumps(d.to_json()))  # as the store keeps it (JSON text)
+    assert CanaryDecision.from_json(body) == d
+    assert CanaryDecision.from_json({**body, "evaluated_at": 1.0, "stale": False}).to_json() == body
+    assert all(Evidence.from_json(m.to_json()) == m for m in d.metrics)
+
+
+def test_a_decisions_json_keys_are_the_judges_in_order():
+    """The keys of a decision and of each test's evidence; the optional ones where they apply."""
+    d = CASES["rollback"]()
+    body = d.to_json()
+    assert list(body) == DECISION_KEYS and body["verdict"] == "rollback"
+    errors, latency, slow = body["metrics"]
+    assert list(errors) == EVIDENCE_KEYS
+    assert list(latency) == [*EVIDENCE_KEYS, "planned_cles"]
+    assert list(slow) == [*EVIDENCE_KEYS[:5], "latency_threshold", *EVIDENCE_KEYS[5:]]
+    assert list(errors["baseline"]) == ["requests", "bad", "ratio"] and list(latency["baseline"]) == ["requests"]
+    assert list(errors["effect"]) == ["measure", "value", "low", "high", "level"]
+    assert list(latency["effect"]) == ["measure", "value", "low", "high", "level", "u", "z"]
+    assert list(errors["sequential"]) == ["p_value", "reject_at", "information", "planned_information", "boundary"]
+    no_data = next(m for m in CASES["no canary latency"]().to_json()["metrics"] if m["name"] == "latency")
+    assert no_data["effect"] is None and no_data["note"] and list(no_data)[-1] == "note"
+
+
+def test_a_malformed_decision_is_a_clear_error():
+    body = CASES["promote"]().to_json()
+    with pytest.raises(ValueError, match="score is not a number"):
+        CanaryDecision.from_json({**body, "score": "high"})
+    with pytest.raises(ValueError, match="evidence is not an object"):
+        CanaryDecision.from_json({**body, "metrics": ["errors"]})

@@ -55,6 +55,7 @@ import math
 from dataclasses import dataclass, field
 
 from slo.canary import stats
+from slo.results import Effect, Evidence, Sequential, Side
 
 PROMOTE, ROLLBACK, INCONCLUSIVE = "promote", "rollback", "inconclusive"
 PASSED, FAILED, INSUFFICIENT = "passed", "failed", "insufficient"
@@ -102,7 +103,7 @@ class Decision:
     verdict: str  # promote | rollback | inconclusive
     score: int  # 0-100
     reason: str  # one sentence for a release manager
-    metrics: list[dict] = field(default_factory=list)  # evidence, one dict per test (metric and tool)
+    metrics: tuple[Evidence, ...] = ()  # evidence, one per test (metric and tool)
 
 
 # --- input ----------------------------------------------------------------------------------
@@ -175,11 +176,14 @@ class Design:
         return cls(boundary, stats.design_drift(boundary, POWER), tests / ((1.0 - SEQUENTIAL_SHARE) * alpha))
 
 
+NO_EVIDENCE = {"baseline": None, "canary": None, "effect": None}  # a test that could not run
+
+
 @dataclass
 class _Test:
     name: str
     tool: str | None
-    evidence: dict
+    evidence: dict  # Evidence's baseline, canary, effect and latency_threshold, as far as known
     p_value: float = 1.0  # fixed-sample one-sided p-value (evidence; Holm)
     p_sequential: float = 1.0  # the p-value held against the boundary's level
     information: float = 0.0  # fraction of the planned information so far: the boundary's clock
@@ -201,8 +205,8 @@ def _binomial_test(name: str, tool: str | None, b_total: float, b_bad: float, c_
     """Errors or slow share: the exact conditional binomial test, its planned information
     (in bad events) and its binomial mixture e-value."""
     evidence = {
-        "baseline": {"requests": b_total, "bad": b_bad, "ratio": _ratio(b_bad, b_total)},
-        "canary": {"requests": c_total, "bad": c_bad, "ratio": _ratio(c_bad, c_total)},
+        "baseline": Side(requests=b_total, bad=b_bad, ratio=_ratio(b_bad, b_total)),
+        "canary": Side(requests=c_total, bad=c_bad, ratio=_ratio(c_bad, c_total)),
     }
     test = _Test(name, tool, evidence, canary_requests=c_total)
     if b_total <= 0 or c_total <= 0:
@@ -223,9 +227,8 @@ def _binomial_test(name: str, tool: str | None, b_total: float, b_bad: float, c_
         value = (c_bad / c_total) / (b_bad / b_total)
     elif c_bad == 0:
         value = 1.0 if m == 0 else None
-    evidence["effect"] = {"measure": "ratio of bad ratios (canary / baseline)", "value": value,
-                          "low": odds_ratio(low) if m else 0.0, "high": odds_ratio(high) if m else None,
-                          "level": level}
+    evidence["effect"] = Effect(measure="ratio of bad ratios (canary / baseline)", value=value,
+                                low=odds_ratio(low) if m else 0.0, high=odds_ratio(high) if m else None, level=level)
     # The plan uses the pooled bad ratio: under H0 it tells nothing about how the bad events
     # split between the versions, so the boundary's clock cannot lean on the test statistic.
     p0 = (b_bad + c_bad) / (b_total + c_total)
@@ -246,7 +249,7 @@ def _latency_test(tool: str | None, base: _Version, can: _Version, level: float,
     """Mann-Whitney on the buckets: p-value, CLES with interval, planned information for a
     CLES of `factor` times slower, normal mixture e-value."""
     n_b, n_c = sum(base.per_bucket), sum(can.per_bucket)
-    evidence = {"baseline": {"requests": n_b}, "canary": {"requests": n_c}}
+    evidence = {"baseline": Side(requests=n_b), "canary": Side(requests=n_c)}
     test = _Test(LATENCY, tool, evidence, canary_requests=n_c)
     if n_b <= 0 or n_c <= 0:
         test.no_data = f"no {'baseline' if n_b <= 0 else 'canary'} latency histogram"
@@ -254,8 +257,8 @@ def _latency_test(tool: str | None, base: _Version, can: _Version, level: float,
     mw = stats.mann_whitney_buckets(can.per_bucket, base.per_bucket, level)
     test.p_value = mw.p_value
     test.e_value = stats.cles_evalue(mw, CLES_TAU)
-    evidence["effect"] = {"measure": "CLES: P(canary request slower) + P(tie) / 2", "value": mw.cles,
-                          "low": mw.low, "high": mw.high, "level": level, "u": mw.u, "z": mw.z}
+    evidence["effect"] = Effect(measure="CLES: P(canary request slower) + P(tie) / 2", value=mw.cles,
+                                low=mw.low, high=mw.high, level=level, u=mw.u, z=mw.z)
     pairs = n_c * n_b
     null = mw.variance / (pairs * pairs)
     if null <= 0:  # a single occupied bucket: assume the information of tie-free data
@@ -351,33 +354,27 @@ def judge(c: Comparison) -> Decision:
         suspect = by is None and p_adj <= c.alpha
         status = FAILED if by else PASSED if test.planned >= 1.0 and not suspect else INSUFFICIENT
         required = _required(test) if status == INSUFFICIENT and test.planned < 1.0 else None
-        entry = {"name": test.name, "tool": test.tool, "baseline": None, "canary": None, "effect": None}
-        entry.update(test.evidence)
-        entry.update({"p_value": test.p_value, "p_adjusted": p_adj,
-                      "sequential": {"p_value": test.p_sequential, "reject_at": reject_at,
-                                     "information": test.information, "planned_information": test.planned,
-                                     "boundary": design.boundary},
-                      "e_value": test.e_value, "e_threshold": design.e_threshold, "rejected_by": by,
-                      "power": power, "required_requests": required, "status": status})
-        if test.name == LATENCY and test.cles is not None:
-            entry["planned_cles"] = test.cles
-        if test.no_data:
-            entry["note"] = test.no_data
-        elif suspect:
-            entry["note"] = ("worse by the fixed-sample test (Holm-adjusted p <= alpha), "
-                             "not yet by the sequential one")
-        metrics.append(entry)
+        note = test.no_data or None
+        if not note and suspect:
+            note = "worse by the fixed-sample test (Holm-adjusted p <= alpha), not yet by the sequential one"
+        metrics.append(Evidence(
+            name=test.name, tool=test.tool, **{**NO_EVIDENCE, **test.evidence}, p_value=test.p_value, p_adjusted=p_adj,
+            sequential=Sequential(p_value=test.p_sequential, reject_at=reject_at, information=test.information,
+                                  planned_information=test.planned, boundary=design.boundary),
+            e_value=test.e_value, e_threshold=design.e_threshold, rejected_by=by, power=power,
+            required_requests=required, status=status,
+            planned_cles=test.cles if test.name == LATENCY else None, note=note))
 
     verdict, reason = _verdict(c, tests, metrics)
-    passed = sum(m["status"] == PASSED for m in metrics)
+    passed = sum(m.status == PASSED for m in metrics)
     score = 0 if verdict == ROLLBACK else round(100 * passed / len(metrics))
-    return Decision(verdict=verdict, score=score, reason=reason, metrics=metrics)
+    return Decision(verdict=verdict, score=score, reason=reason, metrics=tuple(metrics))
 
 
-def _verdict(c: Comparison, tests: list[_Test], metrics: list[dict]) -> tuple[str, str]:
+def _verdict(c: Comparison, tests: list[_Test], metrics: list[Evidence]) -> tuple[str, str]:
     cv, bv = c.canary, c.baseline
     n_c = c.overall[1].requests
-    failed = [(t, m) for t, m in zip(tests, metrics) if m["status"] == FAILED]
+    failed = [(t, m) for t, m in zip(tests, metrics) if m.status == FAILED]
     if c.canary_page_burn:
         return ROLLBACK, f"{cv} is burning its own error budget at a page-tier rate: roll back, " \
                          f"whatever the comparison with {bv} says."
@@ -390,22 +387,22 @@ def _verdict(c: Comparison, tests: list[_Test], metrics: list[dict]) -> tuple[st
         also = ""
         if len(failed) > 1:
             also = "; also worse: " + ", ".join(_scope_name(t) for t, _ in failed[1:])
-        if head["rejected_by"] == "boundary":
-            why = (f"{_p(head['sequential']['p_value'])}, where the sequential test needs "
-                   f"p <= {_num(head['sequential']['reject_at'])} at this point")
+        if head.rejected_by == "boundary":
+            why = (f"{_p(head.sequential.p_value)}, where the sequential test needs "
+                   f"p <= {_num(head.sequential.reject_at)} at this point")
         else:
-            why = f"always-valid evidence {_num(head['e_value'])} where {_num(head['e_threshold'])} is needed"
+            why = f"always-valid evidence {_num(head.e_value)} where {_num(head.e_threshold)} is needed"
         return ROLLBACK, f"{_worse(c, head_test, head)} ({why}{also}): roll back."
-    suspects = [(t, m) for t, m in zip(tests, metrics) if m["p_adjusted"] <= c.alpha]
+    suspects = [(t, m) for t, m in zip(tests, metrics) if m.p_adjusted <= c.alpha]
     if suspects:
-        test, m = min(suspects, key=lambda tm: tm[1]["p_value"])
-        return INCONCLUSIVE, (f"{_worse(c, test, m)} ({_p(m['p_value'])}), which is not yet conclusive for a "
+        test, m = min(suspects, key=lambda tm: tm[1].p_value)
+        return INCONCLUSIVE, (f"{_worse(c, test, m)} ({_p(m.p_value)}), which is not yet conclusive for a "
                               f"test repeated on every tick: wait.")
     overall = [(t, m) for t, m in zip(tests, metrics) if t.tool is None]
-    waiting = [(t, m) for t, m in overall if m["status"] != PASSED]
+    waiting = [(t, m) for t, m in overall if m.status != PASSED]
     if not waiting:
         errors = overall[0][0]
-        thin = [t.tool for t, m in zip(tests, metrics) if t.tool is not None and m["status"] != PASSED]
+        thin = [t.tool for t, m in zip(tests, metrics) if t.tool is not None and m.status != PASSED]
         note = ""
         if thin:
             tools = list(dict.fromkeys(thin))
@@ -420,7 +417,7 @@ def _verdict(c: Comparison, tests: list[_Test], metrics: list[dict]) -> tuple[st
     if test.no_data:
         return INCONCLUSIVE, f"No regression so far, but {test.name.replace('_', ' ')} cannot be compared " \
                              f"yet ({test.no_data}): wait."
-    needed = m["required_requests"]
+    needed = m.required_requests
     need = f"about {needed:,} needed" if needed else "far more needed"
     return INCONCLUSIVE, (f"No regression so far, but {cv}'s {test.canary_requests:,.0f} requests are not "
                           f"enough to catch {_target(c, test)} ({need}): wait.")
@@ -431,18 +428,17 @@ def _scope_name(t: _Test) -> str:
     return what if t.tool is None else f"{what} of tool '{t.tool}'"
 
 
-def _worse(c: Comparison, t: _Test, m: dict) -> str:
+def _worse(c: Comparison, t: _Test, m: Evidence) -> str:
     cv, bv = c.canary, c.baseline
     subject = "requests" if t.tool is None else f"calls to tool '{t.tool}'"
     if t.name == ERRORS:
-        return (f"{cv} fails {_pct(m['canary']['ratio'])} of {subject} "
-                f"against {_pct(m['baseline']['ratio'])} for {bv}")
+        return f"{cv} fails {_pct(m.canary.ratio)} of {subject} against {_pct(m.baseline.ratio)} for {bv}"
     if t.name == SLOW_SHARE:
-        return (f"{cv} answers {_pct(m['canary']['ratio'])} of {subject} in over {c.latency_threshold:g} s "
-                f"against {_pct(m['baseline']['ratio'])} for {bv}")
+        return (f"{cv} answers {_pct(m.canary.ratio)} of {subject} in over {c.latency_threshold:g} s "
+                f"against {_pct(m.baseline.ratio)} for {bv}")
     one, where = ("request", "") if t.tool is None else ("call", f" on {subject}")
     return (f"{cv} is slower than {bv}{where}: a {cv} {one} is slower than a {bv} {one} "
-            f"{100 * m['effect']['value']:.0f}% of the time, ties counting half")
+            f"{100 * m.effect.value:.0f}% of the time, ties counting half")
 
 
 def _target(c: Comparison, t: _Test) -> str:

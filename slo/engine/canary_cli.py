@@ -17,8 +17,9 @@ import time
 from collector.command import FAILED, INCONCLUSIVE, OK, CommandError
 from slo import importers
 from slo.canary.collect import comparisons
-from slo.canary.judge import judge
+from slo.canary.judge import Decision, judge
 from slo.engine.backend import Backend, BackendError, BackendOptions
+from slo.results import Effect, Side
 from slo.spec import Spec, SpecError
 
 EXIT = {"promote": OK, "rollback": FAILED, "inconclusive": INCONCLUSIVE}
@@ -33,16 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per query (default 30)")
 
 
-def table(decision) -> str:
+def table(decision: Decision) -> str:
     rows = [("metric", "tool", "baseline", "canary", "effect [interval]", "p-value", "rollback at",
              "information", "result")]
     for m in decision.metrics:
-        sequential = m.get("sequential") or {}
-        information = sequential.get("planned_information")
-        rows.append((str(m.get("name", "")), str(m.get("tool") or "(all)"), _side(m.get("baseline")),
-                     _side(m.get("canary")), _effect(m.get("effect")), _number(sequential.get("p_value")),
-                     _number(sequential.get("reject_at")),
-                     "-" if information is None else f"{min(information, 9.99):.0%}", str(m.get("status", ""))))
+        information = m.sequential.planned_information
+        rows.append((m.name, m.tool or "(all)", _side(m.baseline), _side(m.canary), _effect(m.effect),
+                     _number(m.sequential.p_value), _number(m.sequential.reject_at),
+                     "-" if information is None else f"{min(information, 9.99):.0%}", m.status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -51,21 +50,20 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _side(counts) -> str:
+def _side(side: Side | None) -> str:
     """A version's column: its bad ratio and counts, or its request count."""
-    if not isinstance(counts, dict):
+    if side is None:
         return "-"
-    if counts.get("ratio") is not None:
-        return f"{counts['ratio']:.3%} ({counts.get('bad', 0):.0f}/{counts.get('requests', 0):.0f})"
-    return f"{counts.get('requests', 0):.0f} requests"
+    if side.ratio is not None:
+        return f"{side.ratio:.3%} ({side.bad or 0:.0f}/{side.requests:.0f})"
+    return f"{side.requests:.0f} requests"
 
 
-def _effect(effect) -> str:
-    if not isinstance(effect, dict):
+def _effect(effect: Effect | None) -> str:
+    if effect is None:
         return "-"
-    name = "CLES" if str(effect.get("measure", "")).startswith("CLES") else "x"
-    value = _number(effect.get("value"))
-    return f"{name} {value} [{_number(effect.get('low'))}, {_number(effect.get('high'))}]"
+    name = "CLES" if effect.measure.startswith("CLES") else "x"
+    return f"{name} {_number(effect.value)} [{_number(effect.low)}, {_number(effect.high)}]"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from slo.canary.collect import comparisons
 from slo.canary.judge import judge
 from slo.evaluate import Evaluation, TickTimeout, evaluate
 from slo.plan import plan
+from slo.results import CanaryDecision
 from slo.spec import Spec
 from slo.engine.store import Snapshot, Store
 
@@ -108,14 +109,14 @@ class Engine:
             h.consecutive_failures = 0
             return result
 
-    def _judge_canaries(self, at: float) -> list[dict]:
+    def _judge_canaries(self, at: float) -> list[CanaryDecision]:
         """Every canary's decision at `at` (queries may raise BackendError: the tick fails)."""
         out = []
         for pair, comparison in comparisons(self.backend, self.plan, at):
             d = judge(comparison)
-            out.append({"service": pair.service, "baseline": pair.baseline, "canary": pair.canary,
-                        "verdict": d.verdict, "score": d.score, "reason": d.reason, "metrics": d.metrics,
-                        "window": promql.duration(pair.window), "canary_age_seconds": pair.age})
+            out.append(CanaryDecision(service=pair.service, baseline=pair.baseline, canary=pair.canary,
+                                      verdict=d.verdict, score=d.score, reason=d.reason, metrics=d.metrics,
+                                      window=promql.duration(pair.window), canary_age_seconds=pair.age))
         return out
 
     # --- schedule ------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from slo.results import SLOResult
+from slo.results import CanaryDecision, SLOResult
 
 
 class StoreError(Exception):
@@ -179,9 +179,12 @@ class Store:
             self._prune(db, at - self.retention_seconds)
         return tick_id
 
-    def write_canary(self, evaluated_at: float, decision: dict) -> int:
-        """Record one canary decision ("service", "baseline", "canary", "verdict", ...); returns its id."""
+    def write_canary(self, evaluated_at: float, decision: CanaryDecision | dict) -> int:
+        """Record one canary decision ("service", "baseline", "canary", "verdict", ...) as its
+        JSON form; returns its id."""
         at = _finite_time(evaluated_at)
+        if isinstance(decision, CanaryDecision):
+            decision = decision.to_json()
         key = tuple(_text(decision, name, "decision") for name in ("service", "baseline", "canary", "verdict"))
         body = _dumps(decision, "decision")
         with self._write() as db:
