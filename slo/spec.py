@@ -527,14 +527,6 @@ def parse(raw: object, source: str = "<spec>") -> Spec:
         raise SpecError(describe(exc, source)) from None
 
 
-def load(path: str | Path) -> Spec:
-    """An mcp-slo spec file (one YAML document)."""
-    docs, source = read_documents(path)
-    if len(docs) > 1:
-        raise SpecError(f"{source}: an mcp-slo spec is one YAML document, found {len(docs)}")
-    return parse(docs[0] if docs else None, source)
-
-
 def read_documents(path: str | Path) -> tuple[list[Any], str]:
     """The non-empty YAML documents of a spec file, and the file's name for messages (its
     control characters escaped, so every message stays one line). SpecError when the

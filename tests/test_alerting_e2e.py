@@ -11,7 +11,7 @@ import pytest
 
 from alerts import alertmanager
 from demo.alertmanager import start_alertmanager
-from slo import spec
+from slo import importers, spec
 from tests import binaries
 from tests.support import free_port, wait_until
 
@@ -24,7 +24,7 @@ FAST = alertmanager.Timing(group_wait="1s", group_interval="1s", repeat_interval
 @pytest.fixture(scope="module")
 def am_url(webhooks, tmp_path_factory) -> Iterator[str]:
     binaries.require("prometheus-alertmanager")
-    base = spec.load("examples/slo.yaml")
+    base = importers.load("examples/slo.yaml").spec
     receivers = spec.Receivers(page=f"{webhooks.url}/page", ticket=f"{webhooks.url}/ticket",
                                release=f"{webhooks.url}/release")
     ours = base.model_copy(update={"alerting": base.alerting.model_copy(update={"receivers": receivers})})

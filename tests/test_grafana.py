@@ -23,7 +23,7 @@ from alerts import rules
 from collector import Recorder, names
 from grafana import frame, generate
 from mcp_slo import cli
-from slo import plan, promql, spec
+from slo import importers, plan, promql, spec
 from slo.engine.scheduler import Health
 from slo.engine.metrics import registry_for
 from tests.support import registry_text, wait_until
@@ -38,7 +38,7 @@ GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}  # variables Gra
 
 @pytest.fixture(scope="module")
 def example() -> spec.Spec:
-    return spec.load(EXAMPLE)
+    return importers.load(EXAMPLE).spec
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_the_committed_files_are_what_the_generator_writes(example):
 def test_the_cli_writes_the_same_files(tmp_path, capsys):
     assert cli.main(["grafana", "--config", str(EXAMPLE), "--out", str(tmp_path)]) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == sorted(generate.generate(spec.load(EXAMPLE), source=EXAMPLE.name))
+    assert written == sorted(generate.generate(importers.load(EXAMPLE).spec, source=EXAMPLE.name))
     for relative in written:
         assert (tmp_path / relative).read_text() == (COMMITTED / relative).read_text(), relative
     assert len(capsys.readouterr().out.splitlines()) == len(written)

@@ -39,7 +39,7 @@ def window_spec(window: str, service_window: str | None = None) -> spec.Spec:
 
 
 SPECS = {
-    "example": lambda: spec.load(EXAMPLE),
+    "example": lambda: importers.load(EXAMPLE).spec,
     "sloth": lambda: importers.load(ROOT / "examples" / "sloth.yaml").spec,
     "openslo": lambda: importers.load(ROOT / "examples" / "openslo.yaml").spec,
     "7d": lambda: window_spec("7d"),
@@ -85,7 +85,7 @@ def test_the_committed_rules_are_what_the_generator_writes():
 
 
 def test_recorded_series_and_windows():
-    groups = {g["name"]: g["rules"] for g in rules.rule_groups(spec.load(EXAMPLE))}
+    groups = {g["name"]: g["rules"] for g in rules.rule_groups(importers.load(EXAMPLE).spec)}
     recorded = [r["record"] for g in groups.values() for r in g if "record" in r]
     for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"):
         for name in ("sli_total", "sli_bad", "error_ratio"):
@@ -117,7 +117,7 @@ def test_recorded_series_and_windows():
 
 
 def test_defaults_select_every_service_but_those_that_differ():
-    p = plan.plan(spec.load(EXAMPLE))
+    p = plan.plan(importers.load(EXAMPLE).spec)
     scopes = {(o.objective.name, o.scope.include, o.scope.exclude, o.scope.tool): o.objective.target for o in p.objectives}
     assert scopes == {
         ("availability", (), ("filesystem",), None): 99.5,
@@ -155,7 +155,7 @@ def test_tier_windows_scale_with_the_slo_window(window, expected):
 
 
 def test_alert_labels_and_annotations():
-    all_rules = [r for g in rules.rule_groups(spec.load(EXAMPLE)) for r in g["rules"]]
+    all_rules = [r for g in rules.rule_groups(importers.load(EXAMPLE).spec) for r in g["rules"]]
     burn = [r for r in all_rules if r.get("alert") == rules.BURN_ALERT]
     assert [(r["labels"]["severity"], r["labels"]["tier"], r["for"]) for r in burn] == [
         ("page", "page-fast", "2m"), ("page", "page-slow", "15m"), ("ticket", "ticket-fast", "1h"),
@@ -189,7 +189,7 @@ def test_templates_in_links_and_labels_are_escaped_or_rejected():
 def test_the_issue_timings_follow_from_the_example():
     """The bounds the suites check: a 99.9% 30d SLO pages within 3 minutes of a full outage
     and lets go within 35 minutes of its end."""
-    s = spec.load(EXAMPLE)
+    s = importers.load(EXAMPLE).spec
     fs = {o.name: o for o in s.objectives_for("filesystem")}["availability"]
     within, tier = rules_tests.page_within(s, fs)
     assert (within, tier.tier.name) == (3, "page-fast")
@@ -245,7 +245,7 @@ def test_generated_promtool_suites_pass(tmp_path):
     data raises a ticket. Without the low-traffic guard the same quiet hour pages. With a 7d
     window the scaled tiers page and let go in their (shorter) time. About 30 s of promtool,
     two at a time."""
-    example = spec.load(EXAMPLE)
+    example = importers.load(EXAMPLE).spec
     files = _write_suites(tmp_path, example)
     assert sorted(files) == sorted(f"{n}.test.yml" for n in rules_tests.SCENARIOS)
     files += _write_suites(tmp_path, window_spec("7d"), prefix="7d-", scenarios=("outage", "recovery", "absent-data"))
@@ -261,7 +261,7 @@ def test_generated_promtool_suites_pass(tmp_path):
 
 
 def test_every_objective_is_checked_in_every_scenario():
-    s = spec.load(EXAMPLE)
+    s = importers.load(EXAMPLE).spec
     everyone = rules_tests.cases(s)
     assert len(everyone) == 7  # 2 named services x 2, a tool, the defaults on a discovered service x 2
     for name in ("outage", "recovery", "burn-2x", "burn-0.5x", "quiet-hour"):
@@ -335,7 +335,7 @@ def test_a_real_prometheus_evaluates_the_rules_on_exporter_metrics(tmp_path):
             ops(service, status, 0)
         fams.duration.labels(service, "v1", "tools/call", "search")
     rule_file = tmp_path / "rules.yml"
-    rule_file.write_text(rules.render(rules.rule_groups(spec.load(EXAMPLE), interval="1s")))
+    rule_file.write_text(rules.render(rules.rule_groups(importers.load(EXAMPLE).spec, interval="1s")))
     port = free_port()
     proc = start_prometheus(tmp_path / "prom", port, [f"127.0.0.1:{server.server_port}"], "1s",
                             rule_files=[str(rule_file)])

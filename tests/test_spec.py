@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from slo import durations, spec
+from slo import durations, importers, spec
 
 EXAMPLE = "examples/slo.yaml"
 
 
 def test_the_example_resolves_defaults_and_overrides():
-    s = spec.load(EXAMPLE)
+    s = importers.load(EXAMPLE).spec
     fs = {o.name: o for o in s.objectives_for("filesystem")}
     assert fs["availability"].objective == pytest.approx(0.999)
     assert (fs["latency"].threshold, fs["latency"].target) == (0.1, 95)
