@@ -19,7 +19,7 @@ from collector import names
 from slo import durations, promql
 from slo.query import Querier, Sample
 from slo.canary.judge import Comparison, Counts
-from slo.plan import Plan, plan
+from slo.plan import Plan
 from slo.spec import Spec
 
 # Analysis windows are rounded up to one of these (seconds), so services share queries.
@@ -100,12 +100,10 @@ def counts(status: dict, buckets: dict, service: str, version: str, tool: str | 
     return Counts(requests=requests, errors=errors, buckets=tuple(sorted(cumulative.items())))
 
 
-def comparisons(backend: Querier, planned: Plan | Spec, at: float,
+def comparisons(backend: Querier, planned: Plan, at: float,
                 baselines: Mapping[str, str] | None = None) -> list[tuple[Pair, Comparison]]:
-    """Every canary of every service, ready for the judge, with its analysis window. The
-    engine passes its plan; a spec (the one-off canary command) is planned here."""
-    resolved = planned if isinstance(planned, Plan) else plan(planned)
-    spec = resolved.spec
+    """Every canary of every service, ready for the judge, with its analysis window."""
+    spec = planned.spec
     longest = max(durations.parse(spec.canary_for(s).max_lookback) for s in {*spec.services, ""})
     ages = backend.query(promql.version_first_seen(longest, max(60.0, longest / AGE_STEPS)), at)
     traffic = backend.query(promql.version_status_counts(longest), at)
@@ -121,7 +119,7 @@ def comparisons(backend: Querier, planned: Plan | Spec, at: float,
         settings = spec.canary_for(p.service)
         tools = sorted({key[2] for key in status if key[0] == p.service and key[1] in (p.baseline, p.canary)})
         overall = (counts(status, buckets, p.service, p.baseline), counts(status, buckets, p.service, p.canary))
-        objectives = resolved.objectives_for(p.service)
+        objectives = planned.objectives_for(p.service)
         latency = next((o.threshold for o in objectives if o.kind == "latency"), None)
         availability = next((o for o in objectives if o.kind == "availability"), None)
         canary = overall[1]

@@ -17,6 +17,7 @@ import time
 from collector.command import FAILED, INCONCLUSIVE, OK, CommandError
 from slo import importers
 from slo.canary.collect import comparisons
+from slo.plan import plan
 from slo.canary.judge import Decision, judge
 from slo.engine.backend import Backend, BackendError, BackendOptions
 from slo.results import Effect, Side
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     try:
         baselines = {args.service: args.baseline} if args.baseline else None
-        found = [(p, c) for p, c in comparisons(backend, spec, time.time(), baselines=baselines)
+        found = [(p, c) for p, c in comparisons(backend, plan(spec), time.time(), baselines=baselines)
                  if p.service == args.service and (args.canary is None or p.canary == args.canary)]
     except BackendError as exc:
         raise CommandError(str(exc)) from None
