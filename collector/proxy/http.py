@@ -60,7 +60,7 @@ import anyio
 import httpx
 
 from collector.logfilter import install_rate_limit
-from collector.proxy.framing import NOT_JSON, SseEvent, SseSplitter, parse_json, sse_message
+from collector.proxy.framing import DEFAULT_MAX_MESSAGE_BYTES, NOT_JSON, SseEvent, SseSplitter, parse_json, sse_message
 from collector.proxy.tracker import CONNECTION_CLOSED, REQUEST_TIMEOUT, Key, Tracker, error_response
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expec
 RESPONSE_DROP = HOP_BY_HOP | {"content-length", "content-encoding"}
 
 # The bounds on clients (see the module docstring), with the CLI options that change them.
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # --max-body-bytes; MCP messages are small
+# --max-body-bytes: one message, the same bound as a stdio line (MCP messages are small)
+DEFAULT_MAX_BODY_BYTES = DEFAULT_MAX_MESSAGE_BYTES
 DEFAULT_MAX_CONNECTIONS = 1000  # --max-connections
 DEFAULT_HEADER_TIMEOUT = 10.0  # --header-timeout
 # Open files needed besides client connections and their upstream ones: listening
