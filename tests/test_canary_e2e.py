@@ -41,15 +41,16 @@ def test_the_regression_canaries_are_rolled_back_and_the_release_managers_told(r
     wait_until(routed_to_release, timeout=60, interval=0.5, what="the canary alert routed to the release receiver")
 
 
-def test_the_healthy_canaries_are_promoted_within_their_first_three_hours(healthy_stack):
-    """The healthy scenario's canaries have served 3 h at the demo's traffic (the history):
-    enough for the judge to promote both, the filesystem's at a 0.1% error ratio too."""
+def test_the_healthy_canaries_are_promoted_on_the_first_tick(healthy_stack):
+    """The healthy scenario's canaries have served 12 h at the demo's diurnal traffic (the
+    history): enough for the judge to promote both whatever the hour, the filesystem's at a
+    0.13% error ratio too (3 h were not enough on a Sunday night)."""
     found = wait_until(lambda: (lambda d: d if len(d) == 2 else None)(decisions(healthy_stack)), timeout=60,
                        interval=0.5, what="a decision for both canaries")
     for service, d in found.items():
         assert d["verdict"] == "promote", d
         first = healthy_stack.engine.store.canary_history(service)[0]  # the engine's first tick
-        assert first["verdict"] == "promote" and first["canary_age_seconds"] <= 3 * 3600 + 120, first
+        assert first["verdict"] == "promote" and first["canary_age_seconds"] <= 12 * 3600 + 120, first
         errors = next(m for m in d["metrics"] if m["name"] == "errors" and m["tool"] is None)
         assert errors["sequential"]["planned_information"] >= 1 and errors["rejected_by"] is None
     gate = httpx.get(f"{healthy_stack.engine_url}/api/v1/gate/filesystem", timeout=5)
