@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-days", type=float, default=30.0,
                         help="days of history to backfill before starting (0: none)")
     parser.add_argument("--no-rule-backfill", dest="rule_backfill", action="store_false",
-                        help="skip recording the SLI rates over the history (about a minute for 30 days): "
-                             "the long SLO windows then cover only the time since the demo started")
+                        help="skip backfilling the series the rules would have recorded over the history "
+                             "(a few seconds for 30 days): the SLO windows and charts then cover only the "
+                             "time since the demo started")
 
 
 def run(args: argparse.Namespace) -> int:

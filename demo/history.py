@@ -164,19 +164,29 @@ def write_openmetrics(history: History, path: Path, targets: Mapping[tuple[str, 
 
 
 def backfill(openmetrics: Path, data_dir: Path) -> None:
-    """Turn the OpenMetrics file into TSDB blocks in Prometheus's data directory.
+    """Turn the OpenMetrics file into TSDB blocks in Prometheus's data directory."""
+    Backfill(openmetrics, data_dir).wait()
 
-    168h blocks: promtool's default 2h blocks make a 30-day backfill ~50x slower.
-    """
-    promtool = find_binary("promtool")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=168h",
-         str(openmetrics), str(data_dir)],
-        capture_output=True, text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"promtool could not backfill {openmetrics}:\n{done.stderr[-2000:]}")
+
+class Backfill:
+    """A running `promtool tsdb create-blocks-from openmetrics`; several can run at once
+    into one data directory (Prometheus merges blocks that overlap in time)."""
+
+    def __init__(self, openmetrics: Path, data_dir: Path):
+        self.openmetrics = openmetrics
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # 168h blocks: promtool's default 2h blocks make a 30-day backfill ~50x slower.
+        self._process = subprocess.Popen(
+            [find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=168h",
+             str(openmetrics), str(data_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+
+    def wait(self) -> None:
+        """Wait for promtool; RuntimeError with its last words when it failed."""
+        _, stderr = self._process.communicate()
+        if self._process.returncode != 0:
+            raise RuntimeError(f"promtool could not backfill {self.openmetrics}:\n{stderr[-2000:]}")
 
 
 def seed_registry(registry: CollectorRegistry, history: History, service: str, version: str) -> None:

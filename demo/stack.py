@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry
 
 from collector import start_metrics_server
-from demo import history
+from demo import history, recorded
 from demo.alertmanager import start_alertmanager
 from demo.load import drive
 from demo.processes import ManagedProcess, find_binary
@@ -52,11 +49,10 @@ class StackConfig:
     rule_files: list[Path] | None = None
     # Alertmanager configuration; default: demo/data/alertmanager.yml, generated from examples/slo.yaml
     alertmanager_config: Path | None = None
-    # Backfill the recorded base-window SLI rates (and objectives) over the history, so the
-    # rules' long windows (1d, 3d, 30d) cover it from the start; takes a while for 30 days.
-    backfill_rules: bool = False
+    # Backfill every series the rules would have recorded over the history (demo.recorded),
+    # so every window and chart covers it from the start (a few seconds for 30 days).
+    backfill_rules: bool = True
     slo_spec: Path | None = None  # the spec of the rules, for the backfill; default: examples/slo.yaml
-    backfill_interval: str = "1m"  # the live rules' interval (see alerts.rules.backfill_groups)
     # The SLO engine (in this process, API and /metrics on engine_port, scraped by Prometheus)
     engine: bool = False
     engine_port: int = 0
@@ -194,8 +190,6 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
         stack.history = _backfill(config, scenario, targets, prom_dir, say)
         for (service, version), registry in registries.items():
             history.seed_registry(registry, stack.history, service, version)
-        if config.backfill_rules:
-            _backfill_rules(config, stack.history, prom_dir, say)
         marker.write_text("")
 
     am_port = config.alertmanager_port or free_port()
@@ -258,16 +252,32 @@ def _start_engine(stack: Stack):
 
 def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
               say: Callable[[str], None]) -> history.History:
+    """Draw the history and load it into Prometheus's data directory, with the series the
+    rules would have recorded over it (config.backfill_rules): two promtool processes,
+    the raw counters' started while the recorded series are computed."""
     past = history.generate(scenario, end=time.time(), days=config.history_days,
                             rates={s: config.rate for s in scenario.versions}, seed=config.seed or 0, progress=say)
     config.workdir.mkdir(parents=True, exist_ok=True)
-    openmetrics = config.workdir / "history.om"
+    files = [config.workdir / "history.om"]
+    loads = []
     try:
-        history.write_openmetrics(past, openmetrics, targets, progress=say)
+        history.write_openmetrics(past, files[0], targets, progress=say)
+        loads.append(history.Backfill(files[0], prom_dir / "data"))
+        if config.backfill_rules:
+            from slo import importers
+            from slo.plan import plan
+
+            series = recorded.record(past, plan(importers.load(config.slo_spec or default_slo_spec()).spec))
+            files.append(config.workdir / "recorded.om")
+            count = recorded.write_openmetrics(series, files[1], past.timestamps[-1])
+            say(f"history: {count:,} samples of {len(series)} recorded series")
+            loads.append(history.Backfill(files[1], prom_dir / "data"))
         say("history: loading into Prometheus blocks (promtool)")
-        history.backfill(openmetrics, prom_dir / "data")
+        for load_ in loads:
+            load_.wait()
     finally:
-        openmetrics.unlink(missing_ok=True)
+        for f in files:
+            f.unlink(missing_ok=True)
     say("history: done")
     return past
 
@@ -275,70 +285,3 @@ def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
 def default_slo_spec() -> Path:
     """The SLO spec the demo's rules are generated from (`make rules`)."""
     return Path(__file__).resolve().parent.parent / "examples" / "slo.yaml"
-
-
-def _backfill_rules(config: StackConfig, past: history.History, prom_dir: Path,
-                    say: Callable[[str], None]) -> None:
-    """Record the base-window SLI rates over the history with `promtool tsdb
-    create-blocks-from rules`, querying a temporary Prometheus on the history's blocks
-    (no scraping, no rules); its blocks go into the data directory before the real
-    Prometheus starts, which loads every block there at startup. (A running Prometheus
-    would pick blocks moved in only at its next block reload, up to a minute later.)"""
-    from alerts import rules
-    from slo import importers
-
-    spec = importers.load(config.slo_spec or default_slo_spec()).spec
-    work = config.workdir / "rule-backfill"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    rule_file = work / "backfill.yml"
-    rule_file.write_text(rules.render(rules.backfill_groups(spec, config.backfill_interval)))
-    say("history: recording the SLI rates over it (promtool tsdb create-blocks-from rules)")
-    began = time.monotonic()
-    port = free_port()
-    temporary = start_prometheus(work / "prometheus", port, [], config.scrape_interval, data_dir=prom_dir / "data")
-    try:
-        promtool = find_binary("promtool")
-        # Every rate lies within the history: the first hourly one needs an hour of samples
-        # before it, the last ends where the live data begins. promtool works in 2h blocks and
-        # gives up on a rule when its first block holds no evaluation of the rule's group:
-        # start at a block's beginning.
-        end = int(past.timestamps[-1])
-        start = -(-(int(past.timestamps[0]) + 3600) // 7200) * 7200
-        done = subprocess.run(
-            [promtool, "tsdb", "create-blocks-from", "rules", f"--start={start}", f"--end={end}",
-             f"--url=http://127.0.0.1:{port}", f"--output-dir={work / 'blocks'}", "--quiet", str(rule_file)],
-            capture_output=True, text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"promtool could not backfill the rules:\n{done.stderr[-2000:]}")
-    finally:
-        temporary.stop()
-    # promtool writes a 2h block per rule and 2h of time (thousands for 30 days, which
-    # Prometheus would load and warn about as overlapping): join them into week-long blocks.
-    _rewrite_blocks(work / "blocks", work / "rules.om", prom_dir / "data")
-    shutil.rmtree(work, ignore_errors=True)
-    say(f"history: recorded rates loaded in {time.monotonic() - began:.0f}s")
-
-
-_DUMPED = re.compile(r'^\{__name__="([^"]+)"(?:, )?(.*)\} (\S+) (-?\d+)$')
-
-
-def _rewrite_blocks(blocks: Path, openmetrics: Path, data_dir: Path) -> None:
-    """`promtool tsdb dump` the blocks (series in label order, samples in time order) as
-    OpenMetrics, then load that with history.backfill's week-long blocks."""
-    promtool = find_binary("promtool")
-    (blocks / "wal").mkdir(exist_ok=True)  # dump opens the directory as a TSDB, which has a WAL
-    with subprocess.Popen([promtool, "tsdb", "dump", str(blocks)], stdout=subprocess.PIPE, text=True) as dump, \
-            open(openmetrics, "w") as out:
-        for line in dump.stdout:
-            m = _DUMPED.match(line.rstrip("\n"))
-            if m is None:
-                continue
-            name, labels, value, ms = m.groups()
-            labels = labels.replace('", ', '",')  # OpenMetrics: no space between labels
-            out.write(f"{name}{{{labels}}} {value} {int(ms) / 1000:.3f}\n")
-        out.write("# EOF\n")
-    if dump.wait() != 0:
-        raise RuntimeError(f"promtool tsdb dump {blocks} failed")
-    history.backfill(openmetrics, data_dir)

@@ -43,7 +43,7 @@ def test_demo_serves_every_service_version_to_prometheus_and_exits_cleanly(tmp_p
         [sys.executable, "-m", "mcp_slo", "demo", "--exit-after", "40", "--prometheus-port", str(port),
          "--workdir", str(workdir),
          "--scenario", "regression", "--rate", "40", "--seed", "1", "--alertmanager-port", "0", "--engine-port", "0",
-         "--dashboard-port", "0", "--no-rule-backfill"],  # tests/test_rule_backfill.py covers it
+         "--dashboard-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

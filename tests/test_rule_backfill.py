@@ -1,6 +1,6 @@
-"""The demo stack backfills the recorded SLI rates over its history: the rules' 30-day
-window covers the 30 days of history from the start, not only the time since Prometheus
-started. The recorded 30-day error ratio (from the hourly averages of the 5m rates, and
+"""The demo stack backfills the recorded series over its history (demo.recorded): the live
+rules' 30-day window covers the 30 days of history from the start, not only the time since
+Prometheus started, and joins the backfilled hourly samples without a seam. The recorded 30-day error ratio (from the hourly averages of the 5m rates, and
 the time since the last of them at the current rate) matches the exact ratio of the raw
 counters' increases within 0.1%, the goal of the rules' design."""
 
@@ -47,7 +47,6 @@ def value(result: list[dict]) -> float:
     return float(sample["value"][1])
 
 
-@pytest.mark.timeout(900)  # the stack's 30-day rule backfill takes minutes on 2 busy cores
 def test_the_30d_error_ratio_covers_the_backfilled_history(stack):
     url = stack.prometheus_url
     # The backfilled base-window rates reach back 30 days before any live evaluation.
