@@ -394,10 +394,10 @@ def tool_table(status: list[Sample] | SourceError, buckets: list[Sample] | Sourc
     measured = evaluate.tool_rows(status, [] if isinstance(buckets, SourceError) else buckets)
     out = []
     for t in measured:
-        latency = t["latency_seconds"]  # None without buckets: unknown, not 0
-        out.append({"tool": t["tool"], "rate": t["rate"], "error_ratio": t["error_ratio"], "latency": latency,
-                    "by_status": t["by_status"], "slos": tool_slos.get(t["tool"], []),
-                    "rate_text": f"{t['rate']:,.2f}/s", "error_text": fmt_objective(t["error_ratio"]),
+        latency = t.latency_seconds  # None without buckets: unknown, not 0
+        out.append({"tool": t.tool, "rate": t.rate, "error_ratio": t.error_ratio, "latency": latency,
+                    "by_status": t.by_status, "slos": tool_slos.get(t.tool, []),
+                    "rate_text": f"{t.rate:,.2f}/s", "error_text": fmt_objective(t.error_ratio),
                     "latency_text": {p: fmt_threshold(v) or NONE for p, v in latency.items()}})
     seen = {r["tool"] for r in out}
     for tool in sorted(set(tool_slos) - seen):  # an SLO of its own, and no traffic now

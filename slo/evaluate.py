@@ -26,7 +26,8 @@ from slo import promql
 from slo.query import Querier, Sample
 from slo.plan import Plan, ScaledTier
 # the statuses are defined with the results; importers of slo.evaluate find them here too
-from slo.results import CRITICAL, EXHAUSTED, NO_DATA, OK, STATUSES, WARNING, AlertState, SLOResult  # noqa: F401
+from slo.results import (CRITICAL, EXHAUSTED, NO_DATA, OK, STATUSES, WARNING, AlertState, SLOResult,  # noqa: F401
+                         ToolTraffic)
 from slo.spec import Objective
 
 STATUS_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, EXHAUSTED: 3, NO_DATA: 4}  # mcp_slo_status's value
@@ -47,7 +48,7 @@ class TickTimeout(Exception):
 class Evaluation:
     evaluated_at: float
     slos: list[SLOResult]
-    tools: list[dict]
+    tools: list[ToolTraffic]
     meta: dict = field(default_factory=dict)
 
 
@@ -190,7 +191,7 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     return lower_bound
 
 
-def tool_rows(status_rates: list[Sample], bucket_rates: list[Sample]) -> list[dict]:
+def tool_rows(status_rates: list[Sample], bucket_rates: list[Sample]) -> list[ToolTraffic]:
     """Per (service, tool): requests per second, error ratio and latency quantiles."""
     rows: dict[tuple[str, str], dict] = {}
     for s in status_rates:
@@ -210,10 +211,9 @@ def tool_rows(status_rates: list[Sample], bucket_rates: list[Sample]) -> list[di
         valid = sum(v for st, v in by_status.items() if st != "cancelled")
         bad = by_status.get("error", 0.0) + by_status.get("timeout", 0.0)
         quantiles = {f"p{round(q * 100)}": histogram_quantile(q, buckets.get((service, tool), [])) for q in QUANTILES}
-        out.append({"service": service, "tool": tool, "window": promql.duration(TOOL_WINDOW),
-                    "rate": sum(by_status.values()), "by_status": by_status,
-                    "error_ratio": error_ratio(valid, bad), "latency_seconds": quantiles,
-                    "latency_is_estimate": True})
+        out.append(ToolTraffic(service=service, tool=tool, window=promql.duration(TOOL_WINDOW),
+                               rate=sum(by_status.values()), by_status=by_status, error_ratio=error_ratio(valid, bad),
+                               latency_seconds=quantiles))
     return out
 
 

@@ -1,5 +1,5 @@
-"""The engine's results as types: an SLO's result and the state of its alert tiers, a
-canary decision and its evidence.
+"""The engine's results as types: an SLO's result and the state of its alert tiers, a tool's
+traffic, a canary decision and its evidence.
 
 Each has one JSON form, `to_json()`, the dict the API answers with (README, "The SLO
 engine"): the keys are the fields, in their order. `from_json` reads it back, as the store
@@ -40,7 +40,7 @@ def _read_text(body: Mapping, key: str, default: str | None = None) -> str:
     return value
 
 
-def _read_windows(body: Mapping, key: str) -> dict[str, float | None]:
+def _read_numbers(body: Mapping, key: str) -> dict[str, float | None]:
     value = body.get(key) or {}
     if not isinstance(value, Mapping):
         raise ValueError(f"{key} is not an object: {value!r}")
@@ -151,13 +151,47 @@ class SLOResult:
         return cls(service=_read_text(body, "service"), tool=tool or None, slo=_read_text(body, "slo"),
                    kind=_read_text(body, "kind", ""), description=_read_text(body, "description", ""),
                    window=_read_text(body, "window", ""),
-                   sli_windows=_read_windows(body, "sli_windows"), burn_rates=_read_windows(body, "burn_rates"),
+                   sli_windows=_read_numbers(body, "sli_windows"), burn_rates=_read_numbers(body, "burn_rates"),
                    alerts=tuple(AlertState.from_json(a) for a in alerts), status=status,
                    versions=tuple(str(v) for v in versions), **numbers)
 
 
 _NUMBERS = ("objective", "threshold", "sli", "error_budget_remaining", "error_budget_consumed", "events", "bad_events",
             "error_budget_events", "error_budget_events_remaining", "time_to_exhaustion_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolTraffic:
+    """One tool of one service over the last `window`: its requests per second, by status too,
+    its error ratio and its latency quantiles ("p50", "p90", "p99"; estimates from the
+    histogram's buckets). None when unknown (no requests, no buckets)."""
+
+    service: str
+    tool: str
+    window: str  # "5m"
+    rate: float
+    by_status: dict[str, float | None]  # "success", "error", "timeout", "cancelled"
+    error_ratio: float | None
+    latency_seconds: dict[str, float | None]
+    latency_is_estimate: bool = True
+
+    def to_json(self) -> dict:
+        return {"service": self.service, "tool": self.tool, "window": self.window, "rate": _number(self.rate),
+                "by_status": {s: _number(v) for s, v in self.by_status.items()},
+                "error_ratio": _number(self.error_ratio),
+                "latency_seconds": {q: _number(v) for q, v in self.latency_seconds.items()},
+                "latency_is_estimate": self.latency_is_estimate}
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> ToolTraffic:
+        if not isinstance(body, Mapping):
+            raise ValueError(f"a tool's traffic is not an object: {body!r}")
+        return cls(service=_read_text(body, "service"), tool=_read_text(body, "tool"),
+                   window=_read_text(body, "window", ""), rate=_read_number(body, "rate") or 0.0,
+                   by_status=_read_numbers(body, "by_status"),
+                   error_ratio=_read_number(body, "error_ratio"),
+                   latency_seconds=_read_numbers(body, "latency_seconds"),
+                   latency_is_estimate=bool(body.get("latency_is_estimate", True)))
 
 
 # --- canary decisions ---------------------------------------------------------------------

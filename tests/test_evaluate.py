@@ -108,8 +108,8 @@ def test_tool_rows():
     buckets = [Sample({"service": "fs", "tool": "read", "le": le}, v)
                for le, v in (("0.1", 5.0), ("1.0", 10.0), ("+Inf", 10.0), ("junk", 3.0))]
     (row,) = ev.tool_rows(rates, buckets)
-    assert row["rate"] == 12.0 and row["error_ratio"] == pytest.approx(0.1)  # cancelled: neither good nor bad
-    assert row["latency_seconds"]["p50"] == pytest.approx(0.1) and row["latency_is_estimate"]
+    assert row.rate == 12.0 and row.error_ratio == pytest.approx(0.1)  # cancelled: neither good nor bad
+    assert row.latency_seconds["p50"] == pytest.approx(0.1) and row.latency_is_estimate
 
 
 def test_batched_results_are_read_per_slo_and_window():

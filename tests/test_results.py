@@ -12,7 +12,8 @@ from collector.names import DEFAULT_BUCKETS
 from slo import evaluate as ev
 from slo.canary.judge import Comparison, Counts, judge
 from slo.plan import scale_tiers
-from slo.results import AlertState, CanaryDecision, Evidence, SLOResult
+from slo.query import Sample
+from slo.results import AlertState, CanaryDecision, Evidence, SLOResult, ToolTraffic
 from slo.spec import WORKBOOK_TIERS, Objective
 
 DAY = 86400
@@ -151,3 +152,22 @@ def test_a_malformed_decision_is_a_clear_error():
         CanaryDecision.from_json({**body, "score": "high"})
     with pytest.raises(ValueError, match="evidence is not an object"):
         CanaryDecision.from_json({**body, "metrics": ["errors"]})
+
+
+# --- a tool's traffic ------------------------------------------------------------------------
+
+TOOL_KEYS = ["service", "tool", "window", "rate", "by_status", "error_ratio", "latency_seconds", "latency_is_estimate"]
+
+
+def test_a_tools_traffic_reads_back_as_written_with_the_keys_it_always_had():
+    rates = [Sample({"service": "fs", "tool": "read", "status": s}, v) for s, v in (("success", 9.0), ("error", 1.0))]
+    buckets = [Sample({"service": "fs", "tool": "read", "le": le}, v) for le, v in (("0.1", 5.0), ("+Inf", 10.0))]
+    (row,) = ev.tool_rows(rates, buckets)
+    body = row.to_json()
+    assert list(body) == TOOL_KEYS and body["window"] == "5m" and body["latency_is_estimate"] is True
+    assert list(body["latency_seconds"]) == ["p50", "p90", "p99"]
+    assert ToolTraffic.from_json(json.loads(json.dumps(body, allow_nan=False))) == row
+    with pytest.raises(ValueError, match="rate is not a number"):
+        ToolTraffic.from_json({**body, "rate": "fast"})
+    with pytest.raises(ValueError, match="tool is not a string"):
+        ToolTraffic.from_json({**body, "tool": None})

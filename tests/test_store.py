@@ -14,6 +14,7 @@ import pytest
 
 from slo.engine import store as store_module
 from slo.engine.store import SCHEMA_VERSION, Snapshot, Store, StoreError
+from slo.results import ToolTraffic
 
 HOSTILE = [
     'fs "prod"\n\'; DROP TABLE ticks; --',
@@ -203,6 +204,17 @@ def test_canary_latest_per_pair_and_history_in_time_order(store):
     assert [d["evaluated_at"] for d in bounded] == [15.0, 20.0, 30.0, 30.0, 30.0]
     with pytest.raises(StoreError, match="'verdict' must be a string"):
         store.write_canary(40.0, {"service": "fs", "baseline": "v1", "canary": "v2"})
+
+
+def test_tool_traffic_is_stored_as_its_json_and_read_back_typed(store):
+    read = ToolTraffic(service="fs", tool="read", window="5m", rate=12.5, by_status={"success": 12.0, "error": 0.5},
+                       error_ratio=0.04, latency_seconds={"p50": 0.02, "p90": 0.1, "p99": None})
+    store.write_tick(1.0, [], [read, {**read.to_json(), "tool": "write", "error_ratio": math.nan}])
+    snap = store.latest()
+    assert snap.tools[0] == read.to_json()  # as stored: the JSON form
+    first, second = snap.tool_traffic
+    assert first == read and snap.tool_traffic[0] is first  # read once per snapshot
+    assert second.tool == "write" and math.isnan(second.error_ratio) and second.to_json()["error_ratio"] is None
 
 
 def test_a_new_file_gets_the_current_schema_in_wal_mode(tmp_path):

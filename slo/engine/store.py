@@ -24,13 +24,13 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from slo.results import CanaryDecision, SLOResult
+from slo.results import CanaryDecision, SLOResult, ToolTraffic
 
 
 class StoreError(Exception):
@@ -44,18 +44,26 @@ class Snapshot:
     tick_id: int
     evaluated_at: float  # unix seconds, the tick's evaluation time
     slos: list[dict]  # one dict per SLO result as stored (SLOResult.to_json): "service", "slo", optional "tool"
-    tools: list[dict]  # per-tool breakdown rows: "service", "tool", ...
+    tools: list[dict]  # one dict per tool as stored (ToolTraffic.to_json): "service", "tool", ...
     meta: dict  # free-form tick info (duration, queries, errors, backend url, ...)
 
     @cached_property
     def results(self) -> list[SLOResult]:
         """The SLO results typed, read once per snapshot; StoreError for a row that is not one."""
+        return self._typed(self.slos, SLOResult.from_json, "SLO result")
+
+    @cached_property
+    def tool_traffic(self) -> list[ToolTraffic]:
+        """The per-tool rows typed, as `results`."""
+        return self._typed(self.tools, ToolTraffic.from_json, "tool row")
+
+    def _typed(self, rows: list[dict], read: Callable[[dict], Any], what: str) -> list:
         out = []
-        for i, row in enumerate(self.slos):
+        for i, row in enumerate(rows):
             try:
-                out.append(SLOResult.from_json(row))
+                out.append(read(row))
             except ValueError as exc:
-                raise StoreError(f"tick {self.tick_id}: SLO result {i} is not readable: {exc}") from None
+                raise StoreError(f"tick {self.tick_id}: {what} {i} is not readable: {exc}") from None
         return out
 
 
@@ -145,10 +153,10 @@ class Store:
 
     # -- writer side (one thread or process) ---------------------------------------------------
 
-    def write_tick(self, evaluated_at: float, slos: list[SLOResult | dict], tools: list[dict],
+    def write_tick(self, evaluated_at: float, slos: list[SLOResult | dict], tools: list[ToolTraffic | dict],
                    meta: dict | None = None) -> int:
         """Write one tick atomically and return its id; prunes ticks older than retention.
-        An SLOResult is stored as its JSON form.
+        An SLOResult or a ToolTraffic is stored as its JSON form.
 
         Everything is encoded before the transaction starts, so a bad row raises StoreError
         without taking the write lock, and nothing of the tick is written.
@@ -163,6 +171,8 @@ class Store:
         tool_rows = []
         for i, row in enumerate(tools):
             where = f"tools[{i}]"
+            if isinstance(row, ToolTraffic):
+                row = row.to_json()
             tool_rows.append((_text(row, "service", where), _tool(row, where), _dumps(row, where)))
         meta_text = _dumps({} if meta is None else meta, "meta")
         with self._write() as db:
