@@ -245,7 +245,7 @@ class StoreSource:
             decisions = []
             if canaries and snapshot is not None:
                 # as Engine.canaries: the latest tick's decisions (older ones are history)
-                decisions = [d for d in store.canary_latest() if d["evaluated_at"] == snapshot.evaluated_at]
+                decisions = [d for d in store.canary_latest() if d.evaluated_at == snapshot.evaluated_at]
             return answers.jsonable(slos), state, answers.jsonable(answers.canary_items(decisions, stale))
         except StoreError as exc:
             return SourceError("store", f"cannot read {self.description}: {exc}")

@@ -1,5 +1,5 @@
 """The engine's results as types: an SLO's result and the state of its alert tiers, a tool's
-traffic, a canary decision and its evidence.
+traffic, a canary decision and its evidence, and any of them with the time it was evaluated.
 
 Each has one JSON form, `to_json()`, the dict the API answers with (README, "The SLO
 engine"): the keys are the fields, in their order. `from_json` reads it back, as the store
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 OK, WARNING, CRITICAL, EXHAUSTED, NO_DATA = "ok", "warning", "critical", "exhausted", "no_data"
 STATUSES = (OK, WARNING, CRITICAL, EXHAUSTED, NO_DATA)
@@ -222,7 +223,8 @@ class Side:
     @classmethod
     def from_json(cls, body: Mapping) -> Side:
         body = _object(body, "a version's counts")
-        return cls(requests=_read_number(body, "requests") or 0.0, bad=_read_number(body, "bad"),
+        requests = _read_number(body, "requests")  # 0 stays 0: its JSON is written back as read
+        return cls(requests=0.0 if requests is None else requests, bad=_read_number(body, "bad"),
                    ratio=_read_number(body, "ratio"))
 
 
@@ -366,3 +368,20 @@ class CanaryDecision:
                    reason=_read_text(body, "reason", ""), metrics=tuple(Evidence.from_json(m) for m in metrics),
                    window=_read_text(body, "window", ""),
                    canary_age_seconds=_read_number(body, "canary_age_seconds"))
+
+
+# --- a result and its time ------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated(Generic[T]):
+    """A result (an SLOResult, a CanaryDecision) and when the engine evaluated it, in unix
+    seconds; `stale` when it is served from an evaluation too old to trust (the engine's rule,
+    slo.engine.scheduler.Engine.is_stale). The store logs results with their time only: stale
+    is False there, and the API's answers say whether the latest evaluation is stale."""
+
+    result: T
+    evaluated_at: float
+    stale: bool = False

@@ -49,8 +49,8 @@ def test_the_healthy_canaries_are_promoted_on_the_first_tick(healthy_stack):
                        interval=0.5, what="a decision for both canaries")
     for service, d in found.items():
         assert d["verdict"] == "promote", d
-        first = healthy_stack.engine.store.canary_history(service)[0]  # the engine's first tick
-        assert first["verdict"] == "promote" and first["canary_age_seconds"] <= 12 * 3600 + 120, first
+        first = healthy_stack.engine.store.canary_history(service)[0].result  # the engine's first tick
+        assert first.verdict == "promote" and first.canary_age_seconds <= 12 * 3600 + 120, first
         errors = next(m for m in d["metrics"] if m["name"] == "errors" and m["tool"] is None)
         assert errors["sequential"]["planned_information"] >= 1 and errors["rejected_by"] is None
     gate = httpx.get(f"{healthy_stack.engine_url}/api/v1/gate/filesystem", timeout=5)

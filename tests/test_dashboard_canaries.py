@@ -20,6 +20,7 @@ from dashboard.source import CachedSource, EngineSource, SourceError, Status
 from slo.engine import answers
 from slo.query import Sample
 from slo.canary.judge import Comparison, Counts, judge
+from slo.results import CanaryDecision, Evaluated
 from tests.support import wait_until
 from tests.test_dashboard_overview import ROUTER, dispatch, texts
 
@@ -42,10 +43,9 @@ def decision(service: str, baseline: Counts, canary: Counts, tools=None, at: flo
     """A decision of the real judge, shaped as GET /api/v1/canaries answers it."""
     d = judge(Comparison(service=service, baseline="v1", canary="v2", overall=(baseline, canary),
                          tools=tools or {}, latency_threshold=0.5))
-    body = {"service": service, "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
-            "reason": d.reason, "metrics": [m.to_json() for m in d.metrics], "window": "2h", "canary_age_seconds": 7000.0,
-            "evaluated_at": at}
-    return json.loads(json.dumps(answers.jsonable(answers.canary_items([body], stale))))[0]
+    made = CanaryDecision(service=service, baseline="v1", canary="v2", verdict=d.verdict, score=d.score,
+                          reason=d.reason, metrics=d.metrics, window="2h", canary_age_seconds=7000.0)
+    return json.loads(json.dumps(answers.jsonable(answers.canary_items([Evaluated(made, at)], stale))))[0]
 
 
 def regressed(service: str = "filesystem", at: float = AT) -> dict:

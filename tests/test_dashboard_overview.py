@@ -31,6 +31,7 @@ from slo.canary.judge import Comparison, Counts, judge
 from slo.evaluate import Instance, assess
 from slo.plan import plan
 from slo.engine.store import Snapshot
+from slo.results import CanaryDecision, Evaluated
 from tests.support import free_port
 
 SPEC = slo_spec.parse({"version": 1, "defaults": {"objectives": [
@@ -63,10 +64,9 @@ def decision(service: str, errors: tuple[int, int]) -> dict:
     """A canary decision as GET /api/v1/canaries answers it: v2 against v1, 10% of traffic."""
     d = judge(Comparison(service=service, baseline="v1", canary="v2",
                          overall=(Counts(20_000, errors[0]), Counts(2_000, errors[1]))))
-    body = {"service": service, "baseline": "v1", "canary": "v2", "verdict": d.verdict, "score": d.score,
-            "reason": d.reason, "metrics": [m.to_json() for m in d.metrics], "window": "2h", "canary_age_seconds": 7200.0,
-            "evaluated_at": AT}
-    return json.loads(json.dumps(answers.jsonable(answers.canary_items([body], False))))[0]
+    made = CanaryDecision(service=service, baseline="v1", canary="v2", verdict=d.verdict, score=d.score,
+                          reason=d.reason, metrics=d.metrics, window="2h", canary_age_seconds=7200.0)
+    return json.loads(json.dumps(answers.jsonable(answers.canary_items([Evaluated(made, AT)], False))))[0]
 
 
 # 99.9% availability: a 0.1% budget; 99% latency: a 1% budget

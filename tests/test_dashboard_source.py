@@ -6,6 +6,7 @@ credentials) or the store; reads are shared through a TTL cache."""
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -140,6 +141,30 @@ def test_a_cached_source_reads_a_canary_log_once_per_evaluation_and_cuts_it_at_s
     clock.now = 12.0
     data.canary_history("checkout")
     assert [path for path, _ in requests[3:]] == ["/readyz", "/api/v1/canaries/checkout/history"]
+
+
+def test_an_unreadable_row_is_a_one_line_error_from_the_api_and_both_sources(engine_api, tmp_path):
+    """A row the engine did not write (a damaged file, another tool): the API answers 500 with
+    a one-line JSON error naming the row, never a traceback; each source gives a SourceError."""
+    engine, clock, url = engine_api
+    with sqlite3.connect(tmp_path / "engine.db") as db:
+        db.execute("UPDATE canary_decisions SET body = '{\"service\": \"checkout\"}' WHERE evaluated_at = ?", (AT,))
+        db.execute("UPDATE slo_results SET body = '{\"service\": \"checkout\", \"status\": \"fine\"}'"
+                   " WHERE tick_id = 2 AND slo = 'latency'")
+    over_http, direct = EngineSource(url), StoreSource(tmp_path / "engine.db", interval=INTERVAL, now=clock)
+    for path, says in [("/api/v1/canaries", "canary decision row 3 is not readable: score is not a number"),
+                       ("/api/v1/gate/checkout", "canary decision row 3 is not readable"),
+                       ("/api/v1/slos", "tick 2: SLO result 1 is not readable: status 'fine'"),
+                       ("/metrics", "tick 2: SLO result 1 is not readable")]:
+        answer = httpx.get(url + path)
+        assert answer.status_code == 500 and answer.headers["content-type"] == "application/json", path
+        assert says in answer.json()["error"] and "\n" not in answer.text, answer.text
+    assert httpx.get(f"{url}/api/v1/canaries/checkout/history").status_code == 500
+    assert httpx.get(f"{url}/readyz").status_code == 200  # the engine itself is still up
+    for error in (over_http.canaries(), over_http.slos()):
+        assert error.kind == "http" and "HTTP 500" in error.message
+    for error in (direct.canaries(), direct.slos()):
+        assert error.kind == "store" and "is not readable" in error.message and str(tmp_path) in error.message
 
 
 def test_both_sources_mark_the_same_snapshot_stale(engine_api, tmp_path):

@@ -281,13 +281,16 @@ def engine_metrics() -> set[str]:
     """The engine's /metrics with one SLO and one canary (a stand-in engine: the collector reads
     only its snapshot, canaries and health)."""
     from slo.engine.store import Snapshot
+    from slo.results import CanaryDecision, Evaluated
 
     snapshot = Snapshot(tick_id=1, evaluated_at=0.0, tools=[], meta={}, slos=[{
         "service": "s", "tool": "", "slo": "availability", "window": "30d", "objective": 0.99, "sli": 0.995,
         "error_budget_remaining": 0.5, "burn_rates": {"1h": 0.5}, "status": "ok"}])
     engine = SimpleNamespace(
         snapshot=lambda: snapshot, now=lambda: 1.0, is_stale=lambda _s: False,
-        canaries=lambda _s: [{"service": "s", "baseline": "v1", "canary": "v2", "verdict": "promote", "score": 90.0}],
+        canaries=lambda _s: [Evaluated(CanaryDecision(service="s", baseline="v1", canary="v2", verdict="promote",
+                                                       score=90, reason="", metrics=(), window="1h",
+                                                       canary_age_seconds=3600.0), 0.0)],
         health=Health(started_at=0.0, last_success_at=0.0, last_duration=1.0, last_queries=3))
     return {s.name for f in text_string_to_metric_families(registry_text(registry_for(engine))) for s in f.samples}
 

@@ -13,7 +13,7 @@ from slo import evaluate as ev
 from slo.canary.judge import Comparison, Counts, judge
 from slo.plan import scale_tiers
 from slo.query import Sample
-from slo.results import AlertState, CanaryDecision, Evidence, SLOResult, ToolTraffic
+from slo.results import AlertState, CanaryDecision, Evidence, Side, SLOResult, ToolTraffic
 from slo.spec import WORKBOOK_TIERS, Objective
 
 DAY = 86400
@@ -123,8 +123,11 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_a_canary_decision_reads_back_as_written(case):
     d = CASES[case]()
-    body = json.loads(json.dumps(d.to_json()))  # as the store keeps it (JSON text)
+    text = json.dumps(d.to_json())  # as the store keeps it
+    body = json.loads(text)
     assert CanaryDecision.from_json(body) == d
+    assert json.dumps(CanaryDecision.from_json(body).to_json()) == text  # the API serves the same bytes
+    assert json.dumps(Side.from_json({"requests": 0}).to_json()) == '{"requests": 0}'  # 0 stays 0, not 0.0
     assert CanaryDecision.from_json({**body, "evaluated_at": 1.0, "stale": False}).to_json() == body
     assert all(Evidence.from_json(m.to_json()) == m for m in d.metrics)
 

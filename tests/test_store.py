@@ -12,9 +12,10 @@ import time
 
 import pytest
 
+from slo.canary.judge import Comparison, Counts, judge
 from slo.engine import store as store_module
 from slo.engine.store import SCHEMA_VERSION, Snapshot, Store, StoreError
-from slo.results import ToolTraffic
+from slo.results import CanaryDecision, ToolTraffic
 
 HOSTILE = [
     'fs "prod"\n\'; DROP TABLE ticks; --',
@@ -36,6 +37,13 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def decision(service: str = "fs", baseline: str = "v1", canary: str = "v2", verdict: str = "promote",
+             **changes) -> CanaryDecision:
+    return CanaryDecision(**{"service": service, "baseline": baseline, "canary": canary, "verdict": verdict,
+                             "score": 50, "reason": "", "metrics": (), "window": "1h", "canary_age_seconds": 3600.0,
+                             **changes})
+
+
 def _count(path, table: str) -> int:
     with sqlite3.connect(path) as db:
         return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -50,13 +58,13 @@ def store(tmp_path):
 
 def test_a_tick_round_trips_with_nan_none_nested_unicode_and_hostile_names(store):
     slos = [
-        {"service": name, "slo": "availability", "tool": None, "sli": math.nan, "budget": math.inf,
+        {"service": name, "slo": "availability", "tool": None, "status": "ok", "sli": math.nan, "budget": math.inf,
          "burn": -math.inf, "zero": -0.0, "count": 3, "ok": True, "stale": None, "tags": ["a", 1, None],
          "windows": {"5m": {"ratio": math.nan, "error": None}, "1h": {"ratio": 0.25}}}
         for name in HOSTILE
     ]
-    slos.append({"service": HOSTILE[0], "slo": "availability", "tool": "read \"file\"\n", "sli": 0.5})
-    slos.append({"service": HOSTILE[1], "slo": "latency", "tool": "", "sli": 1.0})
+    slos.append({"service": HOSTILE[0], "slo": "availability", "tool": "read \"file\"\n", "status": "ok", "sli": 0.5})
+    slos.append({"service": HOSTILE[1], "slo": "latency", "tool": "", "status": "ok", "sli": 1.0})
     tools = [{"service": name, "tool": name, "calls": 1.5, "p99": math.nan} for name in HOSTILE]
     meta = {"duration": 0.25, "errors": [], "backend": "http://prometheus:9090/?q=\"x\"", "note": "ünï"}
 
@@ -68,14 +76,15 @@ def test_a_tick_round_trips_with_nan_none_nested_unicode_and_hostile_names(store
     assert math.copysign(1, snap.slos[0]["zero"]) == -1
     # the indexed columns find the hostile names exactly (no escaping, no LIKE semantics)
     for name in HOSTILE:
-        [(at, result)] = store.slo_history(name, "availability")
-        assert at == 1_700_000_000.5 and _same(result, slos[HOSTILE.index(name)])
+        [found] = store.slo_history(name, "availability")
+        assert found.evaluated_at == 1_700_000_000.5 and found.result.key == (name, "", "availability")
+        assert math.isnan(found.result.sli)
     assert store.slo_history("%", "availability") == []
-    [(_, by_tool)] = store.slo_history(HOSTILE[0], "availability", tool="read \"file\"\n")
-    assert by_tool["sli"] == 0.5
-    # "" and None both mean service level, and each row comes back as it was written
-    assert store.slo_history(HOSTILE[1], "latency", tool=None)[0][1]["tool"] == ""
-    assert store.slo_history(HOSTILE[1], "latency", tool="")[0][1]["tool"] == ""
+    [by_tool] = store.slo_history(HOSTILE[0], "availability", tool="read \"file\"\n")
+    assert by_tool.result.sli == 0.5 and by_tool.result.tool == "read \"file\"\n"
+    # "" and None both mean service level
+    assert store.slo_history(HOSTILE[1], "latency", tool=None) == store.slo_history(HOSTILE[1], "latency", tool="")
+    assert [r.result.sli for r in store.slo_history(HOSTILE[1], "latency")] == [1.0]
     assert store.services() == sorted(HOSTILE)
 
 
@@ -106,17 +115,22 @@ def test_latest_is_the_newest_complete_tick_and_services_come_from_it(store):
 def test_history_is_ordered_by_time_and_filters_tool_and_range(store):
     for at in (300.0, 100.0, 200.0):
         store.write_tick(at, [
-            {"service": "fs", "slo": "availability", "tool": None, "at": at},
-            {"service": "fs", "slo": "availability", "tool": "read", "at": at},
-            {"service": "fs", "slo": "latency", "at": at},
+            {"service": "fs", "slo": "availability", "tool": None, "status": "ok", "events": at},
+            {"service": "fs", "slo": "availability", "tool": "read", "status": "ok", "events": at},
+            {"service": "fs", "slo": "latency", "status": "ok", "events": at},
         ], [])
-    assert [at for at, _ in store.slo_history("fs", "availability")] == [100.0, 200.0, 300.0]
-    assert [r["at"] for _, r in store.slo_history("fs", "availability")] == [100.0, 200.0, 300.0]
+
+    def times(history) -> list[float]:
+        return [r.evaluated_at for r in history]
+
+    assert times(store.slo_history("fs", "availability")) == [100.0, 200.0, 300.0]
+    assert [r.result.events for r in store.slo_history("fs", "availability")] == [100.0, 200.0, 300.0]
     by_tool = store.slo_history("fs", "availability", tool="read")  # every row of the tool, and only those
-    assert [(at, r["tool"], r["at"]) for at, r in by_tool] == [(at, "read", at) for at in (100.0, 200.0, 300.0)]
-    assert [at for at, _ in store.slo_history("fs", "availability", since=200.0)] == [200.0, 300.0]
-    assert [at for at, _ in store.slo_history("fs", "availability", until=200.0)] == [100.0, 200.0]
-    assert [at for at, _ in store.slo_history("fs", "availability", since=150, until=250)] == [200.0]
+    assert [(r.evaluated_at, r.result.tool, r.result.events) for r in by_tool] == [
+        (at, "read", at) for at in (100.0, 200.0, 300.0)]
+    assert times(store.slo_history("fs", "availability", since=200.0)) == [200.0, 300.0]
+    assert times(store.slo_history("fs", "availability", until=200.0)) == [100.0, 200.0]
+    assert times(store.slo_history("fs", "availability", since=150, until=250)) == [200.0]
     assert store.slo_history("fs", "availability", tool="write") == []
     assert store.slo_history("other", "availability") == []
 
@@ -145,65 +159,95 @@ def test_retention_prunes_old_ticks_their_rows_and_old_canary_decisions(tmp_path
     path = tmp_path / "slo.db"
     with Store(path, retention_seconds=100) as store:
         def tick(at):
-            return store.write_tick(at, [{"service": "fs", "slo": "availability", "at": at}],
+            return store.write_tick(at, [{"service": "fs", "slo": "availability", "status": "ok"}],
                                     [{"service": "fs", "tool": "read", "at": at}], {"at": at})
-        store.write_canary(0.0, {"service": "fs", "baseline": "v1", "canary": "v2", "verdict": "wait"})
-        store.write_canary(120.0, {"service": "fs", "baseline": "v1", "canary": "v2", "verdict": "promote"})
+        store.write_canary(0.0, decision(verdict="wait"))
+        store.write_canary(120.0, decision(verdict="promote"))
         for at in (0.0, 50.0, 100.0, 150.0):
             tick(at)
         # cutoff 150 - 100 = 50: strictly older goes, the tick at exactly the cutoff stays
-        assert [at for at, _ in store.slo_history("fs", "availability")] == [50.0, 100.0, 150.0]
-        assert [d["verdict"] for d in store.canary_history("fs")] == ["promote"]
+        assert [r.evaluated_at for r in store.slo_history("fs", "availability")] == [50.0, 100.0, 150.0]
+        assert [d.result.verdict for d in store.canary_history("fs")] == ["promote"]
         tick(250.0)
-        assert [at for at, _ in store.slo_history("fs", "availability")] == [150.0, 250.0]
+        assert [r.evaluated_at for r in store.slo_history("fs", "availability")] == [150.0, 250.0]
         assert store.latest().evaluated_at == 250.0
         # the rows of pruned ticks are gone too, not only the tick rows
         assert [_count(path, t) for t in ("ticks", "slo_results", "tool_results")] == [2, 2, 2]
         assert store.canary_history("fs") == [] and store.canary_latest() == []  # 120 < 150: pruned by the tick
         # canary decisions age out on canary writes as well
-        store.write_canary(230.0, {"service": "fs", "baseline": "v1", "canary": "v3", "verdict": "wait"})
-        store.write_canary(221.0, {"service": "fs", "baseline": "v1", "canary": "v3", "verdict": "hold"})
-        assert [d["verdict"] for d in store.canary_history("fs")] == ["hold", "wait"]
-        store.write_canary(400.0, {"service": "fs", "baseline": "v1", "canary": "v3", "verdict": "rollback"})
-        assert [d["evaluated_at"] for d in store.canary_history("fs")] == [400.0]
+        store.write_canary(230.0, decision(canary="v3", verdict="wait"))
+        store.write_canary(221.0, decision(canary="v3", verdict="hold"))
+        assert [d.result.verdict for d in store.canary_history("fs")] == ["hold", "wait"]
+        store.write_canary(400.0, decision(canary="v3", verdict="rollback"))
+        assert [d.evaluated_at for d in store.canary_history("fs")] == [400.0]
         assert _count(path, "canary_decisions") == 1
     with pytest.raises(StoreError, match="retention_seconds must be positive"):
         Store(path, retention_seconds=0)
 
 
 def test_canary_latest_per_pair_and_history_in_time_order(store):
-    def decide(at, service, baseline, canary, verdict, **extra):
-        return store.write_canary(at, {"service": service, "baseline": baseline, "canary": canary, "verdict": verdict, **extra})
+    def decide(at, service, baseline, canary, verdict, **changes):
+        return store.write_canary(at, decision(service, baseline, canary, verdict, **changes))
 
+    def seen(decisions) -> list[tuple]:
+        return [(d.evaluated_at, d.result.service, d.result.canary, d.result.verdict) for d in decisions]
+
+    evidence = judge(Comparison(service="fs", baseline="v1", canary="v2",
+                                overall=(Counts(10_000, 10), Counts(1_000, 30)))).metrics
     assert store.canary_latest() == [] and store.canary_history("fs") == []
-    decide(10.0, "fs", "v1", "v2", "wait", p_value=math.nan)
-    decide(30.0, "fs", "v1", "v2", "rollback", evidence={"errors": {"p": 0.001}})
+    decide(10.0, "fs", "v1", "v2", "wait", canary_age_seconds=math.nan)
+    decide(30.0, "fs", "v1", "v2", "rollback", metrics=evidence)
     decide(20.0, "fs", "v1", "v2", "promote")  # written late, older: not the latest
     decide(15.0, "fs", "v1", "v3", "wait")
-    decide(25.0, "db", "v7", "v8", "promote", evaluated_at=-1)  # the stored time wins
+    # a decision's JSON form is stored too; the stored time wins over any copy inside it
+    store.write_canary(25.0, {**decision("db", "v7", "v8").to_json(), "evaluated_at": -1})
     decide(30.0, "fs", "v1", "v3", "wait")
     decide(30.0, "fs", "v1", "v3", "promote")  # same time: the last written wins
 
     latest = store.canary_latest()
-    assert [(d["service"], d["canary"], d["verdict"], d["evaluated_at"]) for d in latest] == [
-        ("db", "v8", "promote", 25.0), ("fs", "v2", "rollback", 30.0), ("fs", "v3", "promote", 30.0)]
-    assert latest[1]["evidence"] == {"errors": {"p": 0.001}}
-    assert [d["canary"] for d in store.canary_latest("fs")] == ["v2", "v3"]
+    assert seen(latest) == [(25.0, "db", "v8", "promote"), (30.0, "fs", "v2", "rollback"),
+                            (30.0, "fs", "v3", "promote")]
+    assert latest[1].result == decision(verdict="rollback", metrics=evidence)  # typed, evidence and all
+    assert [d.result.canary for d in store.canary_latest("fs")] == ["v2", "v3"]
     assert store.canary_latest("nope") == []
 
     history = store.canary_history("fs")
-    assert [(d["evaluated_at"], d["canary"], d["verdict"]) for d in history] == [
-        (10.0, "v2", "wait"), (15.0, "v3", "wait"), (20.0, "v2", "promote"),
-        (30.0, "v2", "rollback"), (30.0, "v3", "wait"), (30.0, "v3", "promote")]
-    assert math.isnan(history[0]["p_value"])
-    assert [d["evaluated_at"] for d in store.canary_history("fs", since=20.0)] == [20.0, 30.0, 30.0, 30.0]
+    assert seen(history) == [(10.0, "fs", "v2", "wait"), (15.0, "fs", "v3", "wait"), (20.0, "fs", "v2", "promote"),
+                             (30.0, "fs", "v2", "rollback"), (30.0, "fs", "v3", "wait"), (30.0, "fs", "v3", "promote")]
+    assert math.isnan(history[0].result.canary_age_seconds)
+    assert [d.evaluated_at for d in store.canary_history("fs", since=20.0)] == [20.0, 30.0, 30.0, 30.0]
     newest = store.canary_history("fs", limit=3)  # the newest three, still oldest first
-    assert [(d["evaluated_at"], d["canary"], d["verdict"]) for d in newest] == [
-        (30.0, "v2", "rollback"), (30.0, "v3", "wait"), (30.0, "v3", "promote")]
+    assert seen(newest) == [(30.0, "fs", "v2", "rollback"), (30.0, "fs", "v3", "wait"), (30.0, "fs", "v3", "promote")]
     bounded = store.canary_history("fs", since=10.0, limit=5)  # six since 10.0: the oldest left out
-    assert [d["evaluated_at"] for d in bounded] == [15.0, 20.0, 30.0, 30.0, 30.0]
-    with pytest.raises(StoreError, match="'verdict' must be a string"):
-        store.write_canary(40.0, {"service": "fs", "baseline": "v1", "canary": "v2"})
+    assert [d.evaluated_at for d in bounded] == [15.0, 20.0, 30.0, 30.0, 30.0]
+    partial = {k: v for k, v in decision().to_json().items() if k != "verdict"}
+    with pytest.raises(StoreError, match="decision: verdict is not a string"):
+        store.write_canary(40.0, partial)
+    assert len(store.canary_history("fs")) == 6  # nothing written
+
+
+def test_unreadable_rows_are_store_errors_naming_them(store, tmp_path):
+    """Rows the engine did not write (another tool, a damaged file) never reach a reader as
+    dicts: reading them says which row is wrong."""
+    store.write_canary(10.0, decision())
+    store.write_tick(10.0, [{"service": "fs", "slo": "availability", "status": "ok", "sli": "high"}],
+                     [{"service": "fs", "tool": "read", "rate": "fast"}])
+    with sqlite3.connect(tmp_path / "slo.db") as db:
+        db.execute("INSERT INTO canary_decisions (evaluated_at, service, baseline, canary, verdict, body)"
+                   " VALUES (20.0, 'fs', 'v1', 'v3', 'promote', '{\"service\": \"fs\"}')")
+        db.execute("INSERT INTO canary_decisions (evaluated_at, service, baseline, canary, verdict, body)"
+                   " VALUES (30.0, 'db', 'v1', 'v2', 'promote', 'not JSON')")
+    with pytest.raises(StoreError, match=r"canary decision row 2 is not readable: score is not a number"):
+        store.canary_history("fs")
+    with pytest.raises(StoreError, match=r"canary decision row 3 is not readable: Expecting value"):
+        store.canary_latest("db")
+    with pytest.raises(StoreError, match=r"SLO result row 1 is not readable: sli is not a number: 'high'"):
+        store.slo_history("fs", "availability")
+    snap = store.latest()
+    with pytest.raises(StoreError, match=r"tick 1: SLO result 0 is not readable: sli is not a number"):
+        snap.results
+    with pytest.raises(StoreError, match=r"tick 1: tool row 0 is not readable: rate is not a number"):
+        snap.tool_traffic
 
 
 def test_tool_traffic_is_stored_as_its_json_and_read_back_typed(store):

@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timezone
 
 from slo.engine.store import Snapshot
+from slo.results import CanaryDecision, Evaluated
 
 # the gate's answer per verdict: only promote is 2xx (409: roll back; 425 Too Early: not yet
 # known), unless the request's ?pass= names the verdicts it passes
@@ -37,14 +38,21 @@ def jsonable(value):
     return value
 
 
+def evaluation_state(evaluated_at: float | None, stale: bool, now: float) -> dict:
+    """The latest evaluation's state: `evaluated_at`, `stale`, `age_seconds` (None and stale
+    when there is none)."""
+    if evaluated_at is None:
+        return {"evaluated_at": None, "stale": True}
+    return {"evaluated_at": rfc3339(evaluated_at), "stale": stale, "age_seconds": now - evaluated_at}
+
+
 def slo_items(snapshot: Snapshot | None, stale: bool, now: float) -> tuple[list[dict], dict]:
-    """Every SLO of `snapshot` with `stale` and `evaluated_at`, and the snapshot's state
-    (`evaluated_at`, `stale`, `age_seconds`; None and stale when there is no snapshot)."""
+    """Every SLO of `snapshot` with `stale` and `evaluated_at`, and its `evaluation_state`."""
     if snapshot is None:
-        return [], {"evaluated_at": None, "stale": True}
+        return [], evaluation_state(None, stale, now)
     when = rfc3339(snapshot.evaluated_at)
     slos = [{**r.to_json(), "stale": stale, "evaluated_at": when} for r in snapshot.results]
-    return slos, {"evaluated_at": when, "stale": stale, "age_seconds": now - snapshot.evaluated_at}
+    return slos, evaluation_state(snapshot.evaluated_at, stale, now)
 
 
 def service_items(slos: list[dict]) -> list[dict]:
@@ -60,24 +68,29 @@ def service_items(slos: list[dict]) -> list[dict]:
     return sorted(out.values(), key=lambda s: s["service"])
 
 
-def canary_items(decisions: list[dict], stale: bool) -> list[dict]:
-    """Canary decisions with `stale` and `evaluated_at` as RFC 3339."""
-    return [{**d, "stale": stale, "evaluated_at": rfc3339(d["evaluated_at"])} for d in decisions]
+def canary_items(decisions: list[Evaluated[CanaryDecision]], stale: bool) -> list[dict]:
+    """Canary decisions with `evaluated_at` as RFC 3339 and `stale`."""
+    return [{**d.result.to_json(), "evaluated_at": rfc3339(d.evaluated_at), "stale": stale} for d in decisions]
 
 
-def canary_history_items(decisions: list[dict], evidence: bool = True) -> list[dict]:
+def canary_history_items(decisions: list[Evaluated[CanaryDecision]], evidence: bool = True) -> list[dict]:
     """Logged canary decisions with `evaluated_at` as RFC 3339 (no `stale`: each is as old as
     its time says); without the per-test `metrics` unless `evidence`."""
-    return [{**{k: v for k, v in d.items() if evidence or k != "metrics"}, "evaluated_at": rfc3339(d["evaluated_at"])}
-            for d in decisions]
+    out = []
+    for d in decisions:
+        body = d.result.to_json()
+        if not evidence:
+            del body["metrics"]
+        out.append({**body, "evaluated_at": rfc3339(d.evaluated_at)})
+    return out
 
 
-def service_verdict(decisions: list[dict]) -> tuple[str, str]:
+def service_verdict(decisions: list[CanaryDecision]) -> tuple[str, str]:
     """The verdict over a service's canaries, the worst one (rollback, then inconclusive,
     then promote), and the reasons of the canaries that gave it."""
-    verdicts = {d["verdict"] for d in decisions}
+    verdicts = {d.verdict for d in decisions}
     verdict = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
-    return verdict, "; ".join(d["reason"] for d in decisions if d["verdict"] == verdict)
+    return verdict, "; ".join(d.reason for d in decisions if d.verdict == verdict)
 
 
 def parse_time(text: str) -> float:

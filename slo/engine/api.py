@@ -33,10 +33,8 @@ holds NaN: unknown numbers are null.
 from __future__ import annotations
 
 import json
-import math
-import re
+import logging
 import threading
-from datetime import datetime, timezone
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -45,12 +43,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.command import host_port
-from slo.engine.answers import (GATE_STATUS, HISTORY_LIMIT, VERDICTS, canary_history_items, canary_items, jsonable,
-                                parse_time, readiness, rfc3339, service_items, service_verdict, slo_items)
+from slo.engine.answers import (GATE_STATUS, HISTORY_LIMIT, VERDICTS, canary_history_items, canary_items,
+                                evaluation_state, jsonable, parse_time, readiness, service_items, service_verdict,
+                                slo_items)
 from slo.engine.metrics import registry_for
 from slo.engine.scheduler import Engine
-from slo.engine.store import Snapshot
+from slo.engine.store import Snapshot, StoreError
 from slo.evaluate import STATUS_CODES, STATUSES
+from slo.results import CanaryDecision, Evaluated
+
+log = logging.getLogger(__name__)
+
 
 def json_response(body, status: int = 200) -> Response:
     return Response(_dumps(body), status_code=status, media_type="application/json")
@@ -86,10 +89,8 @@ class _Latest:
     def state(self) -> dict:
         """slo_items' state of the latest tick, from its time alone (for /readyz)."""
         tick = self.engine.store.latest_tick()
-        if tick is None:
-            return {"evaluated_at": None, "stale": True}
-        at = tick[1]
-        return {"evaluated_at": rfc3339(at), "stale": self.engine.is_stale_at(at), "age_seconds": self.engine.now() - at}
+        at = None if tick is None else tick[1]
+        return evaluation_state(at, self.engine.is_stale_at(at), self.engine.now())
 
 
 def _dumps(body) -> bytes:
@@ -128,19 +129,22 @@ def create_app(engine: Engine) -> Starlette:
     async def services(request: Request) -> Response:
         return json_response(service_items(current()[0]))
 
-    def canaries_now() -> list[dict]:
+    def canaries_now(service: str | None = None) -> tuple[Snapshot | None, bool, list[Evaluated[CanaryDecision]]]:
+        """The latest snapshot, whether it is stale, and its canary decisions (of `service`)."""
         snapshot = latest.snapshot()
-        return canary_items(engine.canaries(snapshot), engine.is_stale(snapshot))
+        decisions = [d for d in engine.canaries(snapshot) if service is None or d.result.service == service]
+        return snapshot, engine.is_stale(snapshot), decisions
 
     async def canaries(request: Request) -> Response:
-        return json_response(canaries_now())
+        _, stale, decisions = canaries_now()
+        return json_response(canary_items(decisions, stale))
 
     async def service_canaries(request: Request) -> Response:
         name = request.path_params["service"]
-        items = [d for d in canaries_now() if d["service"] == name]
-        if not items:
+        _, stale, decisions = canaries_now(name)
+        if not decisions:
             return json_response({"error": f"no canary of {name!r} in the latest evaluation"}, 404)
-        return json_response(items)
+        return json_response(canary_items(decisions, stale))
 
     async def canary_history(request: Request) -> Response:
         name = request.path_params["service"]
@@ -161,16 +165,14 @@ def create_app(engine: Engine) -> Starlette:
         """The body every gate answers for service `name`, and its status when there is no
         verdict to give: 503 (no evaluation, or a stale one), 404 (the latest evaluation has
         no such service). A service without canary traffic (yet) is inconclusive."""
-        snapshot = latest.snapshot()
-        stale = engine.is_stale(snapshot)
-        items = [d for d in canary_items(engine.canaries(snapshot), stale) if d["service"] == name]
-        body = {"service": name, "canaries": items}
+        snapshot, stale, decisions = canaries_now(name)
+        body = {"service": name, "canaries": canary_items(decisions, stale)}
         if snapshot is None or stale:
             why = f": {engine.health.last_error}" if engine.health.last_error else ""
             what = "has no evaluation yet" if snapshot is None else "'s latest evaluation is stale"
             return {**body, "verdict": None, "reason": f"the engine{what}{why}"}, 503
-        if items:
-            verdict, reason = service_verdict(items)
+        if decisions:
+            verdict, reason = service_verdict([d.result for d in decisions])
             return {**body, "verdict": verdict, "reason": reason}, None
         if any(r.service == name for r in snapshot.results):
             return {**body, "verdict": "inconclusive", "reason": f"no canary of {name!r} with traffic yet"}, None
@@ -209,6 +211,11 @@ def create_app(engine: Engine) -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        """A store row that does not read as a result: one line for the client and the log."""
+        log.error("%s: %s", request.url.path, exc)
+        return json_response({"error": f"the engine's store cannot be read: {exc}"}, 500)
+
     app = Starlette(routes=[
         Route("/api/v1/slos", slos),
         Route("/api/v1/slos/{service:path}", service_slos),
@@ -222,7 +229,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
-    ])
+    ], exception_handlers={StoreError: unreadable})
     app.state.engine = engine
     app.state.status_codes = STATUS_CODES
     return app

@@ -24,7 +24,6 @@ from prometheus_client.registry import Collector
 
 from slo.engine.scheduler import Engine
 from slo.evaluate import STATUSES
-from slo.results import CanaryDecision
 
 VERDICTS = ("promote", "rollback", "inconclusive")
 
@@ -64,7 +63,7 @@ class EngineCollector(Collector):
         pair = ["service", "baseline", "canary"]
         verdict = GaugeMetricFamily("mcp_canary_verdict", "1 for the canary's current verdict", labels=[*pair, "verdict"])
         score = GaugeMetricFamily("mcp_canary_score", "The canary's score, 0 (roll back) to 100", labels=pair)
-        for d in map(CanaryDecision.from_json, e.canaries(snapshot)):
+        for d in (c.result for c in e.canaries(snapshot)):
             ids = [d.service, d.baseline, d.canary]
             for v in VERDICTS:
                 verdict.add_metric([*ids, v], 1.0 if d.verdict == v else 0.0)

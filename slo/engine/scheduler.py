@@ -28,7 +28,7 @@ from slo.canary.collect import comparisons
 from slo.canary.judge import judge
 from slo.evaluate import Evaluation, TickTimeout, evaluate
 from slo.plan import plan
-from slo.results import CanaryDecision
+from slo.results import CanaryDecision, Evaluated
 from slo.spec import Spec
 from slo.engine.store import Snapshot, Store
 
@@ -142,12 +142,12 @@ class Engine:
     def snapshot(self) -> Snapshot | None:
         return self.store.latest()
 
-    def canaries(self, snapshot: Snapshot | None = None) -> list[dict]:
+    def canaries(self, snapshot: Snapshot | None = None) -> list[Evaluated[CanaryDecision]]:
         """The canary decisions of the latest tick (older ones are history)."""
         snapshot = snapshot or self.snapshot()
         if snapshot is None:
             return []
-        return [d for d in self.store.canary_latest() if d["evaluated_at"] == snapshot.evaluated_at]
+        return [d for d in self.store.canary_latest() if d.evaluated_at == snapshot.evaluated_at]
 
     def stale_after(self) -> float:
         """A snapshot older than this many seconds is stale: two missed ticks."""

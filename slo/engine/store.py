@@ -3,16 +3,17 @@
     store = Store("mcp-slo.db", retention_seconds=30 * 86400)
     tick = store.write_tick(time.time(), slos=[...], tools=[...], meta={"duration": 0.4})
     store.latest()                                        # Snapshot of the newest tick, or None
-    store.slo_history("filesystem", "availability")      # [(evaluated_at, result), ...]
-    store.write_canary(time.time(), {"service": ..., "baseline": ..., "canary": ..., "verdict": ...})
-    store.canary_latest()                                 # latest decision per (service, baseline, canary)
+    store.slo_history("filesystem", "availability")      # [Evaluated(SLOResult, evaluated_at), ...]
+    store.write_canary(time.time(), decision)             # a slo.results.CanaryDecision
+    store.canary_latest()                                 # [Evaluated(CanaryDecision, ...)], one per pair
     store.canary_history("filesystem", since=t, limit=1000)  # its decisions since t, oldest first
 
 One writer (the engine), any number of readers (the HTTP API in threads, the dashboard in
 another process). The file is in WAL mode: readers never block the writer and each read runs
 in one transaction, so it sees whole ticks only (every tick is written in one transaction).
 
-Result dicts are stored as JSON text next to indexed columns (service, slo, tool, tick, time).
+Results are stored as their JSON form (slo.results) next to indexed columns (service, slo,
+tool, tick, time), and read back typed: a row that does not read is a StoreError naming it.
 The JSON is Python's dialect: NaN and +/-Infinity are written as `NaN`, `Infinity` and
 `-Infinity` so float values round-trip; tuples come back as lists and dict keys as strings.
 """
@@ -24,13 +25,15 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
-from slo.results import CanaryDecision, SLOResult, ToolTraffic
+from slo.results import CanaryDecision, Evaluated, SLOResult, ToolTraffic
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -189,14 +192,18 @@ class Store:
             self._prune(db, at - self.retention_seconds)
         return tick_id
 
-    def write_canary(self, evaluated_at: float, decision: CanaryDecision | dict) -> int:
-        """Record one canary decision ("service", "baseline", "canary", "verdict", ...) as its
-        JSON form; returns its id."""
+    def write_canary(self, evaluated_at: float, decision: CanaryDecision | Mapping) -> int:
+        """Record one canary decision (or its JSON form, which must read as one) as its JSON
+        form; returns its id."""
         at = _finite_time(evaluated_at)
-        if isinstance(decision, CanaryDecision):
-            decision = decision.to_json()
-        key = tuple(_text(decision, name, "decision") for name in ("service", "baseline", "canary", "verdict"))
-        body = _dumps(decision, "decision")
+        if not isinstance(decision, CanaryDecision):
+            try:
+                decision = CanaryDecision.from_json(decision)
+            except ValueError as exc:
+                raise StoreError(f"decision: {exc}") from None
+        row = decision.to_json()
+        key = tuple(_text(row, name, "decision") for name in ("service", "baseline", "canary", "verdict"))
+        body = _dumps(row, "decision")
         with self._write() as db:
             decision_id = db.execute(
                 "INSERT INTO canary_decisions (evaluated_at, service, baseline, canary, verdict, body)"
@@ -227,12 +234,12 @@ class Store:
         return Snapshot(tick_id=tick_id, evaluated_at=at, slos=slos, tools=tools, meta=json.loads(meta))
 
     def slo_history(self, service: str, slo: str, tool: str | None = None,
-                    since: float | None = None, until: float | None = None) -> list[tuple[float, dict]]:
-        """(evaluated_at, result) of one SLO ordered by time; since and until are inclusive.
+                    since: float | None = None, until: float | None = None) -> list[Evaluated[SLOResult]]:
+        """One SLO's results with their times, oldest first; since and until are inclusive.
 
         tool None (or "") is the service-level result, a name is that tool's result.
         """
-        sql = "SELECT evaluated_at, body FROM slo_results WHERE service = ? AND slo = ? AND tool = ?"
+        sql = "SELECT id, evaluated_at, body FROM slo_results WHERE service = ? AND slo = ? AND tool = ?"
         args: list[Any] = [service, slo, tool or ""]
         if since is not None:
             sql += " AND evaluated_at >= ?"
@@ -242,7 +249,7 @@ class Store:
             args.append(float(until))
         with self._read() as db:
             rows = db.execute(sql + " ORDER BY evaluated_at, id", args).fetchall()
-        return [(at, json.loads(body)) for at, body in rows]
+        return _evaluated(rows, SLOResult.from_json, "SLO result")
 
     def services(self) -> list[str]:
         """Services of the latest snapshot (from its SLO and tool rows), sorted."""
@@ -256,23 +263,24 @@ class Store:
             ).fetchall()
         return sorted(service for (service,) in rows)
 
-    def canary_latest(self, service: str | None = None) -> list[dict]:
-        """The latest decision per (service, baseline, canary), ordered by those; with "evaluated_at"."""
+    def canary_latest(self, service: str | None = None) -> list[Evaluated[CanaryDecision]]:
+        """The latest decision per (service, baseline, canary), ordered by those, with its time."""
         where, args = ("WHERE service = ?", (service,)) if service is not None else ("", ())
-        sql = f"""SELECT evaluated_at, body FROM (
-                      SELECT evaluated_at, body, service, baseline, canary,
+        sql = f"""SELECT id, evaluated_at, body FROM (
+                      SELECT id, evaluated_at, body, service, baseline, canary,
                              row_number() OVER (PARTITION BY service, baseline, canary
                                                 ORDER BY evaluated_at DESC, id DESC) AS n
                       FROM canary_decisions {where})
                   WHERE n = 1 ORDER BY service, baseline, canary"""
         with self._read() as db:
             rows = db.execute(sql, args).fetchall()
-        return [_decision(at, body) for at, body in rows]
+        return _evaluated(rows, CanaryDecision.from_json, "canary decision")
 
-    def canary_history(self, service: str, since: float | None = None, limit: int | None = None) -> list[dict]:
-        """Decisions of one service ordered by time (oldest first); since is inclusive; with
+    def canary_history(self, service: str, since: float | None = None,
+                       limit: int | None = None) -> list[Evaluated[CanaryDecision]]:
+        """Decisions of one service with their times, oldest first; since is inclusive; with
         `limit`, only the newest `limit` of them (still oldest first)."""
-        sql, args = "SELECT evaluated_at, body FROM canary_decisions WHERE service = ?", [service]
+        sql, args = "SELECT id, evaluated_at, body FROM canary_decisions WHERE service = ?", [service]
         if since is not None:
             sql += " AND evaluated_at >= ?"
             args.append(float(since))
@@ -282,7 +290,7 @@ class Store:
             args.append(max(0, int(limit)))
         with self._read() as db:
             rows = db.execute(sql, args).fetchall()
-        return [_decision(at, body) for at, body in reversed(rows)]
+        return _evaluated(reversed(rows), CanaryDecision.from_json, "canary decision")
 
     def close(self) -> None:
         """Close every connection; reads and writes raise StoreError afterwards. Idempotent."""
@@ -401,10 +409,15 @@ def _latest_tick(db: sqlite3.Connection) -> tuple[int, float, str] | None:
     return db.execute("SELECT id, evaluated_at, meta FROM ticks ORDER BY evaluated_at DESC, id DESC LIMIT 1").fetchone()
 
 
-def _decision(at: float, body: str) -> dict:
-    decision = json.loads(body)
-    decision["evaluated_at"] = at  # the stored time wins over any copy inside the body
-    return decision
+def _evaluated(rows: Iterable[tuple[int, float, str]], read: Callable[[dict], T], what: str) -> list[Evaluated[T]]:
+    """Rows of (id, evaluated_at, body) typed by `read`; StoreError naming a row that is not one."""
+    out = []
+    for row_id, at, body in rows:
+        try:
+            out.append(Evaluated(read(json.loads(body)), at))
+        except ValueError as exc:  # json's errors are ValueErrors too
+            raise StoreError(f"{what} row {row_id} is not readable: {exc}") from None
+    return out
 
 
 def _finite_time(value: float) -> float:
