@@ -8,9 +8,9 @@ figures for the page.
     score_figure(history, start, end)         # the score over time, one line per canary
     decision_log(history)                     # newest first, the last 50
 
-Plain functions on the engine's dicts (GET /api/v1/canaries and its /history) and
-Prometheus samples, no Dash: the page's callbacks stay thin and tests call these directly.
-Figures are plain plotly dicts. What the evidence means is in slo/canary/judge.py.
+Plain functions on the engine's decisions as the source reads them (dashboard.source: typed,
+with their times) and Prometheus samples, no Dash: the page's callbacks stay thin and tests
+call these directly. Figures are plain plotly dicts. What the evidence means is in slo/canary/judge.py.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dashboard.plot_text import plot_text
 from slo import durations, promql
 from slo.engine import answers
 from slo.query import Sample
+from slo.results import CanaryDecision, Evaluated, Evidence
 from slo.canary.judge import (ERRORS, FAILED, INCONCLUSIVE, INSUFFICIENT, LATENCY, PASSED, PROMOTE,
                               ROLLBACK)
 
@@ -73,96 +74,91 @@ def _prob(x: float | None) -> str:
     return NONE if x is None else f"{x:.3f}"
 
 
-def plot_time(when: str | float) -> str:
+def plot_time(seconds: float) -> str:
     """A time for a plotly date axis, in UTC without a zone suffix (plotly ignores zones)."""
-    seconds = answers.parse_time(when) if isinstance(when, str) else when
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def versions(decision: dict) -> str:
-    return f"{decision.get('canary')} vs {decision.get('baseline')}"
+def versions(decision: CanaryDecision) -> str:
+    return f"{decision.canary} vs {decision.baseline}"
 
 
-def fmt_age(decision: dict) -> str:
+def fmt_age(decision: CanaryDecision) -> str:
     """How long the canary has had traffic (the engine's canary_age_seconds)."""
-    age = decision.get("canary_age_seconds")
+    age = decision.canary_age_seconds
     return NONE if age is None else fmt_duration(age)
 
 
 # --- the list ------------------------------------------------------------------------------
 
 
-def canary_rows(decisions: Iterable[dict]) -> list[dict]:
+def canary_rows(decisions: Iterable[Evaluated[CanaryDecision]]) -> list[dict]:
     """One row per canary: rollbacks first, then inconclusive, then promote; by service and canary."""
     rank = {v: i for i, v in enumerate(VERDICTS)}
-    rows = [{"service": d.get("service"), "baseline": d.get("baseline"), "canary": d.get("canary"),
-             "versions": versions(d), "verdict": d.get("verdict"), "score": d.get("score"),
-             "reason": d.get("reason") or "", "window": d.get("window") or NONE,
-             "age": fmt_age(d),
-             "evaluated_at": d.get("evaluated_at"), "stale": bool(d.get("stale"))} for d in decisions]
-    return sorted(rows, key=lambda r: (rank.get(r["verdict"], len(rank)), str(r["service"]), str(r["canary"])))
+    rows = []
+    for e in decisions:
+        d = e.result
+        rows.append({"service": d.service, "baseline": d.baseline, "canary": d.canary, "versions": versions(d),
+                     "verdict": d.verdict, "score": d.score, "reason": d.reason, "window": d.window or NONE,
+                     "age": fmt_age(d), "evaluated_at": answers.rfc3339(e.evaluated_at), "stale": e.stale})
+    return sorted(rows, key=lambda r: (rank.get(r["verdict"], len(rank)), r["service"], r["canary"]))
 
 
 # --- side by side ----------------------------------------------------------------------------
 
 
-def evidence_rows(decision: dict) -> list[dict]:
+def evidence_rows(decision: CanaryDecision) -> list[dict]:
     """One row per test of the judge (errors, latency, slow share; service-wide, then per tool),
     every number as text: the baseline and the canary, the effect (canary against baseline) with
     its interval, the sequential p-value against the level it must reach, the information
     reached and the test's status."""
-    return [_evidence_row(m) for m in decision.get("metrics") or ()]
+    return [_evidence_row(m) for m in decision.metrics]
 
 
-def _evidence_row(m: dict) -> dict:
-    name = m.get("name")
-    base, can = m.get("baseline") or {}, m.get("canary") or {}
-    effect = m.get("effect") or {}
-    sequential = m.get("sequential") or {}
-    if name == LATENCY:
+def _evidence_row(m: Evidence) -> dict:
+    effect = m.effect
+    if m.name == LATENCY:
         test = "Latency (CLES)"
-        sides = [fmt_count(side.get("requests")) + " requests" if side else NONE for side in (base, can)]
-        effect_text = (NONE if effect.get("value") is None else
-                       f"{_prob(effect['value'])} [{_prob(effect.get('low'))}, {_prob(effect.get('high'))}]")
+        sides = [fmt_count(side.requests) + " requests" if side else NONE for side in (m.baseline, m.canary)]
+        effect_text = (NONE if effect is None or effect.value is None else
+                       f"{_prob(effect.value)} [{_prob(effect.low)}, {_prob(effect.high)}]")
         meaning = "the probability that a canary request is slower than a baseline one (0.5: alike)"
     else:
-        threshold = fmt_threshold(m.get("latency_threshold"))
-        test = "Error ratio" if name == ERRORS else f"Slower than {threshold}"
-        sides = [f"{fmt_pct(side.get('ratio'))} ({fmt_count(side.get('bad'))} of {fmt_count(side.get('requests'))})"
-                 if side else NONE for side in (base, can)]
+        test = "Error ratio" if m.name == ERRORS else f"Slower than {fmt_threshold(m.latency_threshold)}"
+        sides = [f"{fmt_pct(side.ratio)} ({fmt_count(side.bad)} of {fmt_count(side.requests)})" if side else NONE
+                 for side in (m.baseline, m.canary)]
         effect_text = NONE
-        if effect:
-            value = NONE if effect.get("value") is None else f"×{_factor(effect['value'])}"
-            effect_text = f"{value} [{_factor(effect.get('low'))}, {_factor(effect.get('high'))}]"
+        if effect is not None:
+            value = NONE if effect.value is None else f"×{_factor(effect.value)}"
+            effect_text = f"{value} [{_factor(effect.low)}, {_factor(effect.high)}]"
         meaning = "the canary's ratio divided by the baseline's (1: alike)"
-    level = effect.get("level")
-    status = m.get("status")
-    planned = sequential.get("planned_information")
-    notes = [m["note"]] if m.get("note") else []
-    if m.get("required_requests"):
-        notes.append(f"about {m['required_requests']:,} canary requests needed")
-    if m.get("rejected_by") == "e-value" and m.get("e_threshold") is not None:
-        e = "∞" if m.get("e_value") is None else f"{m['e_value']:.3g}"  # None: infinite in JSON
-        notes.append(f"always-valid evidence {e}, over the {m['e_threshold']:.3g} needed")
+    level = effect.level if effect is not None else None
+    planned = m.sequential.planned_information
+    notes = [m.note] if m.note else []
+    if m.required_requests:
+        notes.append(f"about {m.required_requests:,} canary requests needed")
+    if m.rejected_by == "e-value" and m.e_threshold is not None:
+        e = "∞" if m.e_value is None else f"{m.e_value:.3g}"  # None: infinite in JSON
+        notes.append(f"always-valid evidence {e}, over the {m.e_threshold:.3g} needed")
     return {
-        "test": test, "tool": m.get("tool") or "all tools", "scope": "tool" if m.get("tool") else "service",
+        "test": test, "tool": m.tool or "all tools", "scope": "tool" if m.tool else "service",
         "baseline": sides[0], "canary": sides[1], "effect": effect_text,
         "effect_title": meaning + (f"; {level:.0%} interval" if level else ""),
-        "p_value": fmt_p(sequential.get("p_value")), "reject_at": fmt_p(sequential.get("reject_at")),
-        "rejected": m.get("rejected_by") is not None,
+        "p_value": fmt_p(m.sequential.p_value), "reject_at": fmt_p(m.sequential.reject_at),
+        "rejected": m.rejected_by is not None,
         # of the planned information, which promotion needs (slo.canary.judge): 100% and more is enough
         "information": NONE if planned is None else f"{100 * planned:.0f}%",
-        "status": status, "status_label": STATUS_LABELS.get(status, status or NONE), "note": "; ".join(notes),
+        "status": m.status, "status_label": STATUS_LABELS.get(m.status, m.status or NONE), "note": "; ".join(notes),
     }
 
 
 # --- latency distributions ------------------------------------------------------------------------
 
 
-def latency_query(decision: dict) -> str:
+def latency_query(decision: CanaryDecision) -> str:
     """The PromQL for the baseline's and the canary's buckets over the decision's window."""
-    window = durations.parse(decision.get("window") or "1h")
-    return promql.canary_latency_buckets(decision["service"], (decision["baseline"], decision["canary"]), window)
+    window = durations.parse(decision.window or "1h")
+    return promql.canary_latency_buckets(decision.service, (decision.baseline, decision.canary), window)
 
 
 def bucket_shares(samples: Iterable[Sample], baseline: str, canary: str) -> dict | None:
@@ -210,7 +206,7 @@ def bucket_labels(bounds: list[float]) -> list[str]:
     return labels
 
 
-def latency_figure(shares: dict, decision: dict) -> dict:
+def latency_figure(shares: dict, decision: CanaryDecision) -> dict:
     """The baseline's and the canary's latency distributions as two bar series over the buckets."""
     labels = bucket_labels(shares["bounds"])
     data = []
@@ -218,13 +214,14 @@ def latency_figure(shares: dict, decision: dict) -> dict:
         if shares.get(role) is None:
             continue
         n = shares["requests"][role]
-        data.append({"type": "bar", "name": f"{plot_text(decision[role])} ({role}, {fmt_count(n)} requests)",
+        version = decision.baseline if role == "baseline" else decision.canary
+        data.append({"type": "bar", "name": f"{plot_text(version)} ({role}, {fmt_count(n)} requests)",
                      "x": labels,
                      "y": [100 * s for s in shares[role]], "marker": {"color": color},
                      "customdata": [fmt_count(s * n) for s in shares[role]],
                      "hovertemplate": "%{x}: %{y:.2f}% of requests (about %{customdata})<extra></extra>"})
     return {"data": data, "layout": {
-        "title": {"text": f"Latency of tools/call over the canary's window ({plot_text(decision.get('window'))}): "
+        "title": {"text": f"Latency of tools/call over the canary's window ({plot_text(decision.window)}): "
                           "estimates from histogram buckets", "font": {"size": 14}},
         "barmode": "group", "height": 320, "margin": {"l": 50, "r": 20, "t": 50, "b": 60},
         "yaxis": {"title": {"text": "% of the version's requests"}, "rangemode": "tozero"},
@@ -235,28 +232,28 @@ def latency_figure(shares: dict, decision: dict) -> dict:
 # --- history ----------------------------------------------------------------------------------
 
 
-def _pairs(history: list[dict]) -> dict[tuple, list[dict]]:
-    out: dict[tuple, list[dict]] = {}
-    for d in history:
-        out.setdefault((d.get("baseline"), d.get("canary")), []).append(d)
+def _pairs(history: list[Evaluated[CanaryDecision]]) -> dict[tuple, list[Evaluated[CanaryDecision]]]:
+    out: dict[tuple, list[Evaluated[CanaryDecision]]] = {}
+    for e in history:
+        out.setdefault((e.result.baseline, e.result.canary), []).append(e)
     return out
 
 
-def score_figure(history: list[dict], start: float, end: float) -> dict:
+def score_figure(history: list[Evaluated[CanaryDecision]], start: float, end: float) -> dict:
     """The score (0-100) of each canary of a service over [start, end], one line per canary,
     each point coloured by its verdict; says so when the log was cut at its bound."""
     data = []
     for i, ((baseline, canary), decisions) in enumerate(sorted(_pairs(history).items(), key=lambda kv: str(kv[0]))):
         data.append({"type": "scatter", "mode": "lines+markers",
                      "name": f"{plot_text(canary)} vs {plot_text(baseline)}",
-                     "x": [plot_time(d["evaluated_at"]) for d in decisions], "y": [d.get("score") for d in decisions],
+                     "x": [plot_time(e.evaluated_at) for e in decisions], "y": [e.result.score for e in decisions],
                      "line": {"color": PAIR_COLORS[i % len(PAIR_COLORS)], "width": 1.5, "shape": "hv"},
-                     "marker": {"size": 5, "color": [VERDICT_COLORS.get(d.get("verdict"), "#9e9e9e")
-                                                     for d in decisions]},
-                     "customdata": [d.get("verdict") for d in decisions],
+                     "marker": {"size": 5, "color": [VERDICT_COLORS.get(e.result.verdict, "#9e9e9e")
+                                                     for e in decisions]},
+                     "customdata": [e.result.verdict for e in decisions],
                      "hovertemplate": "%{x}: %{customdata}, score %{y}<extra>%{fullData.name}</extra>"})
     title = "Canary score over time (0: roll back, 100: every test passed)"
-    if len(history) >= answers.HISTORY_LIMIT and answers.parse_time(history[0]["evaluated_at"]) > start:
+    if len(history) >= answers.HISTORY_LIMIT and history[0].evaluated_at > start:
         title += f"; the last {len(history):,} decisions"
     return {"data": data, "layout": {
         "title": {"text": title, "font": {"size": 14}}, "height": 280,
@@ -266,14 +263,14 @@ def score_figure(history: list[dict], start: float, end: float) -> dict:
         "legend": {"orientation": "h", "y": -0.2}}}
 
 
-def decision_log(history: list[dict], size: int = LOG_SIZE) -> list[dict]:
+def decision_log(history: list[Evaluated[CanaryDecision]], size: int = LOG_SIZE) -> list[dict]:
     """The newest `size` decisions, newest first; `changed` marks a verdict unlike the one
     before it for the same canary (the moments a release manager looks for)."""
     rows, previous = [], {}
-    for d in history:  # oldest first: each decision knows the one before it
-        pair = (d.get("baseline"), d.get("canary"))
-        rows.append({"evaluated_at": d.get("evaluated_at"), "versions": versions(d), "verdict": d.get("verdict"),
-                     "score": d.get("score"), "reason": d.get("reason") or "",
-                     "changed": pair in previous and previous[pair] != d.get("verdict")})
-        previous[pair] = d.get("verdict")
+    for e in history:  # oldest first: each decision knows the one before it
+        d, pair = e.result, (e.result.baseline, e.result.canary)
+        rows.append({"evaluated_at": answers.rfc3339(e.evaluated_at), "versions": versions(d), "verdict": d.verdict,
+                     "score": d.score, "reason": d.reason,
+                     "changed": pair in previous and previous[pair] != d.verdict})
+        previous[pair] = d.verdict
     return rows[::-1][:size]

@@ -2,15 +2,15 @@
 of its service; filtered, sorted, paged and formatted for the page.
 
     state = ViewState.from_query({"q": "fs", "status": "critical,warning", "sort": "-budget"})
-    v = view(slos, canaries, state)       # slos and canaries as the engine's API answers them
+    v = view(slos, canaries, state)       # slos and canaries as the source reads them (dashboard.source)
     v.rows                                # the page's rows, every number formatted
     merge_search("?range=24h", state.query())   # (dashboard.url_state) -> "?range=24h&q=fs&status=..."
 
-Plain functions on lists and dicts, no Dash and no pandas: the page's callbacks stay thin,
-tests call these directly, and a view of 1,000 services x 2 SLOs takes milliseconds (only
-the visible page is formatted). The page state lives in the URL's query string
-(dashboard.url_state), so every view is a permalink; the shell's own keys (range, refresh)
-share it.
+Plain functions on the engine's typed results (slo.results), no Dash and no pandas: the
+page's callbacks stay thin, tests call these directly, and a view of 1,000 services x 2 SLOs
+takes milliseconds (only the visible page is formatted). The page state lives in the URL's
+query string (dashboard.url_state), so every view is a permalink; the shell's own keys
+(range, refresh) share it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dashboard.formatting import (fmt_budget, fmt_burn, fmt_exhaustion, fmt_obje
                                   fmt_threshold)
 from slo import durations
 from slo.engine.answers import SEVERITY
+from slo.results import CanaryDecision, Evaluated, SLOResult
 
 PAGE_SIZE = 50
 STATUSES = tuple(SEVERITY)  # worst first: critical, exhausted, warning, no_data, ok
@@ -38,17 +39,17 @@ class Sort:
 
 
 def _burn_1h(row: dict) -> float | None:
-    b = (row["item"].get("burn_rates") or {}).get("1h")
+    b = row["item"].burn_rates.get("1h")
     return -b if b is not None else None  # the fastest burn first
 
 
 SORTS: dict[str, Sort] = {
-    "budget": Sort("Error budget left", lambda r: r["item"].get("error_budget_remaining")),
-    "status": Sort("Status", lambda r: (SEVERITY.get(r["item"].get("status"), len(SEVERITY)),
-                                        _or_inf(r["item"].get("error_budget_remaining")))),
-    "sli": Sort("SLI", lambda r: r["item"].get("sli")),
+    "budget": Sort("Error budget left", lambda r: r["item"].error_budget_remaining),
+    "status": Sort("Status", lambda r: (SEVERITY.get(r["item"].status, len(SEVERITY)),
+                                        _or_inf(r["item"].error_budget_remaining))),
+    "sli": Sort("SLI", lambda r: r["item"].sli),
     "burn": Sort("Burn rate (1h)", _burn_1h),
-    "exhaustion": Sort("Time to exhaustion", lambda r: r["item"].get("time_to_exhaustion_seconds")),
+    "exhaustion": Sort("Time to exhaustion", lambda r: r["item"].time_to_exhaustion_seconds),
     "name": Sort("Name", lambda r: r["name"]),
 }
 DEFAULT_SORT = "budget"
@@ -106,20 +107,19 @@ class ViewState:
 # --- rows ----------------------------------------------------------------------------------
 
 
-def build_rows(slos: Iterable[dict], canaries: Iterable[dict] = ()) -> list[dict]:
-    """One row per SLO: the engine's dict as `item`, its service's canary decisions, the tiers
-    that fire, and what the text filter searches (lower case)."""
-    by_service: dict[str, list[dict]] = {}
+def build_rows(slos: Iterable[Evaluated[SLOResult]], canaries: Iterable[Evaluated[CanaryDecision]] = ()) -> list[dict]:
+    """One row per SLO: its SLOResult as `item` and whether it is `stale`, its service's canary
+    decisions, the tiers that fire, and what the text filter searches (lower case)."""
+    by_service: dict[str, list[CanaryDecision]] = {}
     for d in canaries:
-        by_service.setdefault(d.get("service"), []).append(d)
+        by_service.setdefault(d.result.service, []).append(d.result)
     rows = []
-    for item in slos:
-        service, tool, slo = item["service"], item.get("tool") or "", item["slo"]
-        decisions = by_service.get(service, ())
-        firing = [a["tier"] for a in item.get("alerts") or () if a.get("firing")]
-        words = [service, tool, slo, item.get("kind") or "", item.get("status") or "", *firing,
-                 *(item.get("versions") or ()), *(d.get("verdict") or "" for d in decisions)]
-        rows.append({"item": item, "name": (service, tool, slo), "canaries": decisions, "firing": firing,
+    for s in slos:
+        item = s.result
+        decisions = by_service.get(item.service, [])
+        firing = [a.tier for a in item.alerts if a.firing]
+        words = [*item.key, item.kind, item.status, *firing, *item.versions, *(d.verdict for d in decisions)]
+        rows.append({"item": item, "stale": s.stale, "name": item.key, "canaries": decisions, "firing": firing,
                      "text": " ".join(words).lower()})
     return rows
 
@@ -128,8 +128,7 @@ def filter_rows(rows: list[dict], text: str = "", statuses: Iterable[str] = ()) 
     """Rows whose text holds every word of `text` (any case), with one of `statuses` (any if empty)."""
     terms = text.lower().split()
     wanted = set(statuses)
-    return [r for r in rows
-            if (not wanted or r["item"].get("status") in wanted) and all(t in r["text"] for t in terms)]
+    return [r for r in rows if (not wanted or r["item"].status in wanted) and all(t in r["text"] for t in terms)]
 
 
 def sort_rows(rows: list[dict], key: str = DEFAULT_SORT, reverse: bool = False) -> list[dict]:
@@ -153,59 +152,51 @@ def burn_windows(rows: Iterable[dict]) -> list[str]:
     """The windows the alert tiers use (long and short), shortest first: the burn-rate columns."""
     seen: set[str] = set()
     for r in rows:
-        for a in r["item"].get("alerts") or ():
-            seen.add(a["long_window"])
-            seen.add(a["short_window"])
+        for a in r["item"].alerts:
+            seen.add(a.long_window)
+            seen.add(a.short_window)
     return sorted(seen, key=_seconds)
 
 
-def burn_cells(item: dict, windows: list[str]) -> list[dict]:
+def burn_cells(item: SLOResult, windows: list[str]) -> list[dict]:
     """The burn rate of each window, and the tiers whose threshold it exceeds there: `level`
     is the worst severity exceeded (page, ticket or None); `firing` when one of them fires."""
-    rates = item.get("burn_rates") or {}
-    alerts = item.get("alerts") or ()
     cells = []
     for w in windows:
-        b = rates.get(w)
-        uses = [a for a in alerts if w in (a["long_window"], a["short_window"])]
-        over = [a for a in uses if b is not None and b > a["burn_rate_threshold"]]
-        level = "page" if any(a["severity"] == "page" for a in over) else "ticket" if over else None
-        notes = [f"{a['tier']}: {'over' if a in over else 'under'} {fmt_burn(a['burn_rate_threshold'])}"
-                 f" ({a['long_window']} and {a['short_window']}){', firing' if a.get('firing') else ''}"
-                 for a in uses]
+        b = item.burn_rates.get(w)
+        uses = [a for a in item.alerts if w in (a.long_window, a.short_window)]
+        over = [a for a in uses if b is not None and b > a.burn_rate_threshold]
+        level = "page" if any(a.severity == "page" for a in over) else "ticket" if over else None
+        notes = [f"{a.tier}: {'over' if a in over else 'under'} {fmt_burn(a.burn_rate_threshold)}"
+                 f" ({a.long_window} and {a.short_window}){', firing' if a.firing else ''}" for a in uses]
         cells.append({"window": w, "value": b, "text": fmt_burn(b), "level": level,
-                      "firing": any(a.get("firing") for a in over), "over": [a["tier"] for a in over],
+                      "firing": any(a.firing for a in over), "over": [a.tier for a in over],
                       "title": f"burn rate over {w}: {fmt_burn(b)}" + "".join(f"\n{n}" for n in notes)})
     return cells
 
 
 def format_row(row: dict, windows: list[str]) -> dict:
     """Everything the page shows of one row, as text (and a few levels for colours)."""
-    item = row["item"]
-    status = item.get("status") or "no_data"
-    budget = item.get("error_budget_remaining")
-    low_traffic = [a["tier"] for a in item.get("alerts") or () if a.get("low_traffic")]
+    item: SLOResult = row["item"]
+    budget = item.error_budget_remaining
     return {
-        "service": item["service"], "tool": item.get("tool") or None, "slo": item["slo"],
-        "kind": item.get("kind"), "description": item.get("description") or "",
-        "threshold": fmt_threshold(item.get("threshold")),
-        "status": status, "status_label": STATUS_LABELS.get(status, status),
-        "objective": fmt_objective(item.get("objective")), "window": item.get("window") or "",
-        "sli": fmt_sli(item.get("sli")),
+        "service": item.service, "tool": item.tool, "slo": item.slo, "kind": item.kind,
+        "description": item.description, "threshold": fmt_threshold(item.threshold),
+        "status": item.status, "status_label": STATUS_LABELS.get(item.status, item.status),
+        "objective": fmt_objective(item.objective), "window": item.window, "sli": fmt_sli(item.sli),
         "budget": {"text": fmt_budget(budget), "value": budget,
                    "fill": min(max(budget, 0.0), 1.0) if budget is not None else 0.0},
         "burn": burn_cells(item, windows),
-        "exhaustion": fmt_exhaustion(item.get("time_to_exhaustion_seconds"), status),
+        "exhaustion": fmt_exhaustion(item.time_to_exhaustion_seconds, item.status),
         "canaries": [canary_cell(d) for d in row["canaries"]],
-        "firing": row["firing"], "low_traffic": low_traffic,
-        "versions": list(item.get("versions") or ()), "stale": bool(item.get("stale")),
+        "firing": row["firing"], "low_traffic": [a.tier for a in item.alerts if a.low_traffic],
+        "versions": list(item.versions), "stale": row["stale"],
     }
 
 
-def canary_cell(decision: dict) -> dict:
-    return {"text": f"{decision.get('canary')}: {decision.get('verdict')} ({decision.get('score')})",
-            "verdict": decision.get("verdict"),
-            "title": f"{decision.get('canary')} against {decision.get('baseline')}: {decision.get('reason') or ''}"}
+def canary_cell(decision: CanaryDecision) -> dict:
+    return {"text": f"{decision.canary}: {decision.verdict} ({decision.score})", "verdict": decision.verdict,
+            "title": f"{decision.canary} against {decision.baseline}: {decision.reason}"}
 
 
 @dataclass
@@ -236,7 +227,7 @@ class Prepared:
 _last: tuple[list, list, Prepared] | None = None
 
 
-def prepare(slos: list[dict], canaries: list[dict]) -> Prepared:
+def prepare(slos: list[Evaluated[SLOResult]], canaries: list[Evaluated[CanaryDecision]]) -> Prepared:
     """The rows, burn columns and counts of `slos` with `canaries` (kept for the same lists)."""
     global _last
     last = _last
@@ -245,14 +236,15 @@ def prepare(slos: list[dict], canaries: list[dict]) -> Prepared:
     rows = sorted(build_rows(slos, canaries), key=lambda r: r["name"])
     counts = dict.fromkeys(STATUSES, 0)
     for r in rows:
-        status = r["item"].get("status")
+        status = r["item"].status
         counts[status] = counts.get(status, 0) + 1
     prepared = Prepared(rows, burn_windows(rows), counts)
     _last = (slos, canaries, prepared)  # one assignment: threads see the old or the new entry
     return prepared
 
 
-def view(slos: list[dict], canaries: list[dict], state: ViewState, page_size: int = PAGE_SIZE) -> View:
+def view(slos: list[Evaluated[SLOResult]], canaries: list[Evaluated[CanaryDecision]], state: ViewState,
+         page_size: int = PAGE_SIZE) -> View:
     p = prepare(slos, canaries)
     matched = sort_rows(filter_rows(p.rows, state.q, state.statuses), state.sort, state.reverse)
     visible, page, pages = page_of(matched, state.page, page_size)

@@ -1,4 +1,4 @@
-"""The service page's data: one service's SLOs (the engine's rows), its charts over the shell's
+"""The service page's data: one service's SLOs (the engine's results), its charts over the shell's
 time range (plotly figure dicts from Prometheus's range queries), its tools and its alerts.
 
     tr = time_range("?range=7d", now=time.time())     # aligned start and end, step, rate window
@@ -27,7 +27,7 @@ from dashboard.colors import SEVERITY_COLORS
 from dashboard.formatting import NONE, fmt_burn, fmt_duration, fmt_objective, fmt_threshold
 from dashboard.plot_text import plot_text
 from dashboard.prometheus import Metrics, step_for
-from dashboard.source import SourceError
+from dashboard.source import SLOs, SourceError
 from dashboard.url_state import shell_settings
 from slo import durations, evaluate, promql
 from slo.query import Sample, Series
@@ -70,15 +70,15 @@ def time_range(search: str | None, now: float) -> TimeRange:
     return TimeRange(name, end - span, end, step, promql.chart_window(step))
 
 
-# --- the engine's rows -----------------------------------------------------------------------
+# --- the engine's results ----------------------------------------------------------------------
 
 
-def service_rows(slos: Iterable[dict], service: str) -> list[dict]:
+def service_rows(slos: SLOs, service: str) -> SLOs:
     """The engine's SLOs of `service`: the service's own first, then per tool, by name."""
-    return sorted((r for r in slos if r.get("service") == service), key=lambda r: (r.get("tool") or "", r["slo"]))
+    return sorted((r for r in slos if r.result.service == service), key=lambda r: (r.result.tool or "", r.result.slo))
 
 
-def slo_summaries(rows: list[dict]) -> list[dict]:
+def slo_summaries(rows: SLOs) -> list[dict]:
     """Each SLO of the service as the overview formats it (status, SLI, budget, firing tiers)."""
     built = overview_data.build_rows(rows)
     windows = overview_data.burn_windows(built)
@@ -97,7 +97,7 @@ def slo_label(key: Key) -> str:
     return plot_text(f"{key[0]} · {key[1]}" if key[1] else key[0])
 
 
-def burn_windows(rows: list[dict]) -> list[float]:
+def burn_windows(rows: SLOs) -> list[float]:
     """The windows of the service's alert tiers in seconds, shortest first; without the engine's
     rows, the windows the rules record for a 30-day SLO."""
     windows = overview_data.burn_windows(overview_data.build_rows(rows))
@@ -109,7 +109,7 @@ def burn_windows(rows: list[dict]) -> list[float]:
 # --- queries ---------------------------------------------------------------------------------
 
 
-def chart_queries(service: str, rows: list[dict], tr: TimeRange) -> dict[str, str]:
+def chart_queries(service: str, rows: SLOs, tr: TimeRange) -> dict[str, str]:
     """The range queries of the page's charts (the SLI chart reads two: sli and objective)."""
     w = tr.window
     return {
@@ -218,8 +218,8 @@ def sli_figure(sli: Answer, objectives: Answer, tr: TimeRange) -> dict:
     return {"data": traces, "layout": layout(title, tr, yaxis={"tickformat": ".3~%", "title": {"text": "SLI"}})}
 
 
-def budget_figure(budget: Answer, rows: list[dict], tr: TimeRange) -> dict:
-    windows = sorted({r["window"] for r in rows if r.get("window")})
+def budget_figure(budget: Answer, rows: SLOs, tr: TimeRange) -> dict:
+    windows = sorted({r.result.window for r in rows if r.result.window})
     title = f"Error budget left over the SLO window{' (' + plot_text(', '.join(windows)) + ')' if windows else ''}"
     if (empty := guard(title, budget, tr)) is not None:
         return empty
@@ -230,14 +230,14 @@ def budget_figure(budget: Answer, rows: list[dict], tr: TimeRange) -> dict:
                                              yaxis={"tickformat": ".0%", "title": {"text": "budget left"}})}
 
 
-def burn_figure(burn: Answer, rows: list[dict], tr: TimeRange) -> dict:
+def burn_figure(burn: Answer, rows: SLOs, tr: TimeRange) -> dict:
     """One panel per SLO: the burn rate over each tier window, and the tiers' thresholds. Windows
     shorter than the step start hidden: sampled once a step, they would only be noise."""
     title = "Burn rate per window, with the alert tiers' thresholds"
     if (empty := guard(title, burn, tr)) is not None:
         return empty
     by_key = _by_key(burn)
-    tiers = {slo_key(r): r.get("alerts") or [] for r in rows}
+    tiers = {(r.result.slo, r.result.tool or ""): r.result.alerts for r in rows}
     keys = [k for k in tiers if k in by_key] + [k for k in by_key if k not in tiers]
     windows = sorted({labels.get("burn_window", "") for labels, _ in burn}, key=_seconds)
     colors = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(windows)}
@@ -251,19 +251,18 @@ def burn_figure(burn: Answer, rows: list[dict], tr: TimeRange) -> dict:
             traces.append(line(plot_text(window), points, colors[window], yaxis=axis, legendgroup=plot_text(window),
                                showlegend=i == 0,
                                visible=True if _seconds(window) >= tr.step else "legendonly"))
-        alerts = tiers.get(key, [])
+        alerts = tiers.get(key, ())
         for a in alerts:
-            name = (f"{plot_text(a['tier'])} {fmt_burn(a['burn_rate_threshold'])} "
-                    f"({plot_text(a['long_window'])} & {plot_text(a['short_window'])})"
-                    + (", firing" if a.get("firing") else ""))
-            traces.append(flat(name, a["burn_rate_threshold"], tr, SEVERITY_COLORS.get(a.get("severity"), "#757575"),
+            name = (f"{plot_text(a.tier)} {fmt_burn(a.burn_rate_threshold)} "
+                    f"({plot_text(a.long_window)} & {plot_text(a.short_window)})" + (", firing" if a.firing else ""))
+            traces.append(flat(name, a.burn_rate_threshold, tr, SEVERITY_COLORS.get(a.severity, "#757575"),
                                yaxis=axis, showlegend=False))
         # The scale reaches the highest burn rate and the lowest threshold; thresholds far above
         # would squash the lines to the bottom, so they are named instead of drawn in view.
         highest = max((v for _, points in series for _, v in points if math.isfinite(v)), default=0.0)
-        ceiling = 1.15 * max(highest, min((a["burn_rate_threshold"] for a in alerts), default=1.0))
-        above = [f"{plot_text(a['tier'])} {fmt_burn(a['burn_rate_threshold'])}" for a in alerts
-                 if a["burn_rate_threshold"] > ceiling]
+        ceiling = 1.15 * max(highest, min((a.burn_rate_threshold for a in alerts), default=1.0))
+        above = [f"{plot_text(a.tier)} {fmt_burn(a.burn_rate_threshold)}" for a in alerts
+                 if a.burn_rate_threshold > ceiling]
         axes["yaxis" if i == 0 else f"yaxis{i + 1}"] = {"domain": [max(0.0, top - height + 0.06), top - 0.03],
                                                         "title": {"text": "burn rate"}, "range": [0, ceiling]}
         notes.append({"text": f"<b>{slo_label(key)}</b>" + (f"  (above the scale: {', '.join(above)})" if above else ""),
@@ -289,7 +288,7 @@ def requests_figure(requests: Answer, tr: TimeRange) -> dict:
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "requests/s"}})}
 
 
-def latency_figure(latency: Answer, rows: list[dict], tr: TimeRange) -> dict:
+def latency_figure(latency: Answer, rows: SLOs, tr: TimeRange) -> dict:
     """p50, p90 and p99, with the service's latency SLO thresholds."""
     title = f"tools/call latency, estimated from buckets (over {tr.window_name})"
     if (empty := guard(title, latency, tr)) is not None:
@@ -297,11 +296,10 @@ def latency_figure(latency: Answer, rows: list[dict], tr: TimeRange) -> dict:
     series = sorted(latency, key=lambda s: _number(s[0].get("quantile")))
     traces = [line(f"p{_percentile(labels.get('quantile'))} (estimate)", points, PALETTE[i % len(PALETTE)])
               for i, (labels, points) in enumerate(series)]
-    for r in rows:
-        if r.get("kind") == "latency" and r.get("threshold") is not None and not r.get("tool"):
-            traces.append(flat(f"{plot_text(r['slo'])} SLO: {fmt_objective(r['objective'])} within "
-                               f"{fmt_threshold(r['threshold'])}",
-                               r["threshold"], tr, SEVERITY_COLORS["ticket"]))
+    for slo in (r.result for r in rows):
+        if slo.kind == "latency" and slo.threshold is not None and not slo.tool:
+            traces.append(flat(f"{plot_text(slo.slo)} SLO: {fmt_objective(slo.objective)} within "
+                               f"{fmt_threshold(slo.threshold)}", slo.threshold, tr, SEVERITY_COLORS["ticket"]))
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"})}
 
 
@@ -329,7 +327,7 @@ def active_figure(active: Answer, tr: TimeRange) -> dict:
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "operations"}, "rangemode": "tozero"})}
 
 
-def figures(answers: Mapping[str, Answer], rows: list[dict], tr: TimeRange) -> dict[str, dict]:
+def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange) -> dict[str, dict]:
     """Every chart of the page (GRAPHS) from `read`'s answers."""
     missing = prometheus_down(answers.values()) or SourceError("missing", "not read")
 
@@ -381,7 +379,7 @@ def bucket_labels(bounds: list[float]) -> list[str]:
 
 
 def tool_table(status: list[Sample] | SourceError, buckets: list[Sample] | SourceError,
-               rows: list[dict]) -> list[dict] | SourceError:
+               rows: SLOs) -> list[dict] | SourceError:
     """One row per tool of the service with tools/call traffic over TOOL_WINDOW (and per tool
     with an SLO of its own): requests per second, error ratio and latency quantiles by the
     engine's own arithmetic (slo.evaluate.tool_rows), with the tool's SLOs from the engine's
@@ -389,7 +387,7 @@ def tool_table(status: list[Sample] | SourceError, buckets: list[Sample] | Sourc
     if isinstance(status, SourceError):
         return status
     tool_slos: dict[str, list[dict]] = {}
-    for s in slo_summaries([r for r in rows if r.get("tool")]):
+    for s in slo_summaries([r for r in rows if r.result.tool]):
         tool_slos.setdefault(s["tool"], []).append(s)
     measured = evaluate.tool_rows(status, [] if isinstance(buckets, SourceError) else buckets)
     out = []

@@ -3,25 +3,25 @@
     source = EngineSource("http://127.0.0.1:8080")     # mcp-slo engine --listen
     source = StoreSource("mcp-slo.db", interval=30)     # the engine's --store, on the same host
     data = CachedSource(source, ttl=5)                  # what the app's callbacks share
-    data.slos()       # [SLO dict, ...] as GET /api/v1/slos answers, or a SourceError
-    data.canaries()   # [decision dict, ...] as GET /api/v1/canaries answers, or a SourceError
+    data.slos()       # [Evaluated(SLOResult, evaluated_at, stale), ...] of GET /api/v1/slos
+    data.canaries()   # [Evaluated(CanaryDecision, ...), ...] of GET /api/v1/canaries
     data.canary_history("filesystem", since=t)   # its logged decisions since t, oldest first
-    data.status()     # Status of the latest evaluation (age, stale, why), or a SourceError
+    data.status()     # Status of the latest evaluation (age, stale, why)
 
-Both sources give the same shapes (slo.engine.answers builds them for the API and for StoreSource),
-and neither raises for what goes wrong at run time: an unreachable engine, an answer that
-is not JSON or a store that cannot be read come back as a `SourceError` whose message the
-page can show as it is (it names the engine's URL without credentials, or the store's path).
-No read reaches Prometheus.
+Every read gives the typed results of slo.results, or a SourceError. Both sources read the
+same JSON (slo.engine.answers shapes it for the API and for StoreSource) with the same
+`typed`, so they give the same results; neither raises for what goes wrong at run time: an
+unreachable engine, an answer that is not JSON or not the engine's, or a store that cannot
+be read come back as a `SourceError` whose message the page can show as it is (it names the
+engine's URL without credentials, or the store's path). No read reaches Prometheus.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -30,8 +30,12 @@ import httpx
 
 from slo.engine import answers
 from slo.engine.store import Store, StoreError
+from slo.results import CanaryDecision, Evaluated, SLOResult
 
 T = TypeVar("T")
+
+SLOs = list[Evaluated[SLOResult]]  # what a source reads: typed results with their times
+Decisions = list[Evaluated[CanaryDecision]]
 
 DEFAULT_TIMEOUT = 5.0  # seconds for the engine's answer (2 to connect): a page waits for it
 DEFAULT_TTL = 5.0  # seconds a read is reused by every callback
@@ -73,15 +77,33 @@ class Status:
 class Source(Protocol):
     description: str  # "the engine at URL" or "the store PATH", for messages
 
-    def slos(self) -> list[dict] | SourceError: ...
+    def slos(self) -> SLOs | SourceError: ...
 
-    def services(self) -> list[dict] | SourceError: ...
+    def canaries(self) -> Decisions | SourceError: ...
 
-    def canaries(self) -> list[dict] | SourceError: ...
-
-    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError: ...
+    def canary_history(self, service: str, since: float | None = None) -> Decisions | SourceError: ...
 
     def status(self) -> Status | SourceError: ...
+
+
+def typed(items: Any, read: Callable[[Mapping], T]) -> list[Evaluated[T]]:
+    """An API answer of results typed: a JSON list of `read`'s JSON forms, each with its
+    `evaluated_at` (RFC 3339) and `stale` (false when absent: a decision log has none);
+    ValueError saying what is not."""
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError("is not a JSON list of objects")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            result, at, stale = read(item), item.get("evaluated_at"), item.get("stale", False)
+            if not isinstance(at, str):
+                raise ValueError(f"evaluated_at is not a time: {at!r}")
+            if not isinstance(stale, bool):
+                raise ValueError(f"stale is not true or false: {stale!r}")
+            out.append(Evaluated(result, answers.parse_time(at), stale))
+        except ValueError as exc:
+            raise ValueError(f"has an unreadable item {i}: {exc}") from None
+    return out
 
 
 # --- the engine's API ----------------------------------------------------------------------
@@ -116,20 +138,17 @@ class EngineSource:
                                     timeout=httpx.Timeout(timeout, connect=min(2.0, timeout)),
                                     headers={"Accept": "application/json"}, follow_redirects=False)
 
-    def slos(self) -> list[dict] | SourceError:
-        return self._list("/api/v1/slos")
+    def slos(self) -> SLOs | SourceError:
+        return self._list("/api/v1/slos", SLOResult.from_json)
 
-    def services(self) -> list[dict] | SourceError:
-        return self._list("/api/v1/services")
+    def canaries(self) -> Decisions | SourceError:
+        return self._list("/api/v1/canaries", CanaryDecision.from_json)
 
-    def canaries(self) -> list[dict] | SourceError:
-        return self._list("/api/v1/canaries")
-
-    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
+    def canary_history(self, service: str, since: float | None = None) -> Decisions | SourceError:
         """The service's logged decisions since `since` (unix seconds), oldest first, the newest
         answers.HISTORY_LIMIT at most; without the per-test evidence, which the log does not show."""
         params = {"evidence": "false", **({"since": repr(float(since))} if since is not None else {})}  # exact
-        return self._list(f"/api/v1/canaries/{quote(service, safe='')}/history", params)
+        return self._list(f"/api/v1/canaries/{quote(service, safe='')}/history", CanaryDecision.from_json, params)
 
     def status(self) -> Status | SourceError:
         # 503 is an answer here: no evaluation yet, or a stale one (the body says which)
@@ -143,13 +162,15 @@ class EngineSource:
     def close(self) -> None:
         self._client.close()
 
-    def _list(self, path: str, params: dict[str, str] | None = None) -> list[dict] | SourceError:
+    def _list(self, path: str, read: Callable[[Mapping], T],
+              params: dict[str, str] | None = None) -> list[Evaluated[T]] | SourceError:
         body = self._get(path, params=params)
         if isinstance(body, SourceError):
             return body
-        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-            return self._bad(path, "is not a JSON list of objects")
-        return body
+        try:
+            return typed(body, read)
+        except ValueError as exc:
+            return self._bad(path, str(exc))
 
     def _get(self, path: str, ok: tuple[int, ...] = (200,), params: dict[str, str] | None = None) -> Any:
         try:
@@ -197,35 +218,39 @@ class StoreSource:
         self._store: Store | None = None
         self._lock = threading.Lock()
 
-    def slos(self) -> list[dict] | SourceError:
-        read = self._read()
-        return read if isinstance(read, SourceError) else read[0]
+    def slos(self) -> SLOs | SourceError:
+        def read(store: Store) -> SLOs:
+            snapshot, now = store.latest(), self.now()
+            stale = self._stale(None if snapshot is None else snapshot.evaluated_at, now)
+            return _typed(answers.slo_items(snapshot, stale, now)[0], SLOResult.from_json)
 
-    def services(self) -> list[dict] | SourceError:
-        slos = self.slos()
-        return slos if isinstance(slos, SourceError) else answers.service_items(slos)
+        return self._read(read)
 
-    def canaries(self) -> list[dict] | SourceError:
-        read = self._read(canaries=True)
-        return read if isinstance(read, SourceError) else read[2]
+    def canaries(self) -> Decisions | SourceError:
+        def read(store: Store) -> Decisions:
+            tick = store.latest_tick()
+            if tick is None:
+                return []
+            # as Engine.canaries: the latest tick's decisions (older ones are history)
+            decisions = [d for d in store.canary_latest() if d.evaluated_at == tick[1]]
+            return _typed(answers.canary_items(decisions, self._stale(tick[1], self.now())), CanaryDecision.from_json)
 
-    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
+        return self._read(read)
+
+    def canary_history(self, service: str, since: float | None = None) -> Decisions | SourceError:
         """As EngineSource.canary_history, from the store."""
-        try:
-            store = self._open()
-            if isinstance(store, SourceError):
-                return store
-            decisions = store.canary_history(service, since=since, limit=answers.HISTORY_LIMIT)
-            return answers.jsonable(answers.canary_history_items(decisions, evidence=False))
-        except StoreError as exc:
-            return SourceError("store", f"cannot read {self.description}: {exc}")
+        return self._read(lambda store: _typed(answers.canary_history_items(
+            store.canary_history(service, since=since, limit=answers.HISTORY_LIMIT), evidence=False),
+            CanaryDecision.from_json))
 
     def status(self) -> Status | SourceError:
-        read = self._read()
-        if isinstance(read, SourceError):
-            return read
-        body, _ = answers.readiness(read[1], None)
-        return Status.from_readyz(body, time.monotonic())
+        def read(store: Store) -> Status:
+            tick, now = store.latest_tick(), self.now()
+            at = None if tick is None else tick[1]
+            body, _ = answers.readiness(answers.evaluation_state(at, self._stale(at, now), now), None)
+            return Status.from_readyz(body, time.monotonic())
+
+        return self._read(read)
 
     def close(self) -> None:
         with self._lock:
@@ -233,21 +258,14 @@ class StoreSource:
                 self._store.close()
                 self._store = None
 
-    def _read(self, canaries: bool = False) -> tuple[list[dict], dict, list[dict]] | SourceError:
-        """(SLOs, state, canary decisions) of the latest snapshot, shaped as the API's answers."""
+    def _stale(self, evaluated_at: float | None, now: float) -> bool:
+        return evaluated_at is None or now - evaluated_at > self.stale_after
+
+    def _read(self, read: Callable[[Store], T]) -> T | SourceError:
         try:
             store = self._open()
-            if isinstance(store, SourceError):
-                return store
-            snapshot, now = store.latest(), self.now()
-            stale = snapshot is None or now - snapshot.evaluated_at > self.stale_after
-            slos, state = answers.slo_items(snapshot, stale, now)
-            decisions = []
-            if canaries and snapshot is not None:
-                # as Engine.canaries: the latest tick's decisions (older ones are history)
-                decisions = [d for d in store.canary_latest() if d.evaluated_at == snapshot.evaluated_at]
-            return answers.jsonable(slos), state, answers.jsonable(answers.canary_items(decisions, stale))
-        except StoreError as exc:
+            return store if isinstance(store, SourceError) else read(store)
+        except (StoreError, ValueError) as exc:
             return SourceError("store", f"cannot read {self.description}: {exc}")
 
     def _open(self) -> Store | SourceError:
@@ -258,6 +276,12 @@ class StoreSource:
                                                 "is the engine running with --store on this path?")
                 self._store = Store(self.path)
             return self._store
+
+
+def _typed(items: list[dict], read: Callable[[Mapping], T]) -> list[Evaluated[T]]:
+    """The store's answer typed through the API's JSON, as EngineSource types the engine's:
+    nulls for NaN, times to the microsecond, so both sources give the same results."""
+    return typed(answers.jsonable(items), read)
 
 
 # --- sharing reads between callbacks --------------------------------------------------------
@@ -304,7 +328,7 @@ class TTLCache:
 class CachedSource:
     """A source whose reads are shared through a TTLCache by every callback of the app.
 
-    The big answers (SLOs, services, canaries: megabytes at 1,000 services) are also kept
+    The big answers (SLOs and canaries: megabytes at 1,000 services) are also kept
     past the TTL while the engine's latest evaluation is the one they came from: when the
     cache expires, the small status answer tells whether to read them again. So they are
     read once per evaluation (the engine's tick), not once per TTL.
@@ -316,23 +340,20 @@ class CachedSource:
         self.cache = cache or TTLCache(ttl)
         self._kept: dict[str, tuple[tuple, Any]] = {}  # key -> (evaluation, answer)
 
-    def slos(self) -> list[dict] | SourceError:
+    def slos(self) -> SLOs | SourceError:
         return self._per_evaluation("slos", self.source.slos)
 
-    def services(self) -> list[dict] | SourceError:
-        return self._per_evaluation("services", self.source.services)
-
-    def canaries(self) -> list[dict] | SourceError:
+    def canaries(self) -> Decisions | SourceError:
         return self._per_evaluation("canaries", self.source.canaries)
 
-    def canary_history(self, service: str, since: float | None = None) -> list[dict] | SourceError:
+    def canary_history(self, service: str, since: float | None = None) -> Decisions | SourceError:
         """The service's whole bounded log is read once per evaluation and cut at `since` here:
         the newest N since a time are the newest N overall cut there, and a key per `since`
         (which moves with the clock) would never be reused and would pile up in the cache."""
         log = self._per_evaluation(f"canary_history {service}", lambda: self.source.canary_history(service))
         if isinstance(log, SourceError) or since is None:
             return log
-        return [d for d in log if _unix(d.get("evaluated_at")) >= since]
+        return [d for d in log if d.evaluated_at >= since]
 
     def status(self) -> Status | SourceError:
         return self.cache.get("status", self.source.status)
@@ -359,10 +380,3 @@ class CachedSource:
 
         return self.cache.get(key, compute)
 
-
-def _unix(when: Any) -> float:
-    """An answer's RFC 3339 time as unix seconds; -inf for one that is not a time."""
-    try:
-        return answers.parse_time(str(when))
-    except ValueError:
-        return -math.inf

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from dashboard import canary_data
 from dashboard.app import create_app
 from dashboard.pages import canaries as page
 from dashboard.prometheus import Metrics
-from dashboard.source import CachedSource, EngineSource, SourceError, Status
+from dashboard.source import CachedSource, EngineSource, SourceError, Status, typed
 from slo.engine import answers
 from slo.query import Sample
 from slo.canary.judge import Comparison, Counts, judge
@@ -39,39 +40,40 @@ def cumulative(per_bucket, factor: float = 1.0) -> tuple:
 
 
 def decision(service: str, baseline: Counts, canary: Counts, tools=None, at: float = AT,
-             stale: bool = False) -> dict:
-    """A decision of the real judge, shaped as GET /api/v1/canaries answers it."""
+             stale: bool = False) -> Evaluated[CanaryDecision]:
+    """A decision of the real judge, as the source reads GET /api/v1/canaries's answer."""
     d = judge(Comparison(service=service, baseline="v1", canary="v2", overall=(baseline, canary),
                          tools=tools or {}, latency_threshold=0.5))
     made = CanaryDecision(service=service, baseline="v1", canary="v2", verdict=d.verdict, score=d.score,
                           reason=d.reason, metrics=d.metrics, window="2h", canary_age_seconds=7000.0)
-    return json.loads(json.dumps(answers.jsonable(answers.canary_items([Evaluated(made, at)], stale))))[0]
+    body = answers.canary_items([Evaluated(made, at)], stale)
+    return typed(json.loads(json.dumps(answers.jsonable(body))), CanaryDecision.from_json)[0]
 
 
-def regressed(service: str = "filesystem", at: float = AT) -> dict:
+def regressed(service: str = "filesystem", at: float = AT) -> Evaluated[CanaryDecision]:
     """3% errors against 0.1%, and slower: rolled back."""
     tools = {"read_file": (Counts(15_000, 10, cumulative(FAST, 0.75)), Counts(1_500, 40, cumulative(SLOW, 0.75))),
              "write_file": (Counts(5_000, 10, cumulative(FAST, 0.25)), Counts(500, 20, cumulative(SLOW, 0.25)))}
     return decision(service, Counts(20_000, 20, cumulative(FAST)), Counts(2_000, 60, cumulative(SLOW)), tools, at)
 
 
-def healthy(service: str = "analytics") -> dict:
+def healthy(service: str = "analytics") -> Evaluated[CanaryDecision]:
     """The same error ratio and latency, with enough traffic: promoted."""
     return decision(service, Counts(200_000, 200, cumulative(FAST, 10)), Counts(20_000, 20, cumulative(FAST)))
 
 
-def young(service: str = "search") -> dict:
+def young(service: str = "search") -> Evaluated[CanaryDecision]:
     """100 canary requests: too few for a verdict."""
     return decision(service, Counts(20_000, 20, cumulative(FAST)), Counts(100, 0, cumulative(FAST, 1 / 200)))
 
 
-def logged(d: dict, at: float, **changes) -> dict:
+def logged(d: Evaluated[CanaryDecision], at: float, **changes) -> Evaluated[CanaryDecision]:
     """`d` as the history answers it: at another time, without the evidence."""
-    return {**{k: v for k, v in d.items() if k not in ("metrics", "stale")}, **changes, "evaluated_at": answers.rfc3339(at)}
+    return Evaluated(replace(d.result, metrics=(), **changes), at)
 
 
 def test_the_fixtures_have_the_verdicts_the_judge_gives_them():
-    assert [d["verdict"] for d in (regressed(), healthy(), young())] == ["rollback", "promote", "inconclusive"]
+    assert [d.result.verdict for d in (regressed(), healthy(), young())] == ["rollback", "promote", "inconclusive"]
 
 
 # --- the list and the side by side -----------------------------------------------------------
@@ -86,40 +88,40 @@ def test_the_list_puts_rollbacks_first():
 
 
 def test_the_side_by_side_shows_each_test_with_its_interval_and_level():
-    d = regressed()
+    d = regressed().result
     rows = canary_data.evidence_rows(d)
-    assert len(rows) == len(d["metrics"]) == 9  # errors, latency, slow share; overall and two tools
+    assert len(rows) == len(d.metrics) == 9  # errors, latency, slow share; overall and two tools
     assert [(r["test"], r["tool"]) for r in rows[:3]] == [
         ("Error ratio", "all tools"), ("Latency (CLES)", "all tools"), ("Slower than 500 ms", "all tools")]
     errors, latency, slow = rows[:3]
     assert (errors["baseline"], errors["canary"]) == ("0.10% (20 of 20,000)", "3.0% (60 of 2,000)")
-    effect = d["metrics"][0]["effect"]
-    assert effect["value"] == pytest.approx(30.0) and effect["low"] < 30.0 < effect["high"]
-    assert errors["effect"] == f"×30.0 [{effect['low']:.1f}, {effect['high']:.1f}]"
+    effect = d.metrics[0].effect
+    assert effect.value == pytest.approx(30.0) and effect.low < 30.0 < effect.high
+    assert errors["effect"] == f"×30.0 [{effect.low:.1f}, {effect.high:.1f}]"
     assert "99% interval" in errors["effect_title"]
-    cles = d["metrics"][1]["effect"]
-    assert latency["effect"] == f"{cles['value']:.3f} [{cles['low']:.3f}, {cles['high']:.3f}]" and cles["value"] > 0.6
+    cles = d.metrics[1].effect
+    assert latency["effect"] == f"{cles.value:.3f} [{cles.low:.3f}, {cles.high:.3f}]" and cles.value > 0.6
     assert (latency["baseline"], latency["canary"]) == ("20,000 requests", "2,000 requests")
     assert slow["canary"] == "10.0% (200 of 2,000)"  # 650+150+40+8+2 of the canary's requests over 500 ms
-    sequential = d["metrics"][0]["sequential"]
-    assert errors["p_value"] == f"{sequential['p_value']:.1e}" and errors["reject_at"] == f"{sequential['reject_at']:.1e}"
+    sequential = d.metrics[0].sequential
+    assert errors["p_value"] == f"{sequential.p_value:.1e}" and errors["reject_at"] == f"{sequential.reject_at:.1e}"
     assert errors["rejected"] and errors["status_label"] == "worse"
-    assert errors["information"] == f"{100 * sequential['planned_information']:.0f}%"
+    assert errors["information"] == f"{100 * sequential.planned_information:.0f}%"
     assert rows[3]["tool"] == "read_file" and rows[3]["scope"] == "tool"
 
 
 def test_too_little_traffic_says_how_much_is_needed():
-    d = young()
+    d = young().result
     errors = canary_data.evidence_rows(d)[0]
     assert errors["status_label"] == "not enough data" and not errors["rejected"]
-    needed = d["metrics"][0]["required_requests"]
+    needed = d.metrics[0].required_requests
     assert needed > 100 and f"about {needed:,} canary requests needed" in errors["note"]
     assert float(errors["information"].rstrip("%")) < 100
 
 
 def test_a_test_without_data_shows_dashes_and_why():
     d = decision("fs", Counts(20_000, 20, cumulative(FAST)), Counts(2_000, 2))  # the canary has no histogram
-    latency = canary_data.evidence_rows(d)[1]
+    latency = canary_data.evidence_rows(d.result)[1]
     assert (latency["baseline"], latency["canary"], latency["effect"]) == ("—", "—", "—")
     assert latency["note"] == "no latency histogram"
 
@@ -143,7 +145,7 @@ def answer(per_bucket: dict[str, tuple]) -> list[Sample]:
 
 
 def test_the_latency_query_selects_the_pair_over_the_window_with_the_name_escaped():
-    d = {**regressed(), "service": 'fs"} or vector(1) #', "window": "3h"}
+    d = replace(regressed().result, service='fs"} or vector(1) #', window="3h")
     expr = canary_data.latency_query(d)
     assert expr == ('sum by (version, le) (increase(mcp_operation_duration_seconds_bucket{service="fs\\"} or '
                     'vector(1) #",version=~"v1|v2",method="tools/call"}[3h]))')
@@ -163,7 +165,7 @@ def test_bucket_shares_are_each_versions_requests_per_bucket():
 
 
 def test_the_latency_figure_is_two_bar_series_labelled_as_estimates():
-    d = regressed()
+    d = regressed().result
     shares = canary_data.bucket_shares(answer({"v1": FAST, "v2": SLOW}), "v1", "v2")
     figure = canary_data.latency_figure(shares, d)
     baseline, canary = figure["data"]
@@ -177,14 +179,14 @@ def test_the_latency_figure_is_two_bar_series_labelled_as_estimates():
 # --- history ------------------------------------------------------------------------------------
 
 
-def history() -> list[dict]:
+def history() -> list[Evaluated[CanaryDecision]]:
     """Four hours of a canary, every 10 minutes: inconclusive at first, then rolled back; and
     a v3 judged in the last hour."""
     d = regressed()
     out = [logged(d, AT - 4 * 3600 + 600 * i, verdict="inconclusive" if i < 6 else "rollback",
                   score=40 if i < 6 else 0) for i in range(24)]
     out += [logged(d, AT - 3600 + 600 * i, canary="v3", verdict="inconclusive", score=60) for i in range(6)]
-    return sorted(out, key=lambda x: x["evaluated_at"])
+    return sorted(out, key=lambda x: x.evaluated_at)
 
 
 def test_the_score_figure_draws_one_line_per_canary_over_the_range():
@@ -230,8 +232,7 @@ class FakeSource:
         self.history_asked.append((service, since))
         if isinstance(self._log, SourceError):
             return self._log
-        return [d for d in self._log if d["service"] == service and (since is None or
-                                                                     answers.parse_time(d["evaluated_at"]) >= since)]
+        return [d for d in self._log if d.result.service == service and (since is None or d.evaluated_at >= since)]
 
     def status(self):
         return self._status
@@ -279,9 +280,10 @@ def test_a_selected_service_shows_its_evidence_latency_score_and_log():
     source, metrics = FakeSource([d, healthy()], log), FakeMetrics()
     content = page.render(source, metrics, "filesystem", "6h", now=AT)
     shown = texts(content)
-    assert d["reason"] in shown and "3.0% (60 of 2,000)" in shown
+    assert d.result.reason in shown and "3.0% (60 of 2,000)" in shown
+    assert f"Judged at {answers.rfc3339(AT)}" in shown
     assert source.history_asked == [("filesystem", AT - 6 * 3600)]  # the shell's range
-    assert metrics.queries == [canary_data.latency_query(d)]
+    assert metrics.queries == [canary_data.latency_query(d.result)]
     latency, score = graphs(content)
     assert [s["name"] for s in latency["data"]] == ["v1 (baseline, 20,000 requests)", "v2 (canary, 2,000 requests)"]
     assert [s["name"] for s in score["data"]] == ["v2 vs v1", "v3 vs v1"]
@@ -387,4 +389,4 @@ def test_the_page_shows_the_engines_numbers_for_the_regression_demo(regression_s
     log = httpx.get(f"{stack.engine_url}/api/v1/canaries/filesystem/history", timeout=5).json()
     drawn = dict(zip(score["data"][0]["x"], score["data"][0]["y"]))
     for entry in log[-10:]:  # the API's latest decisions are on the chart with their scores
-        assert drawn[canary_data.plot_time(entry["evaluated_at"])] == entry["score"]
+        assert drawn[canary_data.plot_time(answers.parse_time(entry["evaluated_at"]))] == entry["score"]

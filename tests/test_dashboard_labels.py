@@ -6,17 +6,18 @@ a hostile version label has no link to where that label points."""
 
 from __future__ import annotations
 
-import copy
 import html
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
 from dashboard import canary_data
 from dashboard import service_data as sd
 from dashboard.app import create_app
-from dashboard.source import SourceError
+from dashboard.source import SLOs, SourceError
+from slo.results import CanaryDecision, Evaluated
 from tests.test_dashboard_canaries import AT, FAST, SLOW, FakeMetrics, FakeSource, answer, logged, regressed
 from tests.test_dashboard_service import ROWS, points, tr_of
 
@@ -37,14 +38,12 @@ def assert_escaped(figure: dict) -> None:
     assert html.escape("<a href=", quote=False) in text  # the label is there, as text
 
 
-def hostile_rows() -> list[dict]:
+def hostile_rows() -> SLOs:
     """The engine's rows of a service with a hostile SLO name, window and alert tiers."""
-    rows = copy.deepcopy(ROWS)
-    for r in rows:
-        r.update(slo=hostile(1), window=hostile(2))
-        for a in r.get("alerts") or ():
-            a.update(tier=hostile(3), long_window=hostile(4), short_window=hostile(5))
-    return rows
+    alerts = {"tier": hostile(3), "long_window": hostile(4), "short_window": hostile(5)}
+    return [replace(r, result=replace(r.result, slo=hostile(1), window=hostile(2),
+                                      alerts=tuple(replace(a, **alerts) for a in r.result.alerts)))
+            for r in ROWS]
 
 
 def hostile_answers(tr: sd.TimeRange) -> dict:
@@ -85,14 +84,15 @@ def test_every_service_chart_escapes_an_error_quoting_a_label():
         assert_escaped(figure)
 
 
-def hostile_decision() -> dict:
-    return {**regressed(), "baseline": hostile(1), "canary": hostile(2), "window": hostile(3)}
+def hostile_decision() -> Evaluated[CanaryDecision]:
+    d = regressed()
+    return replace(d, result=replace(d.result, baseline=hostile(1), canary=hostile(2), window=hostile(3)))
 
 
 def test_the_canary_charts_escape_the_versions():
     d = hostile_decision()
     shares = canary_data.bucket_shares(answer({hostile(1): FAST, hostile(2): SLOW}), hostile(1), hostile(2))
-    assert_escaped(canary_data.latency_figure(shares, d))
+    assert_escaped(canary_data.latency_figure(shares, d.result))
     log = [logged(d, AT - 600 * i) for i in range(5)][::-1]
     assert_escaped(canary_data.score_figure(log, AT - 3600, AT))
 
@@ -105,7 +105,7 @@ def test_the_canaries_page_has_no_link_from_a_version_label(dash_duo):
     pytest.importorskip("dash.testing")
     from tests.support import free_port, wait_until
 
-    d = {**regressed(), "baseline": "v1", "canary": HOSTILE}
+    d = replace(regressed(), result=replace(regressed().result, baseline="v1", canary=HOSTILE))
     log = [logged(d, time.time() - 600 * i) for i in range(5)][::-1]
     metrics = FakeMetrics(answer({"v1": FAST, HOSTILE: SLOW}))
     app = create_app(FakeSource([d], log), metrics=metrics)

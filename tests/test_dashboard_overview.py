@@ -3,7 +3,8 @@ burn rates over tier thresholds), its callbacks called as plain functions with a
 and the app itself (pages, /healthz, callbacks through Dash's HTTP protocol, no secret sent).
 
 SLO rows are made by the engine's own arithmetic (slo.evaluate.assess) from error ratios per
-window, then shaped as GET /api/v1/slos answers them (slo.engine.api), so they are real rows.
+window, then shaped as GET /api/v1/slos answers them (slo.engine.api) and read back as the
+dashboard's source reads that answer (dashboard.source.typed), so they are real results.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dashboard.overview_data import ViewState, build_rows, burn_cells, burn_wind
 from dashboard.url_state import merge_search, parse_search
 from dashboard.pages import overview as page
 from dashboard.shell import banner, sync_shell
-from dashboard.source import EngineSource, SourceError, Status
+from dashboard.source import EngineSource, SourceError, Status, typed
 from mcp_slo import cli
 from slo import durations
 from slo.engine import answers
@@ -31,7 +32,7 @@ from slo.canary.judge import Comparison, Counts, judge
 from slo.evaluate import Instance, assess
 from slo.plan import plan
 from slo.engine.store import Snapshot
-from slo.results import CanaryDecision, Evaluated
+from slo.results import CanaryDecision, Evaluated, SLOResult
 from tests.support import free_port
 
 SPEC = slo_spec.parse({"version": 1, "defaults": {"objectives": [
@@ -54,19 +55,25 @@ def engine_row(service: str, slo: str, ratio: float | dict[str, float] | None, *
                   versions=versions).to_json()
 
 
-def api_slos(rows: list[dict], stale: bool = False) -> list[dict]:
-    """`rows` as GET /api/v1/slos answers them."""
+def api_slos(rows: list[dict], stale: bool = False) -> list[Evaluated[SLOResult]]:
+    """`rows` as the source reads GET /api/v1/slos's answer."""
     snapshot = Snapshot(tick_id=1, evaluated_at=AT, slos=rows, tools=[], meta={})
-    return json.loads(json.dumps(answers.jsonable(answers.slo_items(snapshot, stale, AT + 5)[0])))
+    return typed(json.loads(json.dumps(answers.jsonable(answers.slo_items(snapshot, stale, AT + 5)[0]))),
+                 SLOResult.from_json)
 
 
-def decision(service: str, errors: tuple[int, int]) -> dict:
-    """A canary decision as GET /api/v1/canaries answers it: v2 against v1, 10% of traffic."""
+def judged(service: str, errors: tuple[int, int]) -> CanaryDecision:
+    """A canary decision of the real judge: v2 against v1, 10% of the traffic."""
     d = judge(Comparison(service=service, baseline="v1", canary="v2",
                          overall=(Counts(20_000, errors[0]), Counts(2_000, errors[1]))))
-    made = CanaryDecision(service=service, baseline="v1", canary="v2", verdict=d.verdict, score=d.score,
+    return CanaryDecision(service=service, baseline="v1", canary="v2", verdict=d.verdict, score=d.score,
                           reason=d.reason, metrics=d.metrics, window="2h", canary_age_seconds=7200.0)
-    return json.loads(json.dumps(answers.jsonable(answers.canary_items([Evaluated(made, AT)], False))))[0]
+
+
+def decision(service: str, errors: tuple[int, int]) -> Evaluated[CanaryDecision]:
+    """`judged` as the source reads GET /api/v1/canaries's answer."""
+    body = answers.canary_items([Evaluated(judged(service, errors), AT)], False)
+    return typed(json.loads(json.dumps(answers.jsonable(body))), CanaryDecision.from_json)[0]
 
 
 # 99.9% availability: a 0.1% budget; 99% latency: a 1% budget
@@ -88,7 +95,7 @@ def slos() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def canaries() -> list[dict]:
+def canaries() -> list[Evaluated[CanaryDecision]]:
     return [decision("checkout", (20, 60))]  # 3% errors against 0.1%: roll back
 
 
@@ -100,7 +107,7 @@ def names(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def test_the_fixture_rows_have_the_statuses_the_engine_gives_them(slos):
-    status = {(s["service"], s["tool"], s["slo"]): s["status"] for s in slos}
+    status = {(s.result.service, s.result.tool, s.result.slo): s.result.status for s in slos}
     assert status == {("checkout", None, "availability"): "critical", ("checkout", None, "latency"): "ok",
                       ("checkout", "pay", "availability"): "ok", ("billing", None, "availability"): "warning",
                       ("billing", None, "latency"): "ok", ("idle", None, "availability"): "no_data",
@@ -125,7 +132,7 @@ def test_the_default_sort_is_the_worst_budget_first_with_no_data_last(slos, cana
 
 def test_the_other_sorts(slos):
     rows = build_rows(slos)
-    assert [r["item"]["status"] for r in sort_rows(rows, "status")] == \
+    assert [r["item"].status for r in sort_rows(rows, "status")] == \
         ["critical", "warning", "no_data", "no_data", "ok", "ok", "ok"]
     assert names(sort_rows(rows, "sli"))[:2] == [("checkout", "", "availability"), ("checkout", "", "latency")]
     # over the last hour: checkout burns at 20x, billing at 1x, checkout's latency at 0.5x
@@ -181,7 +188,7 @@ def test_the_burn_columns_are_the_tier_windows_shortest_first(slos):
 
 
 def test_a_burn_rate_over_a_page_tier_is_a_page_cell(slos):
-    item = next(s for s in slos if s["service"] == "checkout" and s["slo"] == "availability" and not s["tool"])
+    item = next(s.result for s in slos if s.result.key == ("checkout", "", "availability"))
     cells = {c["window"]: c for c in burn_cells(item, ["5m", "1h", "3d"])}
     assert cells["1h"]["text"] == "20.0x"
     assert cells["1h"]["level"] == "page" and cells["1h"]["firing"]
@@ -192,12 +199,12 @@ def test_a_burn_rate_over_a_page_tier_is_a_page_cell(slos):
 
 
 def test_only_the_windows_over_a_threshold_are_highlighted(slos):
-    item = next(s for s in slos if s["service"] == "billing" and s["slo"] == "availability")
+    item = next(s.result for s in slos if s.result.key == ("billing", "", "availability"))
     cells = {c["window"]: c for c in burn_cells(item, ["5m", "30m", "1h", "2h", "6h", "1d", "3d"])}
     assert {w for w, c in cells.items() if c["level"]} == {"2h", "1d"}  # 4x over ticket-fast's 3x
     assert cells["2h"]["level"] == "ticket" and cells["2h"]["firing"]
     assert cells["6h"]["level"] is None and cells["6h"]["text"] == "1.00x"  # ticket-slow needs more than 1x
-    ok = next(s for s in slos if s["service"] == "billing" and s["slo"] == "latency")
+    ok = next(s.result for s in slos if s.result.key == ("billing", "", "latency"))
     assert not any(c["level"] for c in burn_cells(ok, ["5m", "1h"]))
 
 
@@ -274,9 +281,6 @@ class FakeSource:
 
     def slos(self):
         return self._slos if isinstance(self._slos, SourceError) else list(self._slos)
-
-    def services(self):
-        return answers.service_items(self.slos())
 
     def canaries(self):
         return self._canaries if isinstance(self._canaries, SourceError) else list(self._canaries)

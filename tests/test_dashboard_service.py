@@ -2,8 +2,9 @@
 the alerts), its callback called as a plain function with a fake source and a fake Metrics, the
 callback through Dash's HTTP protocol, and every chart's query on the real demo stack.
 
-SLO rows are made by the engine's own arithmetic (slo.evaluate.assess) and shaped as
-GET /api/v1/slos answers them (slo.engine.api), so they are real rows.
+SLO rows are made by the engine's own arithmetic (slo.evaluate.assess), shaped as
+GET /api/v1/slos answers them (slo.engine.api) and read as the source reads that answer, so
+they are real results.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dashboard import service_data as sd
 from dashboard.app import create_app
 from dashboard.pages import service as page
 from dashboard.prometheus import MAX_POINTS, Metrics
-from dashboard.source import EngineSource, SourceError, Status
+from dashboard.source import EngineSource, SLOs, SourceError, Status, typed
 from slo import durations, promql
 from slo.engine import answers
 from slo import spec as slo_spec
@@ -26,6 +27,7 @@ from slo.query import Sample
 from slo.evaluate import Instance, assess
 from slo.plan import plan
 from slo.engine.store import Snapshot
+from slo.results import SLOResult
 from tests.support import wait_until
 from tests.test_dashboard_overview import dispatch, texts
 
@@ -48,9 +50,10 @@ def engine_row(service: str, slo: str, ratio: float | None, tool: str = "") -> d
     return {**row.to_json(), "versions": ["v1", "v2"]}
 
 
-def api_slos(rows: list[dict]) -> list[dict]:
+def api_slos(rows: list[dict]) -> SLOs:
     snapshot = Snapshot(tick_id=1, evaluated_at=NOW, slos=rows, tools=[], meta={})
-    return json.loads(json.dumps(answers.jsonable(answers.slo_items(snapshot, False, NOW + 5)[0])))
+    return typed(json.loads(json.dumps(answers.jsonable(answers.slo_items(snapshot, False, NOW + 5)[0]))),
+                 SLOResult.from_json)
 
 
 SLOS = api_slos([

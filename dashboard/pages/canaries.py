@@ -20,8 +20,10 @@ from dashboard.colors import VERDICT_COLORS
 from dashboard.components import empty_state, no_services, notice, unreachable
 from dashboard.formatting import NONE
 from dashboard.prometheus import Metrics
-from dashboard.source import Source, SourceError, Status
+from dashboard.source import Decisions, Source, SourceError, Status
 from dashboard.url_state import merge_search, range_seconds
+from slo.engine.answers import rfc3339
+from slo.results import CanaryDecision, Evaluated
 
 PATH, NAME, ORDER = "/canaries", "Canaries", 1
 
@@ -67,11 +69,11 @@ def render(data: Source, metrics: Metrics, service: str | None, range_: str | No
         return out
     now = time.time() if now is None else now
     start = now - range_seconds(range_)
-    mine = [d for d in decisions if d.get("service") == service]
+    mine = [d for d in decisions if d.result.service == service]
     if not mine:
         out.append(notice(f"{service} has no canary in the engine's latest evaluation; its past decisions "
                           "in this time range follow."))
-    for d in sorted(mine, key=lambda d: str(d.get("canary"))):
+    for d in sorted(mine, key=lambda d: d.result.canary):
         out.append(canary_detail(d, metrics))
     out.append(history(data.canary_history(service, since=start), service, start, now))
     return out
@@ -97,7 +99,7 @@ def chip(verdict: str | None) -> html.Span:
     return html.Span(verdict or NONE, className="chip", style={"background": VERDICT_COLORS.get(verdict, "#9e9e9e")})
 
 
-def canary_list(decisions: list[dict], selected: str | None, link_query: str = "") -> html.Table:
+def canary_list(decisions: Decisions, selected: str | None, link_query: str = "") -> html.Table:
     head = html.Tr([html.Th("Verdict"), html.Th("Service"), html.Th("Canary"), html.Th("Score", className="num"),
                     html.Th("Canary age", className="num"), html.Th("Window"), html.Th("Reason")])
     rows = []
@@ -112,26 +114,26 @@ def canary_list(decisions: list[dict], selected: str | None, link_query: str = "
     return html.Table(className="overview canaries", children=[html.Thead(head), html.Tbody(rows)])
 
 
-def canary_detail(decision: dict, metrics: Metrics) -> html.Section:
-    baseline, canary = decision.get("baseline"), decision.get("canary")
+def canary_detail(judged: Evaluated[CanaryDecision], metrics: Metrics) -> html.Section:
+    decision = judged.result
+    baseline, canary = decision.baseline, decision.canary
     return html.Section(className="canary", children=[
-        html.H3([f"{decision.get('service')}: {canary} against {baseline} ", chip(decision.get("verdict")),
-                 html.Span(f" score {decision.get('score')}", className="muted")]),
-        html.P(decision.get("reason") or "", style={"fontSize": "1.05rem", "maxWidth": "60rem"}),
-        html.P(f"Judged at {decision.get('evaluated_at')} on the requests of the canary's window "
-               f"({decision.get('window')}); {canary} is {canary_data.fmt_age(decision)} old.", className="muted"),
+        html.H3([f"{decision.service}: {canary} against {baseline} ", chip(decision.verdict),
+                 html.Span(f" score {decision.score}", className="muted")]),
+        html.P(decision.reason, style={"fontSize": "1.05rem", "maxWidth": "60rem"}),
+        html.P(f"Judged at {rfc3339(judged.evaluated_at)} on the requests of the canary's window "
+               f"({decision.window}); {canary} is {canary_data.fmt_age(decision)} old.", className="muted"),
         evidence_table(decision),
         latency(decision, metrics),
     ])
 
 
-def evidence_table(decision: dict) -> html.Table | html.P:
+def evidence_table(decision: CanaryDecision) -> html.Table | html.P:
     rows = canary_data.evidence_rows(decision)
     if not rows:
         return html.P("The engine gave no per-test evidence for this decision.", className="muted")
-    baseline, canary = decision.get("baseline"), decision.get("canary")
-    level = next((m["effect"]["level"] for m in decision.get("metrics") or () if (m.get("effect") or {}).get("level")),
-                 None)
+    baseline, canary = decision.baseline, decision.canary
+    level = next((m.effect.level for m in decision.metrics if m.effect is not None and m.effect.level), None)
     interval = f" ({level:.0%} interval)" if level else ""
     head = html.Tr([html.Th("Test"), html.Th("Tool"), html.Th(f"{baseline} (baseline)", className="num"),
                     html.Th(f"{canary} (canary)", className="num"),
@@ -156,18 +158,18 @@ def evidence_table(decision: dict) -> html.Table | html.P:
 
 
 
-def latency(decision: dict, metrics: Metrics) -> Any:
+def latency(decision: CanaryDecision, metrics: Metrics) -> Any:
     samples = metrics.instant(canary_data.latency_query(decision))
     if isinstance(samples, SourceError):
         return notice(f"The latency distributions are not available: {samples.message}")
-    shares = canary_data.bucket_shares(samples, decision["baseline"], decision["canary"])
+    shares = canary_data.bucket_shares(samples, decision.baseline, decision.canary)
     if shares is None:
-        return html.P(f"No tools/call latency histogram of {decision['baseline']} or {decision['canary']} "
-                      f"in Prometheus over the last {decision.get('window')}.", className="muted")
+        return html.P(f"No tools/call latency histogram of {decision.baseline} or {decision.canary} "
+                      f"in Prometheus over the last {decision.window}.", className="muted")
     return dcc.Graph(figure=canary_data.latency_figure(shares, decision), config=GRAPH_CONFIG)
 
 
-def history(log: list[dict] | SourceError, service: str, start: float, end: float) -> html.Section:
+def history(log: Decisions | SourceError, service: str, start: float, end: float) -> html.Section:
     if isinstance(log, SourceError):
         return html.Section([notice(f"The decision log is not available: {log.message}")])
     if not log:

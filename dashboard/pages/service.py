@@ -24,7 +24,7 @@ from dashboard.components import empty_state, no_services, notice
 from dashboard.formatting import NONE
 from dashboard.overview_data import STATUS_LABELS
 from dashboard.prometheus import Metrics
-from dashboard.source import Source, SourceError
+from dashboard.source import SLOs, Source, SourceError
 from dashboard.url_state import shell_search
 from slo import promql
 
@@ -90,7 +90,7 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     slos = data.slos()
     notes = []
     if isinstance(slos, SourceError):
-        rows: list[dict] = []
+        rows: SLOs = []
         notes.append(notice(f"The engine's SLO numbers are not available: {slos.message}"))
     elif not slos:  # no evaluation yet, or no service at all
         return Rendered(no_services(data.status()))
@@ -135,7 +135,7 @@ def register_callbacks(app, data: Source, metrics: Metrics) -> None:
 # --- components ----------------------------------------------------------------------------
 
 
-def slo_cards(rows: list[dict]) -> html.Div:
+def slo_cards(rows: SLOs) -> html.Div:
     """One card per SLO: status, SLI against the objective, budget left, firing tiers."""
     cards = []
     for s in sd.slo_summaries(rows):
@@ -148,7 +148,7 @@ def slo_cards(rows: list[dict]) -> html.Div:
             html.Div(f"budget left {s['budget']['text']}" + exhaustion(s["exhaustion"])),
             *firing,
         ]))
-    versions = sorted({v for r in rows for v in r.get("versions") or ()})
+    versions = sorted({v for r in rows for v in r.result.versions})
     return html.Div([
         html.Div(f"versions {', '.join(versions)}" if versions else "", className="muted"),
         html.Div(cards, style={"display": "flex", "gap": ".5rem", "flexWrap": "wrap", "margin": ".4rem 0"}),
