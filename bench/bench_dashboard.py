@@ -181,14 +181,15 @@ class CountingTransport(httpx.HTTPTransport):
 # --- the comparator's data step ---------------------------------------------------------------
 
 
-def pandas_view(slos: list[dict], canaries: list[dict], state: ViewState, windows: list[str],
-                page_size: int = overview.PAGE_SIZE):
+def pandas_view(records: list[dict], canary_records: list[dict], slos: list, canaries: list, state: ViewState,
+                windows: list[str], page_size: int = overview.PAGE_SIZE):
     """The overview's data step with a DataFrame built per call for filter, sort and page (the
-    same work, give or take: statuses sort by name here); the page's rows formatted as ours."""
+    same work, give or take: statuses sort by name here); the page's rows formatted as ours.
+    `records` and `canary_records` are the JSON forms of the typed `slos` and `canaries`."""
     import pandas as pd
 
-    frame = pd.DataFrame(slos)
-    verdicts = pd.DataFrame(canaries or [{"service": None, "verdict": None}]).groupby("service")["verdict"]
+    frame = pd.DataFrame(records)
+    verdicts = pd.DataFrame(canary_records or [{"service": None, "verdict": None}]).groupby("service")["verdict"]
     text = (frame["service"] + " " + frame["tool"].fillna("") + " " + frame["slo"] + " " + frame["kind"] + " "
             + frame["status"] + " " + frame["service"].map(verdicts.agg(" ".join)).fillna("")).str.lower()
     mask = pd.Series(True, index=frame.index)
@@ -201,7 +202,7 @@ def pandas_view(slos: list[dict], canaries: list[dict], state: ViewState, window
     matched = frame[mask].sort_values([column, "service", "slo"], ascending=[not state.reverse, True, True],
                                       na_position="last", kind="stable")
     start = (max(1, state.page) - 1) * page_size
-    page = matched.iloc[start:start + page_size].to_dict("records")
+    page = [slos[i] for i in matched.index[start:start + page_size]]
     rows = overview.build_rows(page, canaries)
     return [overview.format_row(r, windows) for r in rows]
 
@@ -283,12 +284,14 @@ def run_one(services: int, views: int, say) -> Result:
                 sizes.append(size)
                 if kind == "warm":  # the comparator, on the same data, in the same rounds
                     api_slos, api_canaries = data.slos(), data.canaries()
+                    records = [s.result.to_json() for s in api_slos]  # as the API sent them
+                    canary_records = [c.result.to_json() for c in api_canaries]
                     with gc_paused():
                         t0 = time.perf_counter()
                         overview.view(api_slos, api_canaries, state)
                         ours.append((time.perf_counter() - t0) * 1000)
                         t0 = time.perf_counter()
-                        pandas_view(api_slos, api_canaries, state, windows)
+                        pandas_view(records, canary_records, api_slos, api_canaries, state, windows)
                         base.append((time.perf_counter() - t0) * 1000)
             fetches[kind] = (transport.requests - before) / views
         queries = prometheus.requests
