@@ -44,7 +44,8 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class History:
-    """Cumulative series on a common time grid; `final` holds each series' last value."""
+    """Cumulative series (and the in-flight gauge) on a common time grid; `final` holds each
+    series' last value."""
 
     timestamps: np.ndarray
     # (metric sample name, labels as a tuple of pairs) -> (first step index, cumulative values)
@@ -86,6 +87,7 @@ def generate(
         for version, behaviour in versions.items():
             is_canary = version == scenario.canary
             first = canary_from if is_canary else 0
+            busy = np.zeros(len(ts) - first)  # seconds spent in calls per step, all tools
             share = np.full(len(ts), scenario.split.get(version, 0.0))
             if scenario.canary and not is_canary:  # before the canary exists the others share all traffic
                 share[:canary_from] = scenario.split.get(version, 0.0) / (1 - scenario.split[scenario.canary])
@@ -116,6 +118,11 @@ def generate(
                         first, cumulative_buckets[:, i])
                 history.series[f"{names.OPERATION_DURATION}_count", base] = (first, np.cumsum(calls))
                 history.series[f"{names.OPERATION_DURATION}_sum", base] = (first, np.cumsum(seconds))
+                busy += seconds
+            # operations in flight when scraped: on average the seconds spent per second
+            # (Little's law), drawn as a count
+            history.series[names.OPERATIONS_ACTIVE, (("service", service), ("version", version))] = (
+                first, rng.poisson(busy / step).astype(np.int64))
     return history
 
 
@@ -132,6 +139,7 @@ def _le(bound: float) -> str:
 
 _FAMILIES = (
     (names.OPERATIONS_FAMILY, "counter", (names.OPERATIONS_TOTAL,)),
+    (names.OPERATIONS_ACTIVE, "gauge", (names.OPERATIONS_ACTIVE,)),
     (names.OPERATION_DURATION, "histogram", tuple(f"{names.OPERATION_DURATION}_{s}" for s in ("bucket", "count", "sum"))),
 )
 

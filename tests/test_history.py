@@ -36,7 +36,8 @@ def series(h, name, **labels):
 def test_counters_only_grow_and_buckets_add_up():
     h = make(days=3)
     for (name, _), (_, values) in h.series.items():
-        assert np.all(np.diff(values) >= 0), name
+        if name != "mcp_operations_active":  # a gauge
+            assert np.all(np.diff(values) >= 0), name
     for (name, labels), (_, count) in h.series.items():
         if name.endswith("_count"):
             inf = h.series["mcp_operation_duration_seconds_bucket", labels + (("le", "+Inf"),)][1]
@@ -196,3 +197,18 @@ def test_the_healthy_canary_has_enough_history_to_be_promoted_whenever_the_demo_
         tools=tools, latency_threshold=latency, min_requests=settings.min_requests, alpha=settings.alpha,
         error_regression=settings.error_regression, latency_regression=settings.latency_regression))
     assert decision.verdict == "promote", decision.reason
+
+
+def test_operations_in_flight_follow_littles_law():
+    """The in-flight gauge of each service and version: on average its calls per second
+    times their mean duration, so the active-operations chart covers the history too."""
+    h = make(days=2)
+    step = h.timestamps[1] - h.timestamps[0]
+    for service in ("filesystem", "analytics"):
+        ((first, active),) = series(h, "mcp_operations_active", service=service, version="v1")
+        seconds = sum(np.diff(v, prepend=0)[1:] for _, v in series(h, "mcp_operation_duration_seconds_sum",
+                                                                     service=service, version="v1"))
+        assert first == 0 and active.dtype.kind == "i"
+        expected = seconds.sum() / step / (len(active) - 1)
+        noise = 4 * np.sqrt(expected / (len(active) - 1))  # Poisson draws: 4 standard errors
+        assert active[1:].mean() == pytest.approx(expected, abs=noise)
