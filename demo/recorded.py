@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alerts.rules import BURN_ALERT, EXHAUSTED_ALERT, EXHAUSTED_FOR
 from collector import names
 from demo.history import History
-from slo import promql
+from slo import durations, promql
 from slo.plan import Plan
 from slo.promql import SLI, Scope
 
@@ -97,16 +98,20 @@ def record(history: History, p: Plan) -> list[Recorded]:
     for (name, w), by_key in rates.items():
         for key, values in by_key.items():
             add(promql.recorded(name, w), key, values)
+    ratios: dict[int, dict[Labels, np.ndarray]] = {}
+    remaining: dict[Labels, np.ndarray] = {}
     for w in p.windows:
         totals = rates[promql.SLI_TOTAL, w]
         for key, bad in rates[promql.SLI_BAD, w].items():
             if key in totals:
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = bad / totals[key]
+                    ratio = ratios.setdefault(w, {})[key] = bad / totals[key]
                 add(promql.recorded(promql.ERROR_RATIO, w), key, ratio)
                 if w in p.slo_windows and windows_of.get(key) == promql.duration(w) and key in budgets:
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        add(promql.BUDGET_REMAINING, key, 1 - ratio / budgets[key])
+                        remaining[key] = 1 - ratio / budgets[key]
+                    add(promql.BUDGET_REMAINING, key, remaining[key])
+    out += _alerts(p, at, rates, ratios, budgets, windows_of, remaining)
 
     # mcp-slo-hourly
     for name, by_key in hourly.items():
@@ -117,12 +122,64 @@ def record(history: History, p: Plan) -> list[Recorded]:
     return out
 
 
+def _alerts(p: Plan, at: np.ndarray, rates, ratios, budgets, windows_of, remaining) -> list[Recorded]:
+    """ALERTS over the history, as the burn-rate and budget-exhausted rules would have raised
+    them (pending until their `for` has passed, then firing): one sample per rule instant
+    while active, with the rules' labels; and ALERTS_FOR_STATE (when each became active), from
+    which Prometheus restores an alert's `for` at start, so an alert active at the end of the
+    history fires at once. The canary and absent-data alerts need the live engine and
+    scrapes: none in the history."""
+    alerting = p.spec.alerting
+    out = []
+
+    def alert(name: str, active: dict[Labels, np.ndarray], hold: str, **labels: str) -> None:
+        hold_ms = durations.parse(hold) * 1000
+        for key, on in active.items():
+            since = _active_since(on, at)
+            firing = on & (at - since >= hold_ms)
+            every = {**dict(key), **labels, **alerting.labels}
+            for state, mask in (("pending", on & ~firing), ("firing", firing)):
+                if mask.any():
+                    out.append(Recorded("ALERTS", _with((("alertname", name), ("alertstate", state)), **every),
+                                        at[mask] / 1000.0, np.ones(int(mask.sum()))))
+            if on.any():  # when each became active: Prometheus restores `for` from it at start
+                out.append(Recorded("ALERTS_FOR_STATE", _with((("alertname", name),), **every),
+                                    at[on] / 1000.0, since[on] / 1000.0))
+
+    for w in p.slo_windows:
+        window = promql.duration(w)
+        keys = [k for k in budgets if windows_of[k] == window]
+        for st in p.tiers[w]:
+            long_, short = ratios.get(st.long_window, {}), ratios.get(st.short_window, {})
+            totals = rates.get((promql.SLI_TOTAL, st.long_window), {})
+            active = {}
+            for key in (k for k in keys if k in long_ and k in short and k in totals):
+                with np.errstate(invalid="ignore"):
+                    active[key] = ((long_[key] / budgets[key] > st.tier.burn_rate)
+                                   & (short[key] / budgets[key] > st.tier.burn_rate)
+                                   & (totals[key] * st.long_window >= alerting.min_events))
+            alert(BURN_ALERT, active, st.tier.for_, severity=st.tier.severity, tier=st.tier.name, window=window)
+        if alerting.budget_exhausted_alert:
+            totals = rates.get((promql.SLI_TOTAL, w), {})
+            with np.errstate(invalid="ignore"):
+                spent = {k: (remaining[k] <= 0) & (totals[k] * w >= alerting.min_events)
+                         for k in keys if k in remaining and k in totals}
+            alert(EXHAUSTED_ALERT, spent, EXHAUSTED_FOR, severity="ticket", window=window)
+    return out
+
+
+def _active_since(on: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For each instant, when the current run of `on` began (where `on` is false: the instant)."""
+    starts = np.where(on & ~np.concatenate([[False], on[:-1]]), at, 0)
+    return np.where(on, np.maximum.accumulate(starts), at)
+
+
 def written(series: Recorded, end: float) -> Iterator[tuple[float, float]]:
     """The samples of `series` to write: every one in the last DENSE_SPAN before `end`,
     every SPARSE_STEP before; none where the rule gave no result."""
     keep = (series.timestamps >= end - DENSE_SPAN) | (np.round(series.timestamps) % SPARSE_STEP == 0)
-    if series.name == promql.HOURLY_TIME or series.name.endswith("_hourly"):
-        keep[:] = True  # one an hour: the 30d windows sum every one
+    if series.name in (promql.HOURLY_TIME, "ALERTS", "ALERTS_FOR_STATE") or series.name.endswith("_hourly"):
+        keep[:] = True  # the 30d windows sum every hourly one; an alert's start and end are to the minute
     keep &= ~np.isnan(series.values)
     return zip(series.timestamps[keep], series.values[keep])
 

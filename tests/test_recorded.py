@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -61,11 +62,12 @@ def query(url: str, expr: str, at: float) -> dict[tuple, float]:
             for s in r.json()["data"]["result"]}
 
 
-def recording_rules() -> list[dict]:
+def generated_rules(kind: str) -> list[dict]:
+    """The generated rules of one kind, "record" or "alert"."""
     rules = []
     for f in default_rule_files():
         for group in yaml.safe_load(Path(f).read_text())["groups"]:
-            rules += [r for r in group["rules"] if "record" in r]
+            rules += [r for r in group["rules"] if kind in r]
     return rules
 
 
@@ -106,14 +108,16 @@ def instants(past: history.History) -> list[tuple[float, bool]]:
     last = end - end % recorded.SPARSE_STEP
     hour = 3600 * (end // 3600) - 3600 + recorded.HOURLY_OFFSET  # an hourly instant within the dense part
     dense = [last, last - DAY - 6 * 60, last - 3 * DAY + 13 * 60, hour]
-    sparse = [last - 14 * DAY + 8 * 60,  # ten minutes into the filesystem outage
+    sparse = [last - 14 * DAY + 8 * 60,  # minutes into the filesystem outage
+              last - 14 * DAY + 32 * 60,  # after it: the long windows still burn, the short ones no more
+              last - 9 * DAY + 10 * 3600,  # ten hours into the analytics slow queries
               last - 25 * DAY + 4 * 60, last - 29 * DAY - 12 * 3600, hour - 20 * DAY]
     return [(t, False) for t in dense] + [(t, True) for t in sparse]
 
 
 def test_every_recorded_series_is_what_prometheus_computes_from_the_rules(backfilled):
     url, past = backfilled
-    rules = recording_rules()
+    rules = generated_rules("record")
     assert len({r["record"] for r in rules}) >= 25
     worst, compared = 0.0, 0
     for at, sparse in instants(past):
@@ -148,3 +152,34 @@ def test_the_30d_error_ratio_is_the_exact_ratio_of_the_history(backfilled):
     ours = query(url, 'mcp_slo:error_ratio:rate30d{service="filesystem",slo="availability",tool=""}', at)
     assert len(exact) == len(ours) == 1
     assert next(iter(ours.values())) == pytest.approx(next(iter(exact.values())), rel=1e-3)
+
+
+def test_the_alerts_of_the_history_are_active_where_the_alert_rules_hold(backfilled):
+    """ALERTS (pending or firing) over the history wherever, and only where, a real
+    Prometheus finds the burn-rate and budget-exhausted rules' expressions true; their
+    ALERTS_FOR_STATE says since when (the pending-to-firing step itself is unit-tested)."""
+    url, past = backfilled
+    rules = [r for r in generated_rules("alert") if r["alert"] in ("MCPSLOErrorBudgetBurn", "MCPSLOErrorBudgetExhausted")]
+    active = 0
+    for at, _ in instants(past):
+        if at % 60:
+            continue  # the alert rules run every minute
+        expected = set()
+        for rule in rules:
+            for key in query(url, rule["expr"], at):
+                expected.add(tuple(sorted({**dict(key), **rule["labels"], "alertname": rule["alert"]}.items())))
+        ours = {tuple(sorted((k, v) for k, v in key if k != "alertstate")) for key in query(url, "ALERTS", at)}
+        assert ours == expected, (at, ours ^ expected)
+        since = query(url, "ALERTS_FOR_STATE", at)
+        assert set(since) == expected and all(at - 30 * DAY <= v <= at for v in since.values())
+        active += len(expected)
+    assert active >= 4  # the instants in incidents have some
+
+
+def test_an_alert_is_pending_for_its_for_then_fires():
+    at = np.arange(0, 10 * 60_000, 60_000)
+    on = np.array([0, 1, 1, 1, 1, 0, 1, 1, 1, 1], dtype=bool)
+    since = recorded._active_since(on, at)
+    assert list(since[on]) == [60_000] * 4 + [360_000] * 4
+    firing = on & (at - since >= 120_000)  # for: 2m, as recorded._alerts applies it
+    assert list(firing) == [False, False, False, True, True, False, False, False, True, True]
