@@ -72,6 +72,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("dashboard", "bench.bench_dashboard",
               "dashboard overview view at 10/100/1,000 services (goal at 1,000: p95 <= 200 ms for an evaluation "
               "already read, 0 Prometheus queries)"),
+    Benchmark("demo-start", "bench.bench_demo_start",
+              "`mcp-slo demo` with 30 days of history to its last URL line and to a fully drawn overview in "
+              "headless Chromium, vs promtool recording the rules (goal: 30 s and 40 s)"),
     Benchmark("load", "bench.bench_load",
               "demo load generator: achieved vs target rate, and memory over the run", {"seconds": 60.0}),
 )
