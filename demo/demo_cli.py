@@ -1,19 +1,20 @@
 """`mcp-slo demo`: the demo services under load, with 30 days of history, a real
-Prometheus and Alertmanager. Prints one `NAME: URL` line per endpoint and runs
-until Ctrl-C (or --exit-after)."""
+Prometheus and Alertmanager. Shows a line per start-up step, then one `NAME: URL` line per
+endpoint and the URL to open first, and runs until Ctrl-C (or --exit-after)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import tempfile
 from pathlib import Path
 
 import anyio
+from rich.console import Console
 
 from collector.command import FAILED, OK, CommandError
+from demo import console
 from demo.processes import MissingBinary
 from demo.scenario import ScenarioError, available
 from demo.stack import Stack, StackConfig, start_stack
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip backfilling the series the rules would have recorded over the history "
                              "(a few seconds for 30 days): the SLO windows and charts then cover only the "
                              "time since the demo started")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also log INFO records, the dashboard's HTTP access log among them "
+                             "(default: warnings and errors only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, workdir: Path) -> int:
-    # Each demo tool failure is expected and counted; don't log every one.
-    for noisy in ("httpx", "mcp", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    screen = Console()
+    console.configure_logging(screen, args.verbose)
     config = StackConfig(
         workdir=workdir, scenario=args.scenario, rate=args.rate, history_days=args.history_days,
         prometheus_port=args.prometheus_port, alertmanager_port=args.alertmanager_port, seed=args.seed,
@@ -62,7 +65,8 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     # Until the event loop takes over signals, SIGTERM stops us like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        stack = start_stack(config, say)
+        with console.start_up(screen) as progress:
+            stack = start_stack(config, progress)
     except KeyboardInterrupt:
         say("demo stopped")  # start_stack has stopped what it started
         return OK
@@ -77,6 +81,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         signal.signal(signal.SIGTERM, stop_request)
         for name, url in stack.endpoints():
             say(f"{name}: {url}")
+        say(open_first(stack, args.exit_after))
         anyio.run(_serve, stack, args, stop_request)
     except KeyboardInterrupt:
         pass
@@ -87,6 +92,15 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         stack.close()
     say("demo stopped")
     return OK
+
+
+def open_first(stack: Stack, exit_after: float | None) -> str:
+    """Where to look first (the dashboard's overview, else Prometheus's alerts) and how to stop.
+    Not a `NAME: URL` line: whatever reads those must not take it for an endpoint."""
+    url, what = ((f"{stack.dashboard_url}/", "the SLO overview") if stack.dashboard_url
+                 else (f"{stack.prometheus_url}/alerts", "the SLO alerts in Prometheus"))
+    stop = f"it stops after {exit_after:g} s, or on Ctrl-C" if exit_after is not None else "Ctrl-C stops it"
+    return f"Open {url} first ({what}); {stop}."
 
 
 def _interrupt(_signum, _frame) -> None:

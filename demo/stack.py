@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from collector import start_metrics_server
 from demo import history, recorded
 from demo.alertmanager import start_alertmanager
+from demo.console import Progress, as_progress
 from demo.load import drive
 from demo.processes import ManagedProcess, find_binary
 from demo.prometheus import JOB, start_prometheus
@@ -150,8 +151,9 @@ def default_alertmanager_config() -> Path:
     return DATA / "alertmanager.yml"
 
 
-def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: None) -> Stack:
-    """Start everything; on any failure, stop what was started and raise.
+def start_stack(config: StackConfig, say: Progress | Callable[[str], None] = lambda _m: None) -> Stack:
+    """Start everything, reporting each step to `say` (a plain callable gets lines of text);
+    on any failure, stop what was started and raise.
 
     Raises demo.processes.MissingBinary (with the install command) before
     anything starts when prometheus, promtool or prometheus-alertmanager is missing.
@@ -160,14 +162,14 @@ def start_stack(config: StackConfig, say: Callable[[str], None] = lambda _m: Non
         find_binary(binary)
     stack = Stack(config)
     try:
-        _start(stack, say)
+        _start(stack, as_progress(say))
     except BaseException:
         stack.close()
         raise
     return stack
 
 
-def _start(stack: Stack, say: Callable[[str], None]) -> None:
+def _start(stack: Stack, progress: Progress) -> None:
     config = stack.config
     rng = random.Random(config.seed)
     stack.scenario = scenario = load(config.scenario)
@@ -187,11 +189,14 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     marker = prom_dir / "history-done"
     if config.history_days > 0 and not marker.exists():
         targets = {key: {"job": JOB, "instance": target} for key, target in stack.exporters.items()}
-        stack.history = _backfill(config, scenario, targets, prom_dir, say)
+        stack.history = _backfill(config, scenario, targets, prom_dir, progress)
         for (service, version), registry in registries.items():
             history.seed_registry(registry, stack.history, service, version)
         marker.write_text("")
+    elif config.history_days > 0:
+        progress.step(f"history: kept from the last run in {prom_dir}, no backfill")
 
+    progress.step("starting Alertmanager")
     am_port = config.alertmanager_port or free_port()
     am_config = config.alertmanager_config or default_alertmanager_config()
     stack._processes.append(start_alertmanager(config.workdir / "alertmanager", am_port, am_config.read_text()))
@@ -199,7 +204,11 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
 
     prom_port = config.prometheus_port or free_port()
     stack.prometheus_url = f"http://127.0.0.1:{prom_port}"
-    api = _start_engine(stack) if config.engine else None
+    api = None
+    if config.engine:
+        progress.step("starting the SLO engine's API")
+        api = _start_engine(stack)
+    progress.step("starting Prometheus" + (" on the history" if config.history_days > 0 else ""))
     rule_files = default_rule_files() if config.rule_files is None else config.rule_files
     stack._processes.append(start_prometheus(
         prom_dir, prom_port, list(stack.exporters.values()), config.scrape_interval,
@@ -209,7 +218,19 @@ def _start(stack: Stack, say: Callable[[str], None]) -> None:
     if stack.engine is not None:
         stack.engine.start()
         if config.dashboard:
+            progress.step("starting the dashboard")
             _start_dashboard(stack)
+        # The URLs come after the engine's first results, so the dashboard has them to show.
+        progress.step("engine: first evaluation")
+        _wait_first_tick(stack.engine)
+    progress.done()
+
+
+def _wait_first_tick(engine) -> None:
+    """Until the engine's first tick has ended (it may fail: the engine logs why and retries)."""
+    deadline = time.monotonic() + engine.timeout + 5
+    while engine.health.last_duration is None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _start_dashboard(stack: Stack) -> None:
@@ -251,34 +272,38 @@ def _start_engine(stack: Stack):
 
 
 def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
-              say: Callable[[str], None]) -> history.History:
+              progress: Progress) -> history.History:
     """Draw the history and load it into Prometheus's data directory, with the series the
     rules would have recorded over it (config.backfill_rules): two promtool processes,
     the raw counters' started while the recorded series are computed."""
     past = history.generate(scenario, end=time.time(), days=config.history_days,
-                            rates={s: config.rate for s in scenario.versions}, seed=config.seed or 0, progress=say)
+                            rates={s: config.rate for s in scenario.versions}, seed=config.seed or 0,
+                            progress=progress.step)  # a step per service
     config.workdir.mkdir(parents=True, exist_ok=True)
     files = [config.workdir / "history.om"]
     loads = []
     try:
-        history.write_openmetrics(past, files[0], targets, progress=say)
+        progress.step("history: writing the samples")
+        history.write_openmetrics(past, files[0], targets,
+                                  progress=lambda msg: progress.note(msg.removeprefix("history: ")))
         loads.append(history.Backfill(files[0], prom_dir / "data"))
         if config.backfill_rules:
             from slo import importers
             from slo.plan import plan
 
+            progress.step("history: computing the series the rules record")
             series = recorded.record(past, plan(importers.load(config.slo_spec or default_slo_spec()).spec))
             files.append(config.workdir / "recorded.om")
             count = recorded.write_openmetrics(series, files[1], past.timestamps[-1])
-            say(f"history: {count:,} samples of {len(series)} recorded series")
+            progress.note(f"{count:,} samples of {len(series)} recorded series")
             loads.append(history.Backfill(files[1], prom_dir / "data"))
-        say("history: loading into Prometheus blocks (promtool)")
+        progress.step("history: loading into Prometheus blocks (promtool)")
         for load_ in loads:
             load_.wait()
     finally:
         for f in files:
             f.unlink(missing_ok=True)
-    say("history: done")
+    progress.done()
     return past
 
 
