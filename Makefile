@@ -38,9 +38,11 @@ rules: venv
 grafana: venv
 	$(BIN)/mcp-slo grafana --config examples/slo.yaml --out grafana
 
+# make demo DEMO_ARGS="--workdir demo-state --scenario regression": options of mcp-slo demo
+# (a kept --workdir starts again in seconds, with its history)
 demo: venv
 	scripts/install-system-deps.sh demo
-	$(BIN)/mcp-slo demo
+	$(BIN)/mcp-slo demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -41,8 +41,14 @@ def regression_stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def healthy_stack(tmp_path_factory) -> Iterator[Stack]:
-    """The demo under the healthy scenario with one day of history."""
-    yield from running_stack(tmp_path_factory, "healthy", 1)
+    """The demo under the healthy scenario with 30 days of history."""
+    yield from running_stack(tmp_path_factory, "healthy", 30)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `late` watch a live incident of the session's demo stacks play out: they
+    run last, when it is over, so their polling waits for nothing (a stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("late") is not None)
 
 
 @pytest.fixture(scope="session", autouse=True)
