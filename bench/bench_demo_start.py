@@ -258,21 +258,22 @@ def run(*, quick: bool = False, rounds: int | None = None, history_days: float |
     rounds = rounds or (1 if quick else 2)
     days = history_days if history_days is not None else (1.0 if quick else GOAL_DAYS)
     timeout = timeout or (120.0 if quick else 900.0)
-    load = os.getloadavg()[0]
     timings: dict[Design, list[Timing]] = {OURS: [], PROMTOOL: []}
     notes = []
     browser = Browser()
     try:
         for r in range(rounds):
             for design in (OURS, PROMTOOL) if r % 2 == 0 else (PROMTOOL, OURS):
+                load = os.getloadavg()[0]  # the machine may be shared: read the figures with it
                 t = time_start(design, browser, days, timeout)
                 timings[design].append(t)
-                line = f"round {r + 1}, {design.name}: URLs {t.urls:.1f}s, page {t.page:.1f}s ({_describe(t)})"
+                line = (f"round {r + 1}, {design.name}: URLs {t.urls:.1f}s, page {t.page:.1f}s "
+                        f"(load average {load:.1f} at the start; {_describe(t)})")
                 say(f"  demo-start: {line}")
                 notes.append(line)
     finally:
         browser.close()
-    notes.append(f"load average (1 min) before the run: {load:.2f} on {os.cpu_count()} CPUs")
+    notes.append(f"load averages over 1 min, on {os.cpu_count()} CPUs")
     params = {"history_days": days, "rounds": rounds, "seed": SEED}
     results = []
     for name, what, goal, pick in (("demo-start-urls", "the last URL line", GOAL_URLS, lambda t: t.urls),
