@@ -81,10 +81,15 @@ def test_slis_budgets_and_burn_rates_match_the_generated_history(regression_stac
         objective = next(o for o in SPEC.objectives_for(r["service"]) if o.name == r["slo"])
         expected = truth(history, r["service"], objective, at, seconds)
         burn = expected / objective.error_budget
-        # Prometheus extrapolates each series to the window's edges, a step's worth of counts
-        # at most; with the latency buckets' random draws that is within 0.1% over 3 days and
-        # more, and up to ~0.5% over hours (180 steps of 2 minutes in 6h).
-        tolerance = 1e-3 if seconds >= 3 * 86400 else 1e-2
+        # The engine reads the recorded series (backfilled over the history as the rules
+        # would have written them). Up to 6h they are rates of the raw counters, which
+        # Prometheus extrapolates to the window's edges by up to a 2-minute step's worth:
+        # within 2% over hours, 5% over 30m and 1h (15 and 30 steps, with the canary's errors
+        # in few of them). 1d and 3d average the 5m rates, each over the 2 or 3 history
+        # samples in its window, extrapolated: with the latency buckets' random draws per step
+        # that weighs each step a little differently, within 2% of the exact ratio here (live
+        # scrapes every few seconds weigh them evenly). 30d sums the hourly averages: 0.1%.
+        tolerance = 1e-3 if seconds > 3 * 86400 else 2e-2 if seconds >= 7200 else 5e-2
         assert r["burn_rates"][window] == pytest.approx(burn, rel=tolerance), (r["service"], r["slo"], window)
         if window == r["window"]:
             assert r["sli"] == pytest.approx(1 - expected, rel=1e-3)
