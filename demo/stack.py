@@ -263,8 +263,10 @@ def _start_engine(stack: Stack):
     spec = importers.load(config.slo_spec or default_slo_spec()).spec
     timeout = 0.8 * config.engine_interval
     backend = Backend(BackendOptions(url=stack.prometheus_url, timeout=timeout / 2, retries=1))
+    # judge_history: the canaries judged over their life in the history too, in the engine's
+    # background from its start (a few seconds for a 12h canary: not worth holding the URLs for)
     stack.engine = Engine(spec, backend, Store(config.workdir / "engine.db"), interval=config.engine_interval,
-                          timeout=timeout)
+                          timeout=timeout, judge_history=config.history_days * 86400)
     api = BackgroundServer(create_app(stack.engine), port=config.engine_port)
     stack._api_servers.append(api)
     stack.engine_url = api.url

@@ -100,14 +100,19 @@ def counts(status: dict, buckets: dict, service: str, version: str, tool: str | 
     return Counts(requests=requests, errors=errors, buckets=tuple(sorted(cumulative.items())))
 
 
+def find_pairs(backend: Querier, spec: Spec, at: float, baselines: Mapping[str, str] | None = None) -> list[Pair]:
+    """Every canary of every service at `at`, with its baseline, age and window (two queries)."""
+    longest = max(durations.parse(spec.canary_for(s).max_lookback) for s in {*spec.services, ""})
+    ages = backend.query(promql.version_first_seen(longest, max(60.0, longest / AGE_STEPS)), at)
+    traffic = backend.query(promql.version_status_counts(longest), at)
+    return pairs(spec, ages, traffic, baselines)
+
+
 def comparisons(backend: Querier, planned: Plan, at: float,
                 baselines: Mapping[str, str] | None = None) -> list[tuple[Pair, Comparison]]:
     """Every canary of every service, ready for the judge, with its analysis window."""
     spec = planned.spec
-    longest = max(durations.parse(spec.canary_for(s).max_lookback) for s in {*spec.services, ""})
-    ages = backend.query(promql.version_first_seen(longest, max(60.0, longest / AGE_STEPS)), at)
-    traffic = backend.query(promql.version_status_counts(longest), at)
-    found = pairs(spec, ages, traffic, baselines)
+    found = find_pairs(backend, spec, at, baselines)
     results: dict[int, tuple[dict, dict]] = {}
     for window in sorted({p.window for p in found}):
         results[window] = (

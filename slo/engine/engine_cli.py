@@ -3,6 +3,10 @@
     mcp-slo engine --config examples/slo.yaml --prometheus http://127.0.0.1:9090 \\
         --interval 30s --store mcp-slo.db --listen 127.0.0.1:8080
 
+With --judge-history 24h the engine also judges the canaries over the last day at start, in
+the background, as its ticks would have (Engine.judge_history): the canary decision log then
+covers canaries older than the engine.
+
 The API, /metrics, /healthz and /readyz are served on --listen (see slo.engine.api). Secrets
 never go on the command line: basic-auth passwords and bearer tokens are read from the
 environment variables named by --basic-auth-password-env and --bearer-token-env.
@@ -39,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"serve the API and /metrics here (default {DEFAULT_LISTEN})")
     parser.add_argument("--once", action="store_true", help="run one tick, print its summary as JSON and exit")
+    parser.add_argument("--judge-history", metavar="DURATION",
+                        help="at start, judge the canaries over the past DURATION (e.g. 24h) as the ticks would "
+                             "have, every 5 min (less often for a long canary), in the background: the decision "
+                             "log then covers canaries that started before the engine; times already judged are "
+                             "skipped (with --once: before the tick)")
     backend = add_backend_arguments(parser)
     backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
     backend.add_argument("--max-response-size", default="64MiB", metavar="SIZE",
@@ -105,8 +114,16 @@ def build(args: argparse.Namespace):
     per_query = max(0.5, min(10.0, timeout / (args.retries + 1)))
     options = backend_options(args, timeout=per_query, retries=args.retries,
                               max_response_bytes=parse_size(args.max_response_size, "--max-response-size"))
+    history = _duration(args.judge_history, "--judge-history") if args.judge_history else 0.0
     store = Store(args.store, retention_seconds=durations.parse(args.retention))
-    return Engine(spec, Backend(options), store, interval=interval, timeout=timeout), host, port
+    return Engine(spec, Backend(options), store, interval=interval, timeout=timeout, judge_history=history), host, port
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return durations.parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,8 +139,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
     if args.once:
+        judged = engine.judge_history(engine.now() - engine.history_seconds) if engine.history_seconds else None
         result = engine.tick()
         summary = {"ok": result is not None, "error": engine.health.last_error}
+        if judged is not None:
+            summary["history_decisions"] = judged
         if result is not None:
             summary.update(result.meta, statuses={s.status: 0 for s in result.slos})
             for s in result.slos:

@@ -7,6 +7,7 @@
     store.write_canary(time.time(), decision)             # a slo.results.CanaryDecision
     store.canary_latest()                                 # [Evaluated(CanaryDecision, ...)], one per pair
     store.canary_history("filesystem", since=t, limit=1000)  # its decisions since t, oldest first
+    store.canary_times(since, until)                      # when canaries were judged, oldest first
 
 One writer (the engine), any number of readers (the HTTP API in threads, the dashboard in
 another process). The file is in WAL mode: readers never block the writer and each read runs
@@ -291,6 +292,15 @@ class Store:
         with self._read() as db:
             rows = db.execute(sql, args).fetchall()
         return _evaluated(reversed(rows), CanaryDecision.from_json, "canary decision")
+
+    def canary_times(self, since: float, until: float) -> list[float]:
+        """The distinct times of the canary decisions between since and until (inclusive), oldest
+        first: when the canaries were judged (what `Engine.judge_history` does not judge again)."""
+        with self._read() as db:
+            rows = db.execute("SELECT DISTINCT evaluated_at FROM canary_decisions"
+                              " WHERE evaluated_at >= ? AND evaluated_at <= ? ORDER BY evaluated_at",
+                              (float(since), float(until))).fetchall()
+        return [at for (at,) in rows]
 
     def close(self) -> None:
         """Close every connection; reads and writes raise StoreError afterwards. Idempotent."""
