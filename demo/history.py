@@ -123,7 +123,20 @@ def generate(
             # (Little's law), drawn as a count
             history.series[names.OPERATIONS_ACTIVE, (("service", service), ("version", version))] = (
                 first, rng.poisson(busy / step).astype(np.int64))
+            if first > 0:
+                _start_at_zero(history, service, version, first)
     return history
+
+
+def _start_at_zero(history: History, service: str, version: str, first: int) -> None:
+    """A version that starts within the history (the canary) was scraped at 0 a step before
+    its first calls, as a new exporter is. Without that sample, rate() and increase() near
+    its start extrapolate each series from its first count, differently per bucket (and the
+    canary judge saw false regressions in the judged past)."""
+    for key, (start, values) in list(history.series.items()):
+        labels = dict(key[1])
+        if start == first and labels["service"] == service and labels["version"] == version:
+            history.series[key] = (first - 1, np.concatenate([np.zeros(1, dtype=values.dtype), values]))
 
 
 def _carried(expected: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ def test_the_canary_starts_its_age_before_the_end_and_takes_its_share():
     step = h.timestamps[1] - h.timestamps[0]
     for first, values in series(h, "mcp_operations_total", version="v2"):
         assert END - age - step <= h.timestamps[first] <= END - age + step
+        assert values[0] == 0 < values[-1]  # scraped at 0 before its first calls, as a new exporter is
     v2 = sum(v[-1] for _, v in series(h, "mcp_operation_duration_seconds_count", service="filesystem", version="v2"))
     since = int(age / step) + 1
     v1_since = sum(v[-1] - v[-since] for _, v in series(h, "mcp_operation_duration_seconds_count",
