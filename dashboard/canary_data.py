@@ -5,8 +5,8 @@ figures for the page.
     evidence_rows(decision)                   # baseline and canary side by side, per test and tool
     latency = bucket_shares(samples, "v1", "v2")  # Prometheus's answer to latency_query(decision)
     latency_figure(latency, decision)         # the two distributions as bars over the buckets
-    score_figure(history, start, end)         # the score over time, one line per canary
-    decision_log(history)                     # newest first, the last 50
+    score_figure(history, chart_start(decisions, history, start), end)   # the score over the canaries' life
+    decision_log(history)                     # newest first, a row per run of one verdict
 
 Plain functions on the engine's decisions as the source reads them (dashboard.source: typed,
 with their times) and Prometheus samples, no Dash: the page's callbacks stay thin and tests
@@ -31,7 +31,7 @@ from slo.canary.judge import (ERRORS, FAILED, INCONCLUSIVE, INSUFFICIENT, LATENC
 
 VERDICTS = (ROLLBACK, INCONCLUSIVE, PROMOTE)  # the list's order: act on rollbacks first
 STATUS_LABELS = {PASSED: "passed", FAILED: "worse", INSUFFICIENT: "not enough data"}
-LOG_SIZE = 50
+LOG_SIZE = 50  # the decision log's rows on the page
 VERSION_COLORS = ("#546e7a", "#ef6c00")  # baseline, canary
 PAIR_COLORS = ("#1565c0", "#6a1b9a", "#00838f", "#ad1457")  # one line per canary of a service
 
@@ -239,6 +239,17 @@ def _pairs(history: list[Evaluated[CanaryDecision]]) -> dict[tuple, list[Evaluat
     return out
 
 
+def chart_start(current: Iterable[Evaluated[CanaryDecision]], history: list[Evaluated[CanaryDecision]],
+                start: float) -> float:
+    """Where a service's score chart begins: the range's `start`, or later when its canaries are
+    younger: at the first traffic of its oldest current canary (its decision's time less its
+    age) or at the first decision logged in the range, whichever is earlier. A canary two hours
+    old has its two hours drawn across the chart, not as a sliver at the right of seven days."""
+    births = [e.evaluated_at - e.result.canary_age_seconds for e in current if e.result.canary_age_seconds is not None]
+    births += [e.evaluated_at for e in history[:1]]  # oldest first
+    return max(start, min(births)) if births else start
+
+
 def score_figure(history: list[Evaluated[CanaryDecision]], start: float, end: float) -> dict:
     """The score (0-100) of each canary of a service over [start, end], one line per canary,
     each point coloured by its verdict; says so when the log was cut at its bound."""
@@ -263,14 +274,25 @@ def score_figure(history: list[Evaluated[CanaryDecision]], start: float, end: fl
         "legend": {"orientation": "h", "y": -0.2}}}
 
 
-def decision_log(history: list[Evaluated[CanaryDecision]], size: int = LOG_SIZE) -> list[dict]:
-    """The newest `size` decisions, newest first; `changed` marks a verdict unlike the one
-    before it for the same canary (the moments a release manager looks for)."""
-    rows, previous = [], {}
-    for e in history:  # oldest first: each decision knows the one before it
+def decision_log(history: list[Evaluated[CanaryDecision]]) -> list[dict]:
+    """The decisions newest first, a row per run of one canary's decisions with one verdict
+    (from the first to the last, how many, their scores), so that the page's LOG_SIZE rows reach
+    back over the canaries' whole life rather than their last ticks. `changed` marks a run whose
+    verdict differs from the one before it for the same canary (the moments a release manager
+    looks for)."""
+    runs: list[dict] = []
+    current: dict[tuple, dict] = {}  # (baseline, canary) -> its latest run
+    for e in history:  # oldest first
         d, pair = e.result, (e.result.baseline, e.result.canary)
-        rows.append({"evaluated_at": answers.rfc3339(e.evaluated_at), "versions": versions(d), "verdict": d.verdict,
-                     "score": d.score, "reason": d.reason,
-                     "changed": pair in previous and previous[pair] != d.verdict})
-        previous[pair] = d.verdict
-    return rows[::-1][:size]
+        run = current.get(pair)
+        if run is not None and run["verdict"] == d.verdict:
+            run.update(last=e.evaluated_at, count=run["count"] + 1, score=d.score, reason=d.reason,
+                       low=min(run["low"], d.score), high=max(run["high"], d.score))
+            continue
+        current[pair] = {"first": e.evaluated_at, "last": e.evaluated_at, "count": 1, "versions": versions(d),
+                         "verdict": d.verdict, "score": d.score, "low": d.score, "high": d.score, "reason": d.reason,
+                         "changed": run is not None}
+        runs.append(current[pair])
+    runs.sort(key=lambda r: r["last"], reverse=True)
+    return [{**r, "evaluated_at": answers.rfc3339(r["last"]), "first_at": answers.rfc3339(r["first"]),
+             "scores": str(r["score"]) if r["low"] == r["high"] else f"{r['low']}–{r['high']}"} for r in runs]

@@ -4,6 +4,7 @@ latency thresholds and durations.
     fmt_sli(0.99804)      # "99.804%" (rounded down: short of 100% never reads 100%)
     fmt_burn(14.4)        # "14.4x"
     fmt_duration(5400)    # "1h 30m"
+    fmt_time(1.8e9)       # "2027-01-15 08:00" (UTC)
 
 A number nobody knows (no traffic) is NONE, never 0 or 100%. No Dash here.
 """
@@ -11,6 +12,7 @@ A number nobody knows (no traffic) is NONE, never 0 or 100%. No Dash here.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 NONE = "—"  # a number nobody knows (no traffic): never shown as 0 or 100%
 
@@ -61,6 +63,11 @@ def fmt_duration(seconds: float) -> str:
             rest = s % size // smaller_size
             return f"{s // size}{unit}" + (f" {rest}{smaller}" if rest else "")
     return f"{s}s"
+
+
+def fmt_time(seconds: float) -> str:
+    """A moment to the minute, in UTC: "2027-01-15 08:00" (the columns that show it say UTC)."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def fmt_exhaustion(seconds: float | None, status: str) -> str:

@@ -4,7 +4,7 @@ The overview never comes here: it reads the engine's snapshot. The service, cana
 alert pages do, through one `Metrics` per app:
 
 - `range(expr, start, end)`: a range query whose step keeps it at MAX_POINTS points or
-  fewer (a 30-day chart is 720 hourly points, not 170,000 at 15 s);
+  fewer (a 30-day chart is 720 hourly points, not 170,000 at 15 s), or at the step given;
 - `instant(expr)`: an instant query;
 - `alerts()`: Prometheus's firing and pending alerts (GET /api/v1/alerts);
 - `alertmanager_alerts()`: what Alertmanager holds (GET /api/v2/alerts), with receivers
@@ -86,10 +86,11 @@ class Metrics:
 
     # --- Prometheus ----------------------------------------------------------------------
 
-    def range(self, expr: str, start: float, end: float, max_points: int = MAX_POINTS) -> list[Series] | SourceError:
-        """`expr` from `start` to `end` (Unix seconds) at `step_for` the span; the range is
-        aligned to the step, so viewers a few seconds apart share the cached answer."""
-        step = step_for(end - start, max_points)
+    def range(self, expr: str, start: float, end: float, max_points: int = MAX_POINTS,
+              step: float | None = None) -> list[Series] | SourceError:
+        """`expr` from `start` to `end` (Unix seconds) at `step` (default: `step_for` the span);
+        the range is aligned to the step, so viewers a few seconds apart share the cached answer."""
+        step = step or step_for(end - start, max_points)
         end = math.floor(end / step) * step
         start = max(end - math.floor((end - start) / step) * step, 0.0)
         return self._prometheus(f"range {step} {start} {end} {expr}",

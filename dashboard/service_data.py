@@ -4,13 +4,16 @@ time range (plotly figure dicts from Prometheus's range queries), its tools and 
     tr = time_range("?range=7d", now=time.time())     # aligned start and end, step, rate window
     queries = chart_queries("filesystem", rows, tr)     # query name -> PromQL (all from slo.promql)
     answers = read(metrics, queries, tr)                # -> [(labels, [(t, v), ...])] or a SourceError
-    figures(answers, rows, tr)["burn"]                  # {"data": [...], "layout": {...}}
+    figures(answers, rows, tr, fired)["burn"]           # {"data": [...], "layout": {...}}
 
 Plain functions on what Metrics and the source answer, no Dash: the page's callback stays thin
 and tests call these directly. A value Prometheus cannot compute (NaN: no traffic) is a gap in
 a line, never a 0 or a 100%. The SLO charts read the recording rules (the budget prefers the
 engine's own gauge, see slo.promql.service_budget_remaining); the request, latency and
-active-operation charts read the raw tools/call metrics, the requests the SLOs count.
+active-operation charts read the raw tools/call metrics, the requests the SLOs count. The times
+an alert of the service fired (dashboard.alerts_data.spans) are marked on the charts, as
+Grafana shows alert annotations (see `fired_shapes`). Lines that are not measurements
+(objectives, thresholds) carry `"meta": "reference"`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ PALETTE = ("#1565c0", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457", "#4
 STATUS_COLORS = {"success": "#43a047", "cancelled": "#9e9e9e", "timeout": "#fb8c00", "error": "#e53935"}
 SEVERITY_ORDER = {"page": 0, "ticket": 1, "release": 2}
 EXHAUSTED_COLOR = "#c62828"
+REFERENCE = "reference"  # the `meta` of a line that is not a measurement: an objective, a threshold
+FIRED_OPACITY = 0.12  # of the shading while a page fired
+BAND_PIXELS = 6  # the height of the band above a chart marking when alerts fired
 
 Answer = list[Series] | SourceError
 
@@ -186,7 +192,8 @@ def line(name: str, points: list[tuple[float, float]], color: str | None = None,
 def flat(name: str, value: float, tr: TimeRange, color: str, **extra: Any) -> dict:
     """A horizontal line across the range (a threshold)."""
     return {"type": "scatter", "mode": "lines", "name": name, "x": [tr.start * 1000, tr.end * 1000],
-            "y": [value, value], "line": {"color": color, "width": 1, "dash": "dash"}, "hoverinfo": "name", **extra}
+            "y": [value, value], "line": {"color": color, "width": 1, "dash": "dash"}, "hoverinfo": "name",
+            "meta": REFERENCE, **extra}
 
 
 def _by_key(series: list[Series]) -> dict[Key, list[Series]]:
@@ -213,7 +220,7 @@ def sli_figure(sli: Answer, objectives: Answer, tr: TimeRange) -> dict:
         return empty
     traces, colors = _slo_lines(sli)
     if not isinstance(objectives, SourceError):
-        traces += [line(f"objective {slo_label(k)}", points, colors[k], dash="dash")
+        traces += [line(f"objective {slo_label(k)}", points, colors[k], dash="dash", meta=REFERENCE)
                    for labels, points in objectives if (k := slo_key(labels)) in colors]
     return {"data": traces, "layout": layout(title, tr, yaxis={"tickformat": ".3~%", "title": {"text": "SLI"}})}
 
@@ -327,17 +334,41 @@ def active_figure(active: Answer, tr: TimeRange) -> dict:
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "operations"}, "rangemode": "tozero"})}
 
 
-def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange) -> dict[str, dict]:
-    """Every chart of the page (GRAPHS) from `read`'s answers."""
+def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange,
+            fired: Iterable[tuple[float, float, str]] = ()) -> dict[str, dict]:
+    """Every chart of the page (GRAPHS) from `read`'s answers, with the spans during which an
+    alert of the service fired (alerts_data.spans: start, end, severity) shaded."""
     missing = prometheus_down(answers.values()) or SourceError("missing", "not read")
 
     def get(name: str) -> Answer:
         return answers.get(name, missing)
 
-    return {"sli": sli_figure(get("sli"), get("objective"), tr), "budget": budget_figure(get("budget"), rows, tr),
-            "burn": burn_figure(get("burn"), rows, tr), "requests": requests_figure(get("requests"), tr),
-            "latency": latency_figure(get("latency"), rows, tr), "heatmap": heatmap_figure(get("heatmap"), tr),
-            "active": active_figure(get("active"), tr)}
+    out = {"sli": sli_figure(get("sli"), get("objective"), tr), "budget": budget_figure(get("budget"), rows, tr),
+           "burn": burn_figure(get("burn"), rows, tr), "requests": requests_figure(get("requests"), tr),
+           "latency": latency_figure(get("latency"), rows, tr), "heatmap": heatmap_figure(get("heatmap"), tr),
+           "active": active_figure(get("active"), tr)}
+    fired = list(fired)
+    for figure in out.values():
+        if fired and figure["data"]:
+            figure["layout"]["shapes"] = [*fired_shapes(fired, figure["layout"]), *figure["layout"].get("shapes", ())]
+    return out
+
+
+def fired_shapes(fired: Iterable[tuple[float, float, str]], layout: Mapping[str, Any]) -> list[dict]:
+    """Where an alert of the service fired, as Grafana marks alert annotations: a band just above
+    the plot for every alert (a colour per severity, the worst drawn last, on top), and the
+    whole height shaded while a page fired (an incident). An alert firing for days (a spent
+    budget) only colours the band, the lines stay readable."""
+    plot = layout.get("height", 300) - layout["margin"]["t"] - layout["margin"]["b"]
+    band = BAND_PIXELS / max(plot, 1)  # in the plot's height
+    shapes = []
+    for start, end, severity in fired:
+        span = {"type": "rect", "xref": "x", "yref": "paper", "x0": start * 1000, "x1": end * 1000,
+                "fillcolor": SEVERITY_COLORS.get(severity, "#9e9e9e"), "line": {"width": 0}}
+        shapes.append({**span, "y0": 1, "y1": 1 + band, "layer": "above"})
+        if severity == "page":
+            shapes.append({**span, "y0": 0, "y1": 1, "opacity": FIRED_OPACITY, "layer": "below"})
+    return shapes
 
 
 def bucket_rates(buckets: list[Series]) -> tuple[list[float], list[float], list[list[float | None]]]:

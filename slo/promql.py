@@ -571,6 +571,17 @@ def service_active(service: str, window: float) -> str:
     return f"sum by (version) (max_over_time({_of(service, names.OPERATIONS_ACTIVE)}[{duration(window)}]))"
 
 
+# --- dashboard: alerts ------------------------------------------------------------------------
+
+
+def fired_alerts(window: float, service: str | None = None) -> str:
+    """1 for each alert (of `service`, or of all) that fired within the last `window`: the ALERTS
+    series has a sample at each rule evaluation while the alert fires, so at a range query's
+    steps with the step as `window` no firing between two steps is missed."""
+    labels = {"service": service} if service is not None else {}
+    return f"max_over_time({alerts(state='firing', **labels)}[{duration(window)}])"
+
+
 # --- dashboard: canaries ----------------------------------------------------------------------
 
 

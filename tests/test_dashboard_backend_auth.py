@@ -257,18 +257,20 @@ def test_serve_gives_its_dashboard_the_engines_credentials(tmp_path, proxies):
         wait_until(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, timeout=30, what="the dashboard")
         alerts = post_callback(url, "..alerts-body.children...alerts-summary.children..",
                                [{"id": "alerts-severity", "property": "value", "value": []},
-                                {"id": "tick", "property": "n_intervals", "value": 0}],
+                                {"id": "tick", "property": "n_intervals", "value": 0},
+                                {"id": "range", "property": "value", "value": "24h"}],
                                [{"id": "url", "property": "search", "value": ""}])
-        assert ALERT in alerts and "401" not in alerts
+        assert ALERT in alerts and "401" not in alerts and "cannot be read" not in alerts
         service = post_callback(url, "..service-header.children...service-notices.children...service-body.style"
                                      "...service-charts.style...service-sli.figure...service-budget.figure"
                                      "...service-burn.figure...service-requests.figure...service-latency.figure"
                                      "...service-heatmap.figure...service-active.figure...service-tools.children"
-                                     "...service-alerts.children..",
+                                     "...service-alerts.children...service-fired.children..",
                                 [{"id": "url", "property": "pathname", "value": "/services/filesystem"},
                                  {"id": "url", "property": "search", "value": ""},
                                  {"id": "tick", "property": "n_intervals", "value": 0}])
         assert "filesystem" in service and "Cannot read" not in service and "401" not in service, service[:2000]
+        assert "cannot be read" not in service, service  # the alerts that fired, read with the credentials too
         assert alertmanager.refused == prometheus.refused == 0 and alertmanager.forwarded >= 1
     finally:
         process.send_signal(signal.SIGINT)

@@ -1,7 +1,9 @@
 """The dashboard in headless Chromium (dash[testing], Debian's chromium and chromium-driver)
 against the real stack with history: every page loads with no error in the browser's
 console and shows, for a known service, the numbers the engine's API gives; the stale
-banner appears when the engine stops; pages behind auth are refused without credentials.
+banner appears when the engine stops; pages behind auth are refused without credentials;
+on the regression demo's 30 days, every chart of every page covers the range picked (24h, 7d)
+and the alerts page lists the incidents that fired in it.
 
 Each page is photographed; with MCP_SLO_SCREENSHOTS=DIR set the pictures go to DIR (the
 README's are made with `MCP_SLO_SCREENSHOTS=docs/screenshots`), else to a temp dir."""
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import os
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,7 +23,9 @@ from dashboard.app import create_app
 from dashboard.auth import AuthConfig, hash_password
 from dashboard.canary_data import fmt_pct
 from dashboard.formatting import fmt_budget, fmt_objective, fmt_sli
+from dashboard.service_data import GRAPHS
 from dashboard.source import EngineSource
+from slo.engine.answers import parse_time
 from slo.engine.api import BackgroundServer
 from slo.engine.api import create_app as engine_api
 from slo.engine.backend import Backend, BackendOptions
@@ -173,3 +179,153 @@ def test_alerts_page_lists_what_prometheus_fires(dash_duo, regression_stack, sho
         assert name in body, (name, body)
     assert console_errors(dash_duo) == []
     dash_duo.driver.save_screenshot(str(shots / "alerts.png"))
+
+
+# --- every chart covers the range picked -----------------------------------------------------------
+
+SPANS = {"24h": 86400.0, "7d": 7 * 86400.0}
+COVERED = 0.9  # of the range, at least, between a chart's first and last data points
+
+# For every plotly graph on the page: its x axis's type and range, and the first and last x of
+# its data (a point with no y is no data; a heatmap's columns are; reference lines such as
+# objectives and thresholds, `"meta": "reference"`, are not), in milliseconds.
+CHARTS = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+  const ax = gd._fullLayout.xaxis;
+  let first = null, last = null;
+  for (const t of gd.data) {
+    if (t.meta === 'reference') continue;
+    (t.x || []).forEach((x, i) => {
+      if (x === null || x === undefined || (t.type !== 'heatmap' && (t.y || [])[i] === null)) return;
+      const at = ax.d2l(x);
+      first = first === null ? at : Math.min(first, at);
+      last = last === null ? at : Math.max(last, at);
+    });
+  }
+  return {id: (gd.closest('[id]') || {}).id || '', type: ax.type, axis: ax.range.map(ax.r2l),
+          first: first, last: last};
+});"""
+
+
+def charts(dash_duo) -> list[dict]:
+    return dash_duo.driver.execute_script(CHARTS)
+
+
+def drawn(dash_duo, span: float, count: int, what: str, own_axis: tuple[str, ...] = ()) -> list[dict]:
+    """The page's charts once `count` time charts are drawn over `span` seconds (a page draws
+    again when the shell's range arrives from the URL); `own_axis`: the ids of charts whose axis
+    is not the range (the canary's score over its life)."""
+    def ready():
+        found = charts(dash_duo)
+        timed = [c for c in found if c["type"] == "date"]
+        wrong = [c["id"] for c in timed if c["id"] not in own_axis
+                 and abs((c["axis"][1] - c["axis"][0]) / 1000 - span) > 0.01 * span]
+        assert len(timed) >= count and not wrong, f"{len(timed)} of {count} time charts, {wrong} on another range"
+        return (found,)  # truthy when there is no chart
+
+    return wait_until(ready, timeout=60, interval=0.5, what=f"the charts of {what}")[0]
+
+
+def assert_covered(chart: dict, wanted: float, where: str) -> None:
+    covered = (chart["last"] - chart["first"]) / 1000 if chart["first"] is not None else 0.0
+    assert covered >= COVERED * wanted, (
+        f"{where}: chart {chart['id'] or '?'} has data over {covered / 3600:.1f}h of {wanted / 3600:.1f}h")
+
+
+def shoot(dash_duo, shots: Path, name: str) -> None:
+    """A picture of the whole page, however long."""
+    height = dash_duo.driver.execute_script("return document.body.scrollHeight")
+    dash_duo.driver.set_window_size(1600, min(height + 100, 8000))
+    dash_duo.driver.save_screenshot(str(shots / f"{name}.png"))
+    dash_duo.driver.set_window_size(1600, 1000)
+
+
+@pytest.mark.parametrize("service", ["filesystem", "analytics"])
+def test_every_chart_of_the_service_page_covers_the_range(dash_duo, regression_stack, shots, service):
+    url = start(dash_duo, stack_app(regression_stack), "/healthz")
+    for range_, span in SPANS.items():
+        dash_duo.driver.get(f"{url}/services/{service}?range={range_}")
+        found = drawn(dash_duo, span, len(GRAPHS), f"{service}'s page over {range_}")
+        assert sorted(c["id"] for c in found) == sorted(f"service-{g}" for g in GRAPHS)
+        for chart in found:
+            assert_covered(chart, span, f"{service} over {range_}")
+        dash_duo.wait_for_contains_text("#service-fired", f"fired in the last {range_}", timeout=20)
+        assert console_errors(dash_duo) == []
+        shoot(dash_duo, shots, f"range-service-{service}-{range_}")
+
+
+def test_the_overview_draws_no_chart_to_cover(dash_duo, regression_stack, shots):
+    """The overview is the engine's latest evaluation, a table: whatever charts it ever draws
+    must cover the range too."""
+    url = start(dash_duo, stack_app(regression_stack), "/healthz")
+    for range_, span in SPANS.items():
+        dash_duo.driver.get(f"{url}/?range={range_}")
+        dash_duo.wait_for_element("table.overview tbody tr", timeout=20)
+        for chart in drawn(dash_duo, span, 0, f"the overview over {range_}"):
+            assert_covered(chart, span, f"the overview over {range_}")
+        assert console_errors(dash_duo) == []
+        shoot(dash_duo, shots, f"range-overview-{range_}")
+
+
+def test_the_canary_score_covers_the_canarys_life_within_the_range(dash_duo, regression_stack, shots):
+    stack = regression_stack
+    url = start(dash_duo, stack_app(stack), "/healthz")
+    for range_, span in SPANS.items():
+        dash_duo.driver.get(f"{url}/canaries?service=analytics&range={range_}")
+        dash_duo.wait_for_contains_text("#canaries-body", "Decision log", timeout=30)
+        decisions = httpx.get(f"{stack.engine_url}/api/v1/canaries/analytics", timeout=5).json()
+        found = drawn(dash_duo, span, 1, f"analytics' canaries over {range_}", own_axis=("canaries-score",))
+        # the latency distributions (one per canary, over its window) are the only charts not over time
+        assert sorted(c["type"] for c in found) == ["category"] * len(decisions) + ["date"]
+        born = min(parse_time(d["evaluated_at"]) - d["canary_age_seconds"] for d in decisions)
+        life = min(span, time.time() - born)  # a canary younger than the range: its whole life
+        score = next(c for c in found if c["id"] == "canaries-score")
+        assert_covered(score, life, f"analytics' canary score over {range_}")
+        # the decision log goes back as far: its oldest run began with the canary's first decision
+        since = [parse_time(t) for t in dash_duo.driver.execute_script(
+            "return Array.from(document.querySelectorAll('#canaries-body table.log tbody tr'))"
+            ".map(r => r.cells[1].textContent || r.cells[0].textContent)")]
+        assert min(since) - max(born, time.time() - span) <= (1 - COVERED) * life, since
+        assert console_errors(dash_duo) == []
+        shoot(dash_duo, shots, f"range-canaries-{range_}")
+
+
+def test_the_alerts_page_lists_the_incidents_of_the_range(dash_duo, regression_stack, shots):
+    stack = regression_stack
+    demo_start = float(stack.history.timestamps[-1])  # the history ends where the demo begins
+    url = start(dash_duo, stack_app(stack), "/healthz")
+    for range_, span in SPANS.items():
+        # what Prometheus holds: every alert that fired in the range (but its first minutes,
+        # which leave the range while the page loads)
+        query = f'count_over_time(ALERTS{{alertstate="firing"}}[{int(span) - 600}s])'
+        fired = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query},
+                          timeout=10).json()["data"]["result"]
+        dash_duo.driver.get(f"{url}/alerts?range={range_}")
+        dash_duo.wait_for_contains_text("#alerts-body", f"Fired in the last {range_}", timeout=30)
+        found = drawn(dash_duo, span, 1, f"the alerts over {range_}")
+        assert [c["id"] for c in found] == ["alerts-timeline"]
+        assert_covered(found[0], span, f"the alerts over {range_}")
+        rows = dash_duo.driver.execute_script(
+            "return Array.from(document.querySelectorAll('#alerts-body table.episodes tbody tr'))"
+            ".map(r => Array.from(r.cells).map(c => c.textContent))")
+        shown = {(r[1], r[2], r[4]) for r in rows}  # alert, service, tier / window
+        for series in fired:
+            labels = series["metric"]
+            tier = " / ".join(v for v in (labels.get("tier"), labels.get("window")) if v)
+            assert (labels["alertname"], labels["service"], tier) in shown, (labels, rows)
+        # the scenario's incidents in the history within the range, each on the page as an episode
+        # of its service starting while it lasted (the slow tiers alert hours late)
+        starts = [(r[2], parse_started(r[5])) for r in rows]
+        incidents = [i for i in stack.scenario.incidents if i.start < 0 and i.start + i.duration > -span]
+        assert incidents, f"no incident of the scenario's history in the last {range_}"
+        for incident in incidents:
+            began = demo_start + incident.start
+            assert any(service == incident.service and began - 60 <= at <= began + incident.duration + 6 * 3600
+                       for service, at in starts), (incident.name, rows)
+        assert console_errors(dash_duo) == []
+        shoot(dash_duo, shots, f"range-alerts-{range_}")
+
+
+def parse_started(text: str) -> float:
+    """The page's "2026-12-04 02:00" or "before 2026-11-30 01:15" (UTC) in Unix seconds."""
+    return datetime.strptime(text.removeprefix("before "), "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp()

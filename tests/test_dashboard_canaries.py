@@ -205,13 +205,26 @@ def test_the_score_figure_says_when_the_log_was_cut(monkeypatch):
     assert "last" not in canary_data.score_figure(history(), AT - 3 * 3600, AT)["layout"]["title"]["text"]
 
 
-def test_the_decision_log_is_newest_first_and_marks_verdict_changes():
-    log = canary_data.decision_log(history(), size=50)
-    assert len(log) == 30 and log[0]["evaluated_at"] == answers.rfc3339(AT - 600)
-    assert [r["evaluated_at"] for r in log] == sorted((r["evaluated_at"] for r in log), reverse=True)
-    changed = [(r["versions"], r["evaluated_at"]) for r in log if r["changed"]]
-    assert changed == [("v2 vs v1", answers.rfc3339(AT - 3 * 3600))]  # the first rollback; v3's first is no change
-    assert len(canary_data.decision_log(history(), size=5)) == 5
+def test_the_decision_log_is_newest_first_a_row_per_run_of_one_verdict():
+    log = canary_data.decision_log(history())
+    assert [(r["versions"], r["verdict"], r["count"], r["first_at"], r["evaluated_at"], r["scores"]) for r in log] == [
+        ("v2 vs v1", "rollback", 18, answers.rfc3339(AT - 3 * 3600), answers.rfc3339(AT - 600), "0"),
+        ("v3 vs v1", "inconclusive", 6, answers.rfc3339(AT - 3600), answers.rfc3339(AT - 600), "60"),
+        ("v2 vs v1", "inconclusive", 6, answers.rfc3339(AT - 4 * 3600), answers.rfc3339(AT - 3 * 3600 - 600), "40")]
+    # the first rollback is a change; v3's first run is no change
+    assert [r["changed"] for r in log] == [True, False, False]
+    scores = [logged(regressed(), AT - 60 * i, verdict="inconclusive", score=40 + i)
+              for i in range(3)][::-1]
+    assert canary_data.decision_log(scores)[0]["scores"] == "40–42" and canary_data.decision_log(scores)[0]["score"] == 40
+
+
+def test_the_score_chart_starts_at_the_canarys_first_traffic_within_the_range():
+    d = regressed()  # judged at AT, 7,000 s old
+    assert canary_data.chart_start([d], [], AT - 86400) == AT - 7000
+    assert canary_data.chart_start([d], [], AT - 3600) == AT - 3600  # older than the range: the range
+    older = [logged(d, AT - 20000, canary="v0")]  # a canary before this one, logged in the range
+    assert canary_data.chart_start([d], older, AT - 86400) == AT - 20000
+    assert canary_data.chart_start([], [], AT - 86400) == AT - 86400
 
 
 # --- the page, with fake sources ----------------------------------------------------------------
@@ -287,14 +300,19 @@ def test_a_selected_service_shows_its_evidence_latency_score_and_log():
     latency, score = graphs(content)
     assert [s["name"] for s in latency["data"]] == ["v1 (baseline, 20,000 requests)", "v2 (canary, 2,000 requests)"]
     assert [s["name"] for s in score["data"]] == ["v2 vs v1", "v3 vs v1"]
-    assert "Decision log, newest first" in shown and shown.count("v3 vs v1") >= 6
+    assert "Decision log, newest first: 30 decisions in this range" in shown and shown.count("v3 vs v1") == 2
+    assert score["layout"]["xaxis"]["range"][0] == canary_data.plot_time(AT - 4 * 3600)  # the log's first
 
 
-def test_a_long_log_shows_its_newest_fifty():
+def test_a_long_log_shows_its_newest_fifty_runs():
     d = regressed()
-    log = [logged(d, AT - 60 * i) for i in range(80)][::-1]
+    log = [logged(d, AT - 60 * i, verdict=("rollback", "inconclusive")[i % 2]) for i in range(80)][::-1]
     shown = texts(page.render(FakeSource([d], log), FakeMetrics(), "filesystem", "24h", now=AT))
-    assert "the last 50 of 80 in this range" in shown
+    assert "80 decisions in this range, a row per run of one verdict (the newest 50 of 80 runs)" in shown
+    same = [logged(d, AT - 60 * i) for i in range(80)][::-1]
+    shown = texts(page.render(FakeSource([d], same), FakeMetrics(), "filesystem", "24h", now=AT))
+    assert "80 decisions in this range, a row per run of one verdict" in shown and "newest 50" not in shown
+    assert '"children": "80"' in shown  # one row: 80 decisions
 
 
 def test_no_canary_explains_how_one_is_found():

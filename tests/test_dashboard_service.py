@@ -17,6 +17,7 @@ import pytest
 
 from dashboard import service_data as sd
 from dashboard.app import create_app
+from dashboard.colors import SEVERITY_COLORS
 from dashboard.pages import service as page
 from dashboard.prometheus import MAX_POINTS, Metrics
 from dashboard.source import EngineSource, SLOs, SourceError, Status, typed
@@ -203,6 +204,51 @@ def test_active_operations_per_version():
     assert [(t["name"], t["y"]) for t in traces] == [("v1", [7.0]), ("v2", [1.0])]
 
 
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def rects(figure: dict) -> list[dict]:
+    """The shaded spans of a figure."""
+    return [s for s in figure["layout"].get("shapes", []) if s["type"] == "rect"]
+
+
+def test_the_charts_mark_when_an_alert_fired_and_their_reference_lines():
+    tr = tr_of("6h")
+    metrics = full_metrics(tr)
+    answers = {name: metrics.range(expr, tr.start, tr.end) for name, expr in sd.chart_queries("filesystem", ROWS, tr).items()}
+    spans = [(NOW - 7200, NOW, "ticket"), (NOW - 3600, NOW - 3000, "page")]
+    figures = sd.figures(answers, ROWS, tr, spans)
+    for name, figure in figures.items():
+        # a band above the plot for each, the page's time shaded across the plot too
+        plot = figure["layout"].get("height", 300) - 80
+        assert [(s["x0"], s["x1"], s["y0"], s["y1"], s["fillcolor"]) for s in rects(figure)] == [
+            (ms(NOW - 7200), ms(NOW), 1, pytest.approx(1 + 6 / plot), SEVERITY_COLORS["ticket"]),
+            (ms(NOW - 3600), ms(NOW - 3000), 1, pytest.approx(1 + 6 / plot), SEVERITY_COLORS["page"]),
+            (ms(NOW - 3600), ms(NOW - 3000), 0, 1, SEVERITY_COLORS["page"])], name
+        assert all(s["xref"] == "x" and s["yref"] == "paper" for s in rects(figure))
+    assert figures["budget"]["layout"]["shapes"][-1]["y0"] == 0  # the exhausted line stays
+    assert sd.figures({}, ROWS, tr, spans)["sli"]["layout"].get("shapes") is None  # nothing drawn, nothing shaded
+    assert sd.figures(answers, ROWS, tr)["sli"]["layout"].get("shapes") is None
+    # lines that are not measurements say so (the objective, the tiers' thresholds, the latency SLO)
+    references = {name: [t["name"] for t in f["data"] if t.get("meta") == sd.REFERENCE] for name, f in figures.items()}
+    assert references["sli"] == ["objective availability"] and len(references["burn"]) == 4
+    assert references["latency"] == ["latency SLO: 95% within 100 ms"] and references["requests"] == []
+
+
+def test_the_page_says_when_no_alert_fired_or_the_history_cannot_be_read():
+    tr = tr_of("1h")
+    metrics = full_metrics(tr)
+    metrics.ranges[promql.fired_alerts(60, "filesystem")] = []
+    r = page.render(FakeSource(SLOS), metrics, "/services/filesystem", "?range=1h", now=NOW)
+    assert "No alert of filesystem fired in the last 1h" in texts(r.fired)
+    assert not any(rects(f) for f in r.figures.values())
+    metrics.ranges[promql.fired_alerts(60, "filesystem")] = SourceError("prometheus", "query failed: timeout")
+    r = page.render(FakeSource(SLOS), metrics, "/services/filesystem", "?range=1h", now=NOW)
+    assert "The alerts' history cannot be read: query failed: timeout" in texts(r.fired)
+    assert r.charts_style == page.CHARTS_STYLE and not any(rects(f) for f in r.figures.values())
+
+
 # --- tools and alerts ----------------------------------------------------------------------------
 
 
@@ -290,7 +336,7 @@ class FakeMetrics:
         self.ranges, self.instants, self._alerts = ranges, instants or {}, alerts
         self.asked: list[str] = []
 
-    def range(self, expr, start, end, max_points=MAX_POINTS):
+    def range(self, expr, start, end, max_points=MAX_POINTS, step=None):
         self.asked.append(expr)
         return self.ranges if isinstance(self.ranges, SourceError) else self.ranges.get(expr, [])
 
@@ -314,8 +360,18 @@ def full_metrics(tr: sd.TimeRange, service: str = "filesystem") -> FakeMetrics:
         q["latency"]: [({"quantile": "0.5"}, points(tr, 0.02, 0.03))],
         q["heatmap"]: [({"le": "0.1"}, points(tr, 3.0, 4.0)), ({"le": "+Inf"}, points(tr, 5.0, 5.0))],
         q["active"]: [({"version": "v1"}, points(tr, 2.0, 3.0))],
+        promql.fired_alerts(60, service): FIRED,
     }, {promql.tool_status_rates(sd.TOOL_WINDOW, service): status,
         promql.tool_bucket_rates(sd.TOOL_WINDOW, service): buckets}, ALERTS)
+
+
+# the page-fast alert fired from 07:00 to 07:10, the ticket from 06:00 and still fires
+FIRED = [({"alertname": "MCPSLOErrorBudgetBurn", "alertstate": "firing", "service": "filesystem",
+           "slo": "availability", "severity": "page", "tier": "page-fast", "window": "30d"},
+          [(NOW - 3600 + 60 * i, 1.0) for i in range(11)]),
+         ({"alertname": "MCPSLOErrorBudgetBurn", "alertstate": "firing", "service": "filesystem",
+           "slo": "availability", "severity": "ticket", "tier": "ticket-fast", "window": "30d"},
+          [(NOW - 7200 + 60 * i, 1.0) for i in range(122)])]
 
 
 def test_the_page_draws_the_engines_numbers_the_charts_the_tools_and_the_alerts():
@@ -333,7 +389,14 @@ def test_the_page_draws_the_engines_numbers_the_charts_the_tools_and_the_alerts(
     alerts = texts(r.alerts)
     assert "https://runbooks.example.com/availability" in alerts and "javascript" not in alerts
     assert "analytics" not in alerts
-    assert len(r.outputs()) == 4 + len(sd.GRAPHS) + 2
+    fired = texts(r.fired)
+    assert "Alerts that fired in the last 6h" in fired and "page-fast / 30d" in fired and "2027-01-15 07:00" in fired
+    assert '"children": "10m"' in fired and '"children": "firing"' in fired
+    assert '"href": "/alerts?range=6h&refresh=off"' in fired
+    marked = [(s["x0"], s["x1"], s["fillcolor"]) for s in rects(r.figures["sli"]) if s["y0"] == 1]
+    assert marked == [(ms(NOW - 7200), ms(NOW), SEVERITY_COLORS["ticket"]),
+                      (ms(NOW - 3600), ms(NOW - 3000), SEVERITY_COLORS["page"])]
+    assert len(r.outputs()) == 4 + len(sd.GRAPHS) + 3
 
 
 def test_an_unknown_service_says_so_and_asks_prometheus_nothing():
@@ -391,7 +454,7 @@ def test_the_callback_answers_through_dashs_protocol():
     out = dispatch(client, app, output, {"url.pathname": "/services/filesystem", "url.search": "",
                                          "tick.n_intervals": 1})
     assert set(out) == {"service-header", "service-notices", "service-body", "service-charts", "service-tools",
-                        "service-alerts", *(f"service-{g}" for g in sd.GRAPHS)}
+                        "service-alerts", "service-fired", *(f"service-{g}" for g in sd.GRAPHS)}
     assert out["service-burn"]["figure"]["data"][0]["name"] == "1h"
     assert "critical" in json.dumps(out["service-header"])
 

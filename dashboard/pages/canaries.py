@@ -1,6 +1,6 @@
 """The canaries page: every canary's verdict, and for the service in `?service=` the evidence
-side by side, the latency distributions, the score over the shell's time range and the
-decision log.
+side by side, the latency distributions, the score over the shell's time range (from the
+canary's first traffic when it is younger) and the decision log.
 
 The verdicts and the log come from the engine (the source's cache), the latency
 distributions from Prometheus (one instant query per canary). The selected service is in the
@@ -75,7 +75,10 @@ def render(data: Source, metrics: Metrics, service: str | None, range_: str | No
                           "in this time range follow."))
     for d in sorted(mine, key=lambda d: d.result.canary):
         out.append(canary_detail(d, metrics))
-    out.append(history(data.canary_history(service, since=start), service, start, now))
+    log = data.canary_history(service, since=start)
+    if not isinstance(log, SourceError):
+        start = canary_data.chart_start(mine, log, start)
+    out.append(history(log, service, start, now))
     return out
 
 
@@ -175,17 +178,20 @@ def history(log: Decisions | SourceError, service: str, start: float, end: float
     if not log:
         return html.Section([html.P(f"No decision about a canary of {service} in this time range.",
                                     className="muted")])
-    rows = canary_data.decision_log(log)
+    runs = canary_data.decision_log(log)
+    rows = runs[:canary_data.LOG_SIZE]
     table = html.Table(className="overview log", children=[
-        html.Thead(html.Tr([html.Th("Evaluated"), html.Th("Canary"), html.Th("Verdict"),
-                            html.Th("Score", className="num"), html.Th("Reason")])),
+        html.Thead(html.Tr([html.Th("Last evaluated"), html.Th("Since"), html.Th("Decisions", className="num"),
+                            html.Th("Canary"), html.Th("Verdict"), html.Th("Score", className="num"),
+                            html.Th("Reason (the last)")])),
         html.Tbody([html.Tr(style=CHANGED if r["changed"] else None, children=[
-            html.Td(r["evaluated_at"]), html.Td(r["versions"]), html.Td(chip(r["verdict"])),
-            html.Td(r["score"], className="num"), html.Td(r["reason"], style=WRAP)]) for r in rows]),
+            html.Td(r["evaluated_at"]), html.Td(r["first_at"] if r["count"] > 1 else ""),
+            html.Td(f"{r['count']:,}", className="num"), html.Td(r["versions"]), html.Td(chip(r["verdict"])),
+            html.Td(r["scores"], className="num"), html.Td(r["reason"], style=WRAP)]) for r in rows]),
     ])
     return html.Section([
-        dcc.Graph(figure=canary_data.score_figure(log, start, end), config=GRAPH_CONFIG),
-        html.H4(f"Decision log: the last {len(rows)} of {len(log):,} in this range, newest first"
-                if len(log) > len(rows) else "Decision log, newest first"),
+        dcc.Graph(id="canaries-score", figure=canary_data.score_figure(log, start, end), config=GRAPH_CONFIG),
+        html.H4(f"Decision log, newest first: {len(log):,} decisions in this range, a row per run of one verdict"
+                + (f" (the newest {len(rows)} of {len(runs):,} runs)" if len(runs) > len(rows) else "")),
         table,
     ])

@@ -1,7 +1,8 @@
 """A service's page: its SLOs (the engine's latest evaluation) in the header; the SLI against the
 objective, the error budget, burn rates against the alert tiers, requests by status, latency
-estimates, duration buckets and operations in flight over the shell's time range (Prometheus);
-its tools; its firing and pending alerts with their runbooks.
+estimates, duration buckets and operations in flight over the shell's time range (Prometheus),
+marked where an alert of the service fired; its tools; its firing and pending alerts with their
+runbooks, and the alerts that fired within the range.
 
 The URL holds the whole state: the service in the path (/services/<service>, as the overview's
 rows and the alerts' dashboard_url link to it), the shell's range and refresh in the query
@@ -18,8 +19,9 @@ from urllib.parse import unquote
 
 from dash import Input, Output, dcc, html
 
+from dashboard import alerts_data
 from dashboard import service_data as sd
-from dashboard.colors import STATUS_COLORS
+from dashboard.colors import SEVERITY_COLORS, STATUS_COLORS
 from dashboard.components import empty_state, no_services, notice
 from dashboard.formatting import NONE
 from dashboard.overview_data import STATUS_LABELS
@@ -34,6 +36,7 @@ HIDDEN, SHOWN = {"display": "none"}, {}
 CHARTS_STYLE = {"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minmax(34rem, 1fr))", "gap": ".5rem"}
 WIDE = {"burn", "heatmap"}  # charts across the whole width
 CARD = {"border": "1px solid #e0e0e0", "borderRadius": ".3rem", "padding": ".35rem .6rem", "fontSize": ".85rem"}
+EPISODES = 10  # the newest alert episodes listed here; the alerts page lists them all
 
 
 def layout(service: str | None = None, **_: Any) -> html.Div:
@@ -51,6 +54,7 @@ def layout(service: str | None = None, **_: Any) -> html.Div:
             html.Div(id="service-tools"),
             html.H3("Alerts"),
             html.Div(id="service-alerts"),
+            html.Div(id="service-fired"),
         ]),
     ])
 
@@ -71,11 +75,13 @@ class Rendered(NamedTuple):
     figures: dict | None = None  # chart -> figure, every one of sd.GRAPHS
     tools: Any = None
     alerts: Any = None
+    fired: Any = None  # the alerts that fired within the range
 
     def outputs(self) -> tuple:
         figures = self.figures or {}
         return (self.header, self.notices, self.body_style, self.charts_style,
-                *(figures.get(g, {"data": [], "layout": {}}) for g in sd.GRAPHS), self.tools, self.alerts)
+                *(figures.get(g, {"data": [], "layout": {}}) for g in sd.GRAPHS), self.tools, self.alerts,
+                self.fired)
 
 
 def render(data: Source, metrics: Metrics, pathname: str | None, search: str | None,
@@ -117,15 +123,18 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     tools = sd.tool_table(metrics.instant(promql.tool_status_rates(sd.TOOL_WINDOW, service)),
                           metrics.instant(promql.tool_bucket_rates(sd.TOOL_WINDOW, service)), rows)
     alerts = sd.service_alerts(metrics.alerts(), service, now)
-    return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr), tool_table(tools),
-                    alert_list(alerts, service))
+    fired = alerts_data.read_episodes(metrics, tr.start, now, service)
+    spans = [] if isinstance(fired, SourceError) else alerts_data.spans(fired, now)
+    return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr, spans), tool_table(tools),
+                    alert_list(alerts, service), fired_list(fired, service, tr.name, search))
 
 
 def register_callbacks(app, data: Source, metrics: Metrics) -> None:
     outputs = [Output("service-header", "children"), Output("service-notices", "children"),
                Output("service-body", "style"), Output("service-charts", "style"),
                *(Output(f"service-{g}", "figure") for g in sd.GRAPHS),
-               Output("service-tools", "children"), Output("service-alerts", "children")]
+               Output("service-tools", "children"), Output("service-alerts", "children"),
+               Output("service-fired", "children")]
 
     @app.callback(*outputs, Input("url", "pathname"), Input("url", "search"), Input("tick", "n_intervals"))
     def on_page(pathname, search, _tick):
@@ -203,3 +212,25 @@ def alert_list(alerts: list[dict] | SourceError, service: str) -> Any:
                 if a["runbook"] else NONE),
     ]) for a in alerts]
     return html.Table(className="overview", children=[html.Thead(head), html.Tbody(body)])
+
+
+def fired_list(fired: list[dict] | SourceError, service: str, range_: str, search: str | None) -> Any:
+    """The service's alert episodes within the range, newest first: the first EPISODES, and a
+    link to the alerts page for the rest."""
+    title = html.H3(f"Alerts that fired in the last {range_}")
+    if isinstance(fired, SourceError):
+        return [title, notice(f"The alerts' history cannot be read: {fired.message}")]
+    if not fired:
+        return [title, html.P(f"No alert of {service} fired in the last {range_}.", className="muted")]
+    head = html.Tr([html.Th(h) for h in ("Severity", "Alert", "SLO", "Tier / window", "Started (UTC)", "Ended",
+                                         "Duration")])
+    body = [html.Tr(className="firing" if e["end"] is None else None, children=[
+        html.Td(html.Span(e["severity"] or "none", className="chip",
+                          style={"background": SEVERITY_COLORS.get(e["severity"], "#9e9e9e")})),
+        html.Td(e["alertname"]), html.Td(e["slo"]), html.Td(e["tier"]), html.Td(e["start_text"]),
+        html.Td(e["end_text"]), html.Td(e["duration_text"], className="num"),
+    ]) for e in fired[:EPISODES]]
+    more = f"The newest {EPISODES} of {len(fired):,}; the rest on " if len(fired) > EPISODES else "Every service's on "
+    link = dcc.Link("the alerts page", href="/alerts" + shell_search(search))
+    return [title, html.Table(className="overview fired", children=[html.Thead(head), html.Tbody(body)]),
+            html.P(["Marked above the charts (pages shaded across them). ", more, link, "."], className="muted")]
