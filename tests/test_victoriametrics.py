@@ -107,7 +107,9 @@ def test_victoriametrics_and_prometheus_agree(data, prometheus_url, victoria_url
         assert v["sli"] == pytest.approx(p["sli"], rel=1e-3), key
         assert v["error_budget_remaining"] == pytest.approx(p["error_budget_remaining"], rel=1e-2, abs=1e-3), key
         for window in LONG_WINDOWS:
-            assert v["burn_rates"][window] == pytest.approx(p["burn_rates"][window], rel=1e-2), (key, window)
+            # Prometheus extrapolates rates to the window's edges, VictoriaMetrics does not: a
+            # step's worth of events apart, 1% of write_file's ~100 errors a day (0.1%)
+            assert v["burn_rates"][window] == pytest.approx(p["burn_rates"][window], rel=2e-2), (key, window)
         if key[1] is None:  # service level: both match the generated counts themselves
             objective = next(o for o in SPEC.objectives_for(key[0]) if o.name == key[2])
             exact = truth(past, key[0], objective, at, objective.window_seconds)
