@@ -284,12 +284,18 @@ def _rate(ms: np.ndarray, values: np.ndarray, at: np.ndarray, window_ms: int) ->
 # --- averages over recorded samples --------------------------------------------------------
 
 
+def _running(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running sums and counts of the present (non-NaN) values, from 0: the sum or count of
+    values[i:j] is sums[j] - sums[i]."""
+    present = ~np.isnan(values)
+    return (np.concatenate([[0.0], np.cumsum(np.where(present, values, 0.0))]),
+            np.concatenate([[0], np.cumsum(present)]))
+
+
 def _average(values: np.ndarray, steps: int) -> np.ndarray:
     """avg_over_time(x[steps * INTERVAL]) at each instant of the 1m grid: the samples in
     [t - window, t], both ends included (steps + 1 of them where all exist)."""
-    present = ~np.isnan(values)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(present, values, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(present)])
+    sums, counts = _running(values)
     i = np.arange(len(values))
     lo = np.maximum(i - steps, 0)
     n = counts[i + 1] - counts[lo]
@@ -299,9 +305,7 @@ def _average(values: np.ndarray, steps: int) -> np.ndarray:
 
 def _average_at(values: np.ndarray, at: np.ndarray, when: np.ndarray, window: int) -> np.ndarray:
     """avg_over_time(x[window]) at the instants `when`, of the samples of x at `at`."""
-    present = ~np.isnan(values)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(present, values, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(present)])
+    sums, counts = _running(values)
     lo = np.searchsorted(at, when - window * 1000, side="left")
     hi = np.searchsorted(at, when, side="right")
     n = counts[hi] - counts[lo]
@@ -314,9 +318,7 @@ def _long_window(hourly: np.ndarray, hourly_at: np.ndarray, rate1h: np.ndarray |
     """promql.long_window_rate at each instant: the hourly samples in the window times an
     hour, plus the time since the last hourly sample at the current 1h rate, minus the
     same span of the oldest hour; the parts that exist, over the whole window."""
-    present = ~np.isnan(hourly)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(present, hourly, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(present)])
+    sums, counts = _running(hourly)
     hi = np.searchsorted(hourly_at, at, side="right")  # hourly samples at or before t
     lo = np.searchsorted(hourly_at, at - window * 1000, side="left")
     n_hours = counts[hi] - counts[lo]
