@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from demo.stack import StackConfig, start_stack
+from slo.canary.collect import AGE_STEPS
 from slo.engine.answers import parse_time
 from slo.engine.scheduler import HISTORY_STEP
 from tests import binaries
@@ -58,8 +59,14 @@ def test_the_healthy_canaries_are_promoted_on_the_first_tick(healthy_stack):
         assert d["verdict"] == "promote", d
         live = [d for d in healthy_stack.engine.store.canary_history(service)
                 if d.evaluated_at >= healthy_stack.engine.health.started_at]
-        first = live[0].result  # the engine's first tick (the decisions before it are its past, judged)
-        assert first.verdict == "promote" and first.canary_age_seconds <= 12 * 3600 + 120, first
+        first = live[0]  # the engine's first tick (the decisions before it are its past, judged)
+        # Its age: from the canary's first sample (one history step before its first calls) to
+        # that tick, measured at the age query's resolution (max_lookback / AGE_STEPS, rounded older).
+        steps = healthy_stack.history.timestamps
+        since_born = first.evaluated_at - born(healthy_stack)
+        assert first.result.verdict == "promote", first
+        assert since_born - 1 <= first.result.canary_age_seconds <= since_born + float(steps[-1] - steps[-2]) \
+            + 24 * 3600 / AGE_STEPS + 1, (first, since_born)
         errors = next(m for m in d["metrics"] if m["name"] == "errors" and m["tool"] is None)
         assert errors["sequential"]["planned_information"] >= 1 and errors["rejected_by"] is None
     gate = httpx.get(f"{healthy_stack.engine_url}/api/v1/gate/filesystem", timeout=5)
