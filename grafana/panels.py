@@ -15,6 +15,7 @@ from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models import common, dashboard as models, heatmap as heatmap_models
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from collector import names
 from slo import promql
 
 DATASOURCE_VARIABLE = "datasource"
@@ -43,12 +44,20 @@ def _targets(queries: Sequence[Query]) -> list[prometheus.Dataquery]:
     for i, q in enumerate(queries):
         t = prometheus.Dataquery().expr(q.expr).ref_id(chr(ord("A") + i)).legend_format(q.legend or "__auto")
         t = t.instant() if q.instant else t.range()
+        if not q.instant and _reads_durations(q.expr):
+            t = t.exemplar(True)
         if q.table:
             t = t.format(PromQueryFormat.TABLE)
         elif q.heatmap:
             t = t.format(PromQueryFormat.HEATMAP)
         out.append(t)
     return out
+
+
+def _reads_durations(expr: str) -> bool:
+    """Whether `expr` reads the duration histogram's buckets (a latency quantile, a heatmap): the
+    series the exporter attaches exemplars (trace ids) to, so Grafana marks them on the panel."""
+    return f"{names.OPERATION_DURATION}_bucket" in expr
 
 
 def _common(panel, title: str, description: str, queries: Sequence[Query], width: int, height: int):

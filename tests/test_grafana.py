@@ -203,6 +203,20 @@ def test_the_dashboards_link_to_each_other_by_uid_and_to_the_app(boards):
     assert any(url.startswith(f"/d/{frame.DETAIL}?var-service=") for url in row_links)
 
 
+# the panels drawn from the duration histogram, whose buckets carry the requests' trace ids
+LATENCY_PANELS = {frame.OPERATIONS: {"Duration quantiles by service", "Duration buckets"},
+                  frame.CANARY: {"Latency quantiles"}}
+
+
+def test_the_latency_panels_and_only_they_ask_for_exemplars(boards):
+    for uid, board in boards.items():
+        latency = LATENCY_PANELS.get(uid, set())
+        assert latency <= {p["title"] for p in panels(board)}, uid
+        for p in panels(board):
+            asked = [t.get("exemplar", False) for t in p.get("targets", [])]
+            assert asked == [p["title"] in latency] * len(asked), (uid, p["title"], asked)
+
+
 def burn_panels(board: dict) -> dict[str, dict]:
     return {p["title"]: p for p in panels(board) if "x over" in p["title"]}
 
