@@ -15,8 +15,9 @@ from typing import Any
 
 import anyio
 
-from collector import classify, names
+from collector import classify, names, semconv
 from collector.metrics import Recorder, method_label
+from collector.tracecontext import active_span_reader, trace_of
 
 # How long a cancelled request waits for its notifications/cancelled (which
 # carries the reason) before it is counted as a plain cancellation.
@@ -33,6 +34,17 @@ def _connection_key(ctx: Any, request_id: Any) -> tuple[int, Any]:
     # ServerSession is built per request; the connection behind it is what a
     # request id is unique within.
     return id(getattr(ctx.session, "_connection", ctx.session)), request_id
+
+
+def _error_of(exc: BaseException) -> object:
+    """error.type of a handler's exception: its JSON-RPC code, else its class."""
+    code = getattr(getattr(exc, "error", None), "code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, TimeoutError):
+        return None  # error.type "timeout"
+    kind = type(exc)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _is_tool_error(result: Any) -> bool:
@@ -52,6 +64,10 @@ class MetricsMiddleware:
         self._reasons: OrderedDict[tuple[int, Any], str] = OrderedDict()
         # (connection, request id) -> set when that request's notifications/cancelled arrives
         self._waiting: dict[tuple[int, Any], anyio.Event] = {}
+        # The trace of a request without a traceparent: the active OpenTelemetry span's.
+        self._active_trace = active_span_reader()
+        # mcp.protocol.version is read only when the semantic conventions are recorded.
+        self._protocol = recorder.metrics != semconv.MCP_SLO
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.request_id is None:
@@ -61,25 +77,34 @@ class MetricsMiddleware:
 
         rec = self.recorder
         method = method_label(ctx.method)
-        name = _tool_name(ctx.params) if method == "tools/call" else None
+        params = ctx.params
+        name = _tool_name(params) if method == "tools/call" else None
+        trace = trace_of(params)
+        if trace is None and self._active_trace is not None:
+            trace = self._active_trace()
+        protocol = semconv.protocol_version(getattr(ctx, "protocol_version", None)) if self._protocol else None
         started = rec.begin()
         try:
             result = await call_next(ctx)
         except anyio.get_cancelled_exc_class() as exc:
             status, waited = await self._cancel_status(_connection_key(ctx, ctx.request_id), str(exc))
-            rec.end(method, rec.tool_label(method, name), status, started + waited)
+            rec.end(method, rec.tool_label(method, name), status, started + waited, None, trace, protocol)
             raise
         except BaseException as exc:
-            rec.end(method, rec.tool_label(method, name), classify.exception_status(exc), started)
+            rec.end(method, rec.tool_label(method, name), classify.exception_status(exc), started,
+                    _error_of(exc), trace, protocol)
             raise
         if method == "tools/call":
-            failed = _is_tool_error(result)
-            rec.end(method, rec.tool_label(method, name, succeeded=not failed),
-                    names.ERROR if failed else names.SUCCESS, started)
+            if _is_tool_error(result):
+                rec.end(method, rec.tool_label(method, name), names.ERROR, started,
+                        semconv.TOOL_ERROR, trace, protocol)
+            else:
+                rec.end(method, rec.tool_label(method, name, succeeded=True), names.SUCCESS, started,
+                        None, trace, protocol)
         else:
             if method == "tools/list":
                 rec.tools.learn_from_list_result(result if isinstance(result, dict) else _dump(result))
-            rec.end(method, "", names.SUCCESS, started)
+            rec.end(method, "", names.SUCCESS, started, None, trace, protocol)
         return result
 
     async def _cancel_status(self, key: tuple[int, Any], message: str) -> tuple[str, float]:

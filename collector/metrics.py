@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.samples import Exemplar
 
-from collector import names
+from collector import names, semconv
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,11 @@ class Recorder:
     objects directly (bucket found by bisection). /metrics is therefore always
     exact. In multiprocess mode, where values live in files other processes
     read, `end()` records at once through the public methods.
+
+    `metrics` says which histograms a finished operation goes to: mcp-slo's
+    families, the semantic conventions' (collector.semconv_prometheus), or
+    both; `observers` (the OTLP push) get every finished operation at flush
+    time too. A request's trace becomes its bucket's exemplar in both histograms.
     """
 
     def __init__(
@@ -220,10 +226,18 @@ class Recorder:
         max_tools: int = names.DEFAULT_MAX_TOOLS,
         tools: Iterable[str] = (),
         tool_lookup: Callable[[str], bool] | None = None,
+        metrics: str = semconv.MCP_SLO,
+        transport: str | None = None,
     ):
+        if metrics not in semconv.METRICS_CHOICES:
+            raise ValueError(f"metrics must be one of {', '.join(semconv.METRICS_CHOICES)}; got {metrics!r}")
         self.service = service
         self.version = version
-        self.families = families(registry, buckets)
+        self.metrics = metrics
+        self.transport = transport  # network.transport, when the adapter knows it
+        # With metrics="otel" mcp-slo's families live in a registry of their own that
+        # nobody scrapes (the recorder still counts there: one code path).
+        self.families = families(registry if metrics != semconv.OTEL else CollectorRegistry(), buckets)
         self.tools = ToolNames(max_tools, tools, tool_lookup)
         self._bounds = self.families.buckets
         active = self.families.active.labels(service, version)
@@ -242,10 +256,25 @@ class Recorder:
         # direct value adds, or the public methods in multiprocess mode
         self._children: dict[tuple[str, str, str], tuple] = {}
         self._lock = threading.Lock()
-        # finished operations not yet folded in: (method, tool, status, seconds);
-        # a deque because appends and pops from different threads are atomic
-        self._done: deque[tuple[str, str, str, float]] = deque()
+        # finished operations not yet folded in: (method, tool, status, seconds, error,
+        # trace); a deque because appends and pops from different threads are atomic
+        self._done: deque[tuple] = deque()
         self.families.recorders.append(self)
+        # Called with every finished, not cancelled, operation when it is folded in:
+        # (method, tool, status, seconds, error, trace, protocol version).
+        self.observers: list[Callable[..., None]] = []
+        self.otlp = None  # the collector.otlp.OtlpPush, when one pushes this recorder's operations
+        # (method, tool, status, error, protocol) -> semconv attributes, made once
+        self._attributes: dict[tuple, dict[str, str]] = {}
+        self._semconv = None
+        if metrics != semconv.MCP_SLO:
+            from collector.semconv_prometheus import semconv_histogram
+
+            self._semconv = semconv_histogram(registry)
+            self._semconv.resources[(service, version)] = None
+            self._semconv.recorders.append(self)
+            self._semconv_series: dict[tuple, object] = {}
+            self.observers.append(self._observe_semconv)
 
     def begin(self) -> float:
         if self._direct:
@@ -255,18 +284,25 @@ class Recorder:
             self._active.inc()
         return time.perf_counter()
 
-    def end(self, method: str, tool: str, status: str, started: float) -> None:
+    def end(self, method: str, tool: str, status: str, started: float, error: object = None,
+            trace: tuple[str, str] | None = None, protocol: str | None = None) -> None:
         """Count one finished operation. `method` and `tool` must already be labels
-        (see `method_label` and `ToolNames.label`); `status` one of names.STATUSES."""
+        (see `method_label` and `ToolNames.label`); `status` one of names.STATUSES.
+
+        The rest is for the semantic conventions and exemplars, None when unknown:
+        `error` the JSON-RPC error code (int) or error.type (str) of a failure,
+        `trace` the request's (trace_id, span_id), `protocol` the MCP protocol version."""
         if status not in _STATUSES:  # here, not at scrape time, where it would break /metrics
             raise ValueError(f"unknown status {status!r}")
+        if trace is not None:
+            trace = (trace[0], trace[1], time.time())  # the exemplar's timestamp
         if self._direct:
-            self._done.append((method, tool, status, time.perf_counter() - started))
+            self._done.append((method, tool, status, time.perf_counter() - started, error, trace, protocol))
             self._in_flight[0] -= 1
             if len(self._done) >= FLUSH_EVERY:
                 self.flush()
         else:
-            self._record(method, tool, status, time.perf_counter() - started)
+            self._record(method, tool, status, time.perf_counter() - started, error, trace, protocol)
             self._active.dec()
 
     def flush(self) -> None:
@@ -274,22 +310,52 @@ class Recorder:
         done = self._done
         while True:
             try:
-                method, tool, status, elapsed = done.popleft()
+                item = done.popleft()
             except IndexError:
                 return
-            self._record(method, tool, status, elapsed)
+            self._record(*item)
 
-    def _record(self, method: str, tool: str, status: str, elapsed: float) -> None:
+    def _record(self, method: str, tool: str, status: str, elapsed: float, error: object,
+                trace: tuple | None, protocol: str | None) -> None:
         children = self._children.get((method, tool, status))
         if children is None:
             children = self._make_children((method, tool, status))
-        count, observe, bucket_adds = children
+        count, observe, bucket_adds, bucket_values = children
         count(1.0)
-        if observe is not None:
+        if observe is None:
+            return  # cancelled: not observed
+        exemplar = None if trace is None else Exemplar({"trace_id": trace[0], "span_id": trace[1]}, elapsed, trace[2])
+        if bucket_adds is not None:
             observe(elapsed)
-            if bucket_adds is not None:
-                # the first bound >= elapsed; past the last bound it is the +Inf bucket
-                bucket_adds[bisect_left(self._bounds, elapsed)](1.0)
+            # the first bound >= elapsed; past the last bound it is the +Inf bucket
+            i = bisect_left(self._bounds, elapsed)
+            bucket_adds[i](1.0)
+            if exemplar is not None:
+                bucket_values[i].set_exemplar(exemplar)
+        else:
+            observe(elapsed, exemplar)
+        for observer in self.observers:
+            observer(method, tool, status, elapsed, error, trace, protocol)
+
+    def semconv_attributes(self, method: str, tool: str, status: str, error: object,
+                           protocol: str | None) -> dict[str, str]:
+        """The semantic-convention attributes of an operation (cached: a few distinct sets)."""
+        key = (method, tool, status, error, protocol)
+        found = self._attributes.get(key)
+        if found is None:
+            found = semconv.attributes(method, tool, status, error, protocol, self.transport)
+            if len(self._attributes) < 10_000:  # bounded by the labels; a guard all the same
+                self._attributes[key] = found
+        return found
+
+    def _observe_semconv(self, method: str, tool: str, status: str, elapsed: float, error: object,
+                         trace: tuple | None, protocol: str | None) -> None:
+        key = (method, tool, status, error, protocol)
+        series = self._semconv_series.get(key)
+        if series is None:
+            series = self._semconv.series(self.semconv_attributes(method, tool, status, error, protocol))
+            self._semconv_series[key] = series
+        self._semconv.observe(series, elapsed, trace)
 
     def _make_children(self, key: tuple[str, str, str]) -> tuple:
         method, tool, status = key
@@ -306,9 +372,10 @@ class Recorder:
                     counter._value.inc,
                     None if histogram is None else histogram._sum.inc,
                     None if histogram is None else tuple(b.inc for b in histogram._buckets),
+                    None if histogram is None else tuple(histogram._buckets),
                 )
             else:
-                children = (counter.inc, None if histogram is None else histogram.observe, None)
+                children = (counter.inc, None if histogram is None else histogram.observe, None, None)
             self._children[key] = children
             return children
 

@@ -18,7 +18,7 @@ from functools import partial
 
 import anyio
 
-from collector import names
+from collector import names, semconv
 from collector.command import OK, CommandError, host_port, parse_host_port
 from collector.exposition import start_metrics_server
 from collector.metrics import Recorder, resolve_identity
@@ -57,6 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stdio: when the server exits by itself, keep /metrics up this long so the last counts can be "
              "scraped; SIGTERM or SIGINT ends it early (default: %(default)g)",
     )
+    parser.add_argument(
+        "--metrics", default=semconv.MCP_SLO, choices=semconv.METRICS_CHOICES,
+        help="which metrics /metrics serves: mcp-slo's, OpenTelemetry's semantic conventions "
+             f"({semconv.PROMETHEUS_DURATION}), or both (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--otlp", action="store_true",
+        help="also push the semantic-convention histogram over OTLP/HTTP, configured by OTEL_EXPORTER_OTLP_ENDPOINT, "
+             "OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES (needs pip install 'mcp-slo[otel]')",
+    )
     parser.add_argument("--upstream", metavar="URL", help="streamable HTTP: the upstream MCP endpoint")
     parser.add_argument("--listen", metavar="HOST:PORT", help="streamable HTTP: where the proxy listens, e.g. 127.0.0.1:8080 or [::1]:8080")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, metavar="BYTES",
@@ -94,7 +104,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"{exc} (or pass --service)") from None
 
-    tracker = Tracker(Recorder(service, version, max_tools=args.max_tools), request_timeout=args.request_timeout)
+    recorder = Recorder(service, version, max_tools=args.max_tools, metrics=args.metrics,
+                        transport=semconv.PIPE if command else semconv.TCP)
+    if args.otlp:
+        from collector.otlp import OtlpPush  # raises CommandError naming the extra when it is missing
+
+        OtlpPush(recorder)
+    tracker = Tracker(recorder, request_timeout=args.request_timeout)
     try:
         server, _ = start_metrics_server(args.metrics_port, args.metrics_addr)
     except OSError as exc:

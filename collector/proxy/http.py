@@ -370,7 +370,7 @@ class _Exchange:
             logger.warning("a POST body is not JSON (%d bytes); relaying it unchanged, not counted", len(body))
             return
         self.batch = isinstance(parsed, list)
-        self.keys = self.tracker.from_client(parsed, self.session)
+        self.keys = self.tracker.from_client(parsed, self.session, _header(self.headers, b"mcp-protocol-version"))
 
     def _remaining(self) -> float:
         """Seconds until this POST's first pending request times out (inf: none can)."""

@@ -41,8 +41,9 @@ from collections.abc import Callable, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from collector import classify, names
+from collector import classify, names, semconv
 from collector.metrics import Recorder, method_label
+from collector.tracecontext import Trace, trace_of
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,11 @@ def _progress_token(params: object) -> object:
     return token if is_request_id(token) else None
 
 
+def _integer(code: object) -> int | None:
+    """A JSON-RPC error code for error.type: an integer, else unknown."""
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 @dataclass
 class _Pending:
     method: str  # already a label
@@ -144,6 +150,8 @@ class _Pending:
     started: float  # Recorder.begin()
     deadline: float  # on the tracker's clock; inf for long-lived requests
     progress_token: object = None
+    trace: Trace | None = None  # params._meta.traceparent, for exemplars
+    protocol: str | None = None  # mcp.protocol.version, when the semantic conventions are recorded
 
 
 class Tracker:
@@ -173,6 +181,10 @@ class Tracker:
         self._progress: dict[Key, Key] = {}
         # Requests the proxy answered itself on timeout: their late responses are dropped.
         self._abandoned: OrderedDict[Key, None] = OrderedDict()
+        # The protocol version the last initialize negotiated (stdio: the connection's;
+        # HTTP requests carry theirs in the MCP-Protocol-Version header).
+        self._semconv = recorder.metrics != semconv.MCP_SLO
+        self.negotiated: str | None = None
         self.timeouts = RepeatedWarning(
             f"requests timed out (no answer within {request_timeout:g}s; the proxy answered them with error "
             f"{REQUEST_TIMEOUT})", clock=clock,
@@ -180,13 +192,13 @@ class Tracker:
 
     # -- messages -------------------------------------------------------------
 
-    def from_client(self, parsed: object, scope: Hashable = None) -> list[Key]:
+    def from_client(self, parsed: object, scope: Hashable = None, protocol: str | None = None) -> list[Key]:
         """Account a parsed message (or batch) the client sent; returns the keys
-        of the requests it opened."""
+        of the requests it opened. `protocol`: the request's MCP-Protocol-Version header."""
         opened = []
         for msg in messages(parsed):
             if is_request(msg):
-                opened.append(self._open(msg, scope))
+                opened.append(self._open(msg, scope, protocol))
             elif msg.get("method") == "notifications/cancelled" and "id" not in msg:
                 params = msg.get("params")
                 if isinstance(params, dict) and is_request_id(params.get("requestId")):
@@ -219,7 +231,7 @@ class Tracker:
                 forward = True  # unknown id, or a request already counted as cancelled
                 continue
             forward = True
-            self._end(pending, self._status_of(pending, msg))
+            self._end(pending, *self._status_of(pending, msg))
         return forward or not seen
 
     # -- outcomes decided by the transport ---------------------------------
@@ -267,7 +279,7 @@ class Tracker:
         the connection ended before they were answered (`error`), or an error
         with this JSON-RPC `code` answered them without naming their id."""
         status = names.ERROR if code is None else classify.error_status(code)
-        return self._close(list(self._pending) if keys is None else keys, status)
+        return self._close(list(self._pending) if keys is None else keys, status, _integer(code))
 
     def is_pending(self, key: Key) -> bool:
         return key in self._pending
@@ -282,7 +294,7 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------
 
-    def _open(self, msg: dict[str, Any], scope: Hashable) -> Key:
+    def _open(self, msg: dict[str, Any], scope: Hashable, protocol: str | None = None) -> Key:
         key = (scope, msg["id"])
         method = method_label(msg["method"])
         params = msg.get("params")
@@ -296,7 +308,9 @@ class Tracker:
             self._end(earlier, names.CANCELLED)
         long_lived = msg["method"] in LONG_LIVED_METHODS
         deadline = math.inf if long_lived else self.clock() + self.request_timeout
-        pending = _Pending(method, tool, self.recorder.begin(), deadline, _progress_token(params))
+        pending = _Pending(method, tool, self.recorder.begin(), deadline, _progress_token(params), trace_of(params))
+        if self._semconv:
+            pending.protocol = semconv.protocol_version(protocol) or self.negotiated
         self._pending[key] = pending
         if not long_lived:
             self._deadlines[key] = None
@@ -322,26 +336,32 @@ class Tracker:
                 self._progress.pop((key[0], pending.progress_token), None)
         return pending
 
-    def _status_of(self, pending: _Pending, msg: dict[str, Any]) -> str:
+    def _status_of(self, pending: _Pending, msg: dict[str, Any]) -> tuple[str, object]:
+        """The status of a response, and what error.type needs: the error code, or a tool error."""
         if "error" in msg:
             error = msg["error"]
-            return classify.error_status(error.get("code") if isinstance(error, dict) else None)
+            code = error.get("code") if isinstance(error, dict) else None
+            return classify.error_status(code), _integer(code)
         result = msg.get("result")
         status = classify.result_status(pending.method, result)
-        if pending.method == "tools/list" and status == names.SUCCESS:
-            self.recorder.tools.learn_from_list_result(result)
-        return status
+        if status == names.SUCCESS:
+            if pending.method == "tools/list":
+                self.recorder.tools.learn_from_list_result(result)
+            elif pending.method == "initialize" and self._semconv and isinstance(result, dict):
+                self.negotiated = semconv.protocol_version(result.get("protocolVersion")) or self.negotiated
+            return status, None
+        return status, semconv.TOOL_ERROR
 
-    def _close(self, keys: Iterable[Key], status: str) -> list[Key]:
+    def _close(self, keys: Iterable[Key], status: str, error: object = None) -> list[Key]:
         closed = []
         for key in keys:
             pending = self._take(key)
             if pending is not None:
-                self._end(pending, status)
+                self._end(pending, status, error)
                 closed.append(key)
         return closed
 
-    def _end(self, pending: _Pending, status: str) -> None:
+    def _end(self, pending: _Pending, status: str, error: object = None) -> None:
         rec = self.recorder
         tool = rec.tool_label(pending.method, pending.tool, succeeded=status == names.SUCCESS)
-        rec.end(pending.method, tool, status, pending.started)
+        rec.end(pending.method, tool, status, pending.started, error, pending.trace, pending.protocol)
