@@ -93,11 +93,11 @@ def objective_rules(p: Plan) -> list[dict]:
     rules = []
     for po in p.objectives:
         o = po.objective
-        rules.append(_record(promql.OBJECTIVE, promql.objective(po.scope, o.objective), slo=o.name))
+        rules.append(_record(promql.OBJECTIVE, promql.objective(po.scope, o.objective, p.schema), slo=o.name))
         info = {"slo": o.name, "kind": o.kind, "window": promql.duration(o.window_seconds)}
         if o.threshold is not None:
             info["threshold"] = promql.le(o.threshold)
-        rules.append(_record(promql.INFO, promql.discovered(po.scope), **info))
+        rules.append(_record(promql.INFO, promql.discovered(po.scope, p.schema), **info))
     rules.append(_record(promql.ERROR_BUDGET, promql.error_budget()))
     return rules
 
@@ -186,7 +186,7 @@ def alert_rules(spec: Spec, p: Plan) -> list[dict]:
     for service in p.services:
         rules.append({
             "alert": ABSENT_ALERT,
-            "expr": promql.absent_data(service),
+            "expr": promql.absent_data(service, p.schema),
             "for": a.absent_for,
             "labels": {"severity": "ticket", **extra},
             "annotations": {

@@ -11,7 +11,7 @@ from grafana_foundation_sdk.builders import dashboard
 
 from collector import names
 from grafana import frame
-from grafana.panels import (Query, datasource_variable, query_variable, stat_panel, table_panel, thresholds,
+from grafana.panels import (Query, datasource_variable, label_variable, query_variable, stat_panel, table_panel, thresholds,
                             timeseries_panel, value_names)
 from slo import promql
 from slo.canary.judge import INCONCLUSIVE, PROMOTE, ROLLBACK
@@ -23,23 +23,22 @@ ROLES = ("baseline", "canary")  # the template variables, named after the gauges
 QUANTILES = (0.5, 0.99)
 
 
-def variables() -> list:
+def variables(schema: str) -> list:
     service = promql.grafana_variable("service", "service")
     return [datasource_variable(),
-            query_variable("service", "Service", promql.grafana_label_values(names.OPERATIONS_TOTAL, "service"),
-                           multi=False),
+            label_variable("service", "Service", names.OPERATIONS_TOTAL, "service", multi=False, schema=schema),
             *(query_variable(role, role.capitalize(), promql.grafana_label_values(promql.CANARY_SCORE, role, [service]),
                              multi=False) for role in ROLES)]
 
 
-def build(*, source: str, dash_url: str) -> dashboard.Dashboard:
+def build(*, source: str, dash_url: str, schema: str) -> dashboard.Dashboard:
     service = promql.grafana_variable("service", "service")
     pair = [service, *(promql.grafana_variable(role, role) for role in ROLES)]
     calls = [service, promql.matcher("method", "=", promql.TOOL_METHOD)]  # what the judge compares
     of = {role: [*calls, promql.grafana_variable("version", role)] for role in ROLES}
     d = frame.new(frame.CANARY, "A service's canary against its baseline: the judge's verdict and the evidence.",
                   source=source, time_from="now-6h")
-    for v in variables():
+    for v in variables(schema):
         d = d.with_variable(v)
     d = d.links([*frame.between_dashboards(frame.CANARY), *frame.to_app(dash_url, one_service=True)])
 
@@ -58,19 +57,19 @@ def build(*, source: str, dash_url: str) -> dashboard.Dashboard:
 
     d = d.with_panel(timeseries_panel(
         "Error ratio", "tools/call errors and timeouts over valid requests, per version.",
-        [Query(promql.grafana_error_ratio(of[role], ("version",)), f"{role} {{{{version}}}}") for role in ROLES],
+        [Query(promql.grafana_error_ratio(of[role], ("version",), schema=schema), f"{role} {{{{version}}}}") for role in ROLES],
         unit="percentunit", min_value=0))
     d = d.with_panel(timeseries_panel(
         "Latency quantiles", "tools/call duration quantiles per version, estimated from the histogram buckets.",
-        [Query(promql.grafana_quantile(q, of[role], ("version",)), f"{role} {{{{version}}}} p{q * 100:g}")
+        [Query(promql.grafana_quantile(q, of[role], ("version",), schema), f"{role} {{{{version}}}} p{q * 100:g}")
          for role in ROLES for q in QUANTILES], unit="s", min_value=0))
     d = d.with_panel(timeseries_panel(
         "Requests per second", "The traffic split between the versions.",
-        [Query(promql.grafana_sum("rate", names.OPERATIONS_TOTAL, of[role], ("version",)), f"{role} {{{{version}}}}")
+        [Query(promql.grafana_sum("rate", names.OPERATIONS_TOTAL, of[role], ("version",), schema=schema), f"{role} {{{{version}}}}")
          for role in ROLES], unit="reqps", min_value=0))
     d = d.with_panel(table_panel(
         "Error ratio by tool over the time range", "Per tool, baseline beside canary: where the canary does worse.",
-        [Query(promql.grafana_error_ratio(of[role], ("tool",), promql.GRAFANA_RANGE), instant=True, table=True)
+        [Query(promql.grafana_error_ratio(of[role], ("tool",), promql.GRAFANA_RANGE, schema), instant=True, table=True)
          for role in ROLES],  # by tool only: the two queries' rows merge into one per tool
         columns={"Value #A": "baseline", "Value #B": "canary"}, unit="percentunit", decimals=2, width=12))
     return d

@@ -36,10 +36,10 @@ def dashboards(spec: Spec, *, source: str, dash_url: str = frame.DEFAULT_DASH_UR
     """uid -> dashboard JSON (as a dict)."""
     p = plan(spec)
     dash_url = dash_url.rstrip("/")
-    built = [operations.build(source=source, dash_url=dash_url),
+    built = [operations.build(source=source, dash_url=dash_url, schema=p.schema),
              slos.overview(p, source=source, dash_url=dash_url),
              slos.detail(p, source=source, dash_url=dash_url),
-             canary.build(source=source, dash_url=dash_url)]
+             canary.build(source=source, dash_url=dash_url, schema=p.schema)]
     return {board["uid"]: board for board in map(_json, built)}
 
 

@@ -187,15 +187,27 @@ def datasource_variable() -> dashboard.DatasourceVariable:
     return dashboard.DatasourceVariable(DATASOURCE_VARIABLE).label("Data source").type("prometheus").current(current)
 
 
-def query_variable(name: str, label: str, query: str, *, multi: bool) -> dashboard.QueryVariable:
+def query_variable(name: str, label: str, query: str, *, multi: bool, regex: str | None = None
+                   ) -> dashboard.QueryVariable:
     """Values from Prometheus, refreshed with the time range. A multi-value variable's "All" is
     `.*`: every value, the empty one too (tool="" for methods other than tools/call)."""
     variable = (dashboard.QueryVariable(name).label(label).datasource(DATASOURCE).query(query)
                 .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(models.VariableSort.ALPHABETICAL_ASC)
                 .multi(multi).include_all(multi))
+    if regex is not None:
+        variable = variable.regex(regex)
     if not multi:
         return variable
     return variable.all_value(".*").current(models.VariableOption(selected=True, text="All", value="$__all"))
+
+
+def label_variable(name: str, title: str, metric: str, label: str, matchers: Sequence[str] = (), *, multi: bool,
+                   schema: str) -> dashboard.QueryVariable:
+    """A variable listing `label`'s values on `metric`'s series (`schema`'s exporter metrics: the
+    services of both schemas under `auto`, see promql.grafana_label_values)."""
+    query = promql.grafana_label_values(metric, label, matchers, schema)
+    regex = promql.grafana_values_regex(label) if query.startswith("query_result(") else None
+    return query_variable(name, title, query, multi=multi, regex=regex)
 
 
 def external_link(title: str, url: str) -> dashboard.DashboardLink:

@@ -15,8 +15,8 @@ from grafana_foundation_sdk.builders import dashboard
 from alerts import rules
 from collector import names
 from grafana import frame
-from grafana.panels import (WIDTH, Query, bargauge_panel, datasource_variable, matchers, query_variable, stat_panel,
-                            table_panel, thresholds, timeseries_panel, value_names)
+from grafana.panels import (WIDTH, Query, bargauge_panel, datasource_variable, label_variable, matchers,
+                            query_variable, stat_panel, table_panel, thresholds, timeseries_panel, value_names)
 from slo import promql
 from slo.canary.judge import ROLLBACK
 from slo.evaluate import CRITICAL, EXHAUSTED, NO_DATA, OK, STATUS_CODES, WARNING
@@ -56,7 +56,7 @@ def overview(p: Plan, *, source: str, dash_url: str) -> dashboard.Dashboard:
     d = frame.new(frame.OVERVIEW, "Every service's SLOs: the engine's view over the SLO window, the rules' burn rates.",
                   source=source, time_from="now-24h")
     d = d.with_variable(datasource_variable()).with_variable(
-        query_variable("service", "Service", promql.grafana_label_values(names.OPERATIONS_TOTAL, "service"), multi=True))
+        label_variable("service", "Service", names.OPERATIONS_TOTAL, "service", multi=True, schema=p.schema))
     d = d.links([*frame.between_dashboards(frame.OVERVIEW), *frame.to_app(dash_url, one_service=False)])
 
     breaching = promql.grafana_current(promql.ENGINE_STATUS, [*selected, promql.one_of("status", (CRITICAL, EXHAUSTED))])
@@ -109,8 +109,8 @@ def detail(p: Plan, *, source: str, dash_url: str) -> dashboard.Dashboard:
     d = frame.new(frame.DETAIL, "One service's SLOs: SLIs, error budget, and burn rates against each alert tier.",
                   source=source, time_from="now-24h")
     d = (d.with_variable(datasource_variable())
-         .with_variable(query_variable("service", "Service",
-                                       promql.grafana_label_values(names.OPERATIONS_TOTAL, "service"), multi=False))
+         .with_variable(label_variable("service", "Service", names.OPERATIONS_TOTAL, "service", multi=False,
+                                       schema=p.schema))
          .with_variable(query_variable("slo", "SLO", promql.grafana_label_values(promql.OBJECTIVE, "slo", [service]),
                                        multi=True)))
     d = d.links([*frame.between_dashboards(frame.DETAIL), *frame.to_app(dash_url, one_service=True)])

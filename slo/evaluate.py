@@ -274,7 +274,7 @@ def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline:
     queries_before = backend.queries
 
     limit.check("discovery")
-    found = backend.query(promql.discovery(), at)
+    found = backend.query(promql.discovery(plan.schema), at)
     services: dict[str, set[str]] = {}
     for s in found:
         if s.labels.get("service"):
@@ -304,8 +304,8 @@ def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline:
                               versions=sorted(services.get(i.service, ()))))
 
     limit.check("the per-tool breakdown")
-    tools = tool_rows(backend.query(promql.tool_status_rates(TOOL_WINDOW), at),
-                      backend.query(promql.tool_bucket_rates(TOOL_WINDOW), at))
+    tools = tool_rows(backend.query(promql.tool_status_rates(TOOL_WINDOW, schema=plan.schema), at),
+                      backend.query(promql.tool_bucket_rates(TOOL_WINDOW, schema=plan.schema), at))
     meta = {"duration_seconds": time.monotonic() - started, "queries": backend.queries - queries_before,
             "services": len(services), "slos": len(results),
             "raw_windows": [promql.duration(w) for w in missing],

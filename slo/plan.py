@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from slo import durations, promql
+from slo import schema as schema_
 from slo.promql import SLI, Scope
 from slo.spec import Objective, Spec, Tier
 
@@ -29,11 +30,13 @@ class PlannedObjective:
 
     objective: Objective
     scope: Scope
+    schema: str = schema_.AUTO  # the metrics its SLI reads (the spec's `metrics`)
 
     @property
     def sli(self) -> SLI:
         o = self.objective
-        return SLI(slo=o.name, kind=o.kind, methods=o.methods, threshold=o.threshold, scope=self.scope)
+        return SLI(slo=o.name, kind=o.kind, methods=o.methods, threshold=o.threshold, scope=self.scope,
+                   schema=self.schema)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ class Plan:
     def objectives_for(self, service: str) -> list[Objective]:
         """A service's objectives, named in the spec or not."""
         return self.service_objectives.get(service, self.default_objectives)
+
+    @property
+    def schema(self) -> str:
+        """The metric schema every query reads (slo.schema)."""
+        return self.spec.metrics
 
     @property
     def windows(self) -> list[int]:
@@ -144,13 +152,13 @@ def plan(spec: Spec) -> Plan:
     for slo in slo_names:
         named = {s: objectives.get(slo) for s, objectives in per_service.items()}
         for o, scope in _group(slo, defaults.get(slo), named, key=lambda o: o):
-            p.objectives.append(PlannedObjective(o, scope))
+            p.objectives.append(PlannedObjective(o, scope, spec.metrics))
         for o, scope in _group(slo, defaults.get(slo), named, key=_sli_key):
-            p.slis.append(PlannedObjective(o, scope).sli)
+            p.slis.append(PlannedObjective(o, scope, spec.metrics).sli)
     for service, tools in p.tool_objectives.items():
         for tool, objectives in tools.items():
             for o in objectives:
-                planned = PlannedObjective(o, Scope(include=(service,), tool=tool))
+                planned = PlannedObjective(o, Scope(include=(service,), tool=tool), spec.metrics)
                 p.objectives.append(planned)
                 p.slis.append(planned.sli)
 

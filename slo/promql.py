@@ -29,12 +29,14 @@ at the current 1h rate and takes the same span off the oldest hour (`long_window
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
 from collector import names
+from slo import schema as schema_
 
 # An SLI's methods for every method, those outside the MCP specification (`other`) too:
 # its selectors have no method matcher. A spec writes it `methods: ["*"]`.
@@ -107,6 +109,140 @@ def number(value: float) -> str:
 def le(bound: float) -> str:
     """A histogram bucket bound as prometheus-client writes it in `le`: 0.5 -> "0.5", 1 -> "1.0"."""
     return floatToGoString(bound)
+
+
+# --- reading the raw metrics under a schema ----------------------------------------------
+# Every read of the exporters' metrics goes through `read`, which writes it for the schema
+# (slo.schema): mcp-slo's names, OpenTelemetry's, or both (`auto`). A read names mcp-slo's
+# metric and matchers on mcp-slo's labels; the OpenTelemetry side reads the histogram, joins
+# the resource, computes mcp-slo's labels (`_normalised`) and matches them after. Both sides
+# are aggregated to the same labels and joined with `or`, mcp-slo's first: a service that
+# exports both is counted once.
+
+_MATCHER = re.compile(r'\A([A-Za-z_]\w*)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"\Z')
+_UNESCAPES = {v: k for k, v in _STRING_ESCAPES.items()}
+# a Grafana template variable in a value ($service, ${service:regex}): it stands for itself
+_TEMPLATE_VARIABLE = re.compile(r"(\$\w+|\$\{\w+(?::\w+)?\})")
+_OTEL_OF = {names.OPERATIONS_TOTAL: f"{schema_.OTEL_DURATION}_count",  # every finished operation
+            f"{names.OPERATION_DURATION}_count": f"{schema_.OTEL_DURATION}_count",
+            f"{names.OPERATION_DURATION}_bucket": f"{schema_.OTEL_DURATION}_bucket"}
+_STATUSES = {names.SUCCESS: f'{schema_.ERROR_TYPE}=""', names.ERROR: f'{schema_.ERROR_TYPE}!=""'}
+
+
+def _parse(matcher_: str) -> tuple[str, str, str]:
+    """(label, op, value) of a matcher written by `matcher`."""
+    m = _MATCHER.match(matcher_)
+    if not m:
+        raise ValueError(f"not a label matcher: {matcher_!r}")
+    value = re.sub(r"\\.", lambda e: _UNESCAPES.get(e.group(0), e.group(0)[1]), m.group(3))
+    return m.group(1), m.group(2), value
+
+
+def _as_regex(op: str, value: str) -> str:
+    """The regex a matcher's value matches (label_replace anchors it as a matcher does)."""
+    if op in ("=~", "!~"):
+        return value
+    return "".join(part if _TEMPLATE_VARIABLE.fullmatch(part) else regex_escape(part)
+                   for part in _TEMPLATE_VARIABLE.split(value))
+
+
+def _accepts(op: str, value: str, candidate: str) -> bool:
+    if op in ("=", "!="):
+        return (candidate == value) == (op == "=")
+    return bool(re.fullmatch(value, candidate)) == (op == "=~")
+
+
+def _window(window: float | str) -> str:
+    return window if isinstance(window, str) else duration(window)
+
+
+def le_matcher(bound: float, schema: str = schema_.MCP_SLO) -> str:
+    """The bucket of `bound`: le="1.0" as mcp-slo writes it; for OpenTelemetry, whose exporters
+    write the bound as given ("1" or "1.0"), either."""
+    if schema == schema_.MCP_SLO:
+        return matcher("le", "=", le(bound))
+    return one_of("le", {le(bound), f"{bound:g}"})
+
+
+def _otel_side(metric: str, matchers: Sequence[str], labels: set[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The OpenTelemetry selector's matchers and the matchers left for after normalising."""
+    raw, after = [], []
+    for m in matchers:
+        label, op, value = _parse(m)
+        if label in schema_.RAW_LABELS:
+            raw.append(matcher(schema_.RAW_LABELS[label], op, value))
+        elif label == "le":
+            raw.append(m)
+        elif label == "status" and "$" not in value:
+            accepted = {s for s in _STATUSES if _accepts(op, value, s)}
+            if accepted != set(_STATUSES):
+                raw += [_STATUSES[s] for s in accepted] or [f'{schema_.ERROR_TYPE}="", {schema_.ERROR_TYPE}!=""']
+        else:
+            after.append((label, op, value))
+            labels.add(label)
+    return raw, after
+
+
+def _normalised(expr: str, labels: set[str], bucket: bool) -> str:
+    """`expr` (OpenTelemetry series, after rate or increase) with mcp-slo's `labels` computed:
+    the resource joined from target_info (series without one keep theirs: promoted resource
+    attributes), then service, version, method, tool, status as slo.schema says, and `le`
+    in mcp-slo's spelling ("1" -> "1.0") so both schemas' buckets add up."""
+    if labels & {"service", "version"}:
+        on = ", ".join(schema_.RESOURCE_JOIN)
+        resource = f"{schema_.SERVICE_NAME}, {schema_.SERVICE_VERSION}"
+        expr = (f"({expr} * on ({on}) group_left ({resource}) {schema_.TARGET_INFO}"
+                f" or ({expr} unless on ({on}) {schema_.TARGET_INFO}))")
+    steps = {
+        "service": [("$1", schema_.FALLBACK_SERVICE_LABEL, "(.*)"), ("$1", schema_.SERVICE_NAME, "(.+)")],
+        "version": [(schema_.UNKNOWN_VERSION, "", ""), ("$1", schema_.SERVICE_VERSION, "(.+)")],
+        "method": [("$1", schema_.METHOD, "(.*)")],
+        "tool": [("$1", schema_.TOOL, "(.*)")],
+        "status": [(names.SUCCESS, "", ""), (names.ERROR, schema_.ERROR_TYPE, ".+")],
+    }
+    for label in (label for label in steps if label in labels):
+        for replacement, source, regex in steps[label]:
+            expr = f"label_replace({expr}, {quote(label)}, {quote(replacement)}, {quote(source)}, {quote(regex)})"
+    if bucket:
+        expr = f'label_replace({expr}, "le", "$1.0", "le", "([0-9]+)")'
+    return expr
+
+
+def _where(expr: str, label: str, op: str, value: str) -> str:
+    """The series of `expr` whose `label` matches (a matcher on a computed label): label_replace
+    marks the matching ones, and `unless` (or `and`, for != and !~) the unmarked vector(1)
+    keeps them."""
+    mark = f"mcp_slo_match_{label}"
+    marked = f"label_replace({expr}, {quote(mark)}, \"1\", {quote(label)}, {quote(_as_regex(op, value))})"
+    keep = "unless" if op in ("=", "=~") else "and"
+    return f"({marked} {keep} on ({mark}) vector(1))"
+
+
+def read(metric: str, matchers: Sequence[str] = (), by: Sequence[str] = (), *, function: str | None = None,
+         window: float | str | None = None, aggregation: str = "sum", schema: str = schema_.AUTO,
+         threshold: float | None = None) -> str:
+    """`aggregation by (by) (function(metric{matchers}[window]))` for `schema`: `metric` and the
+    matchers are mcp-slo's (the operations counter, the duration histogram's _count or _bucket,
+    the active gauge), `threshold` the bucket of a latency bound; without `function`, the
+    instant series. Under `auto`, mcp-slo's and OpenTelemetry's, mcp-slo's first."""
+    def around(series: str) -> str:
+        return f"{function}({series}[{_window(window)}])" if function else series
+
+    group = f"{aggregation} by ({', '.join(by)})"
+    parts = []
+    if schema_.includes(schema, schema_.MCP_SLO) or metric not in _OTEL_OF:  # no OpenTelemetry gauge
+        own = [*matchers, *([le_matcher(threshold)] if threshold is not None else [])]
+        parts.append(f"{group} ({around(selector(metric, own))})")
+    if schema_.includes(schema, schema_.OTEL) and metric in _OTEL_OF:
+        labels = set(by)
+        raw, after = _otel_side(metric, matchers, labels)
+        if threshold is not None:
+            raw.append(le_matcher(threshold, schema_.OTEL))
+        expr = _normalised(around(selector(_OTEL_OF[metric], raw)), labels, "le" in labels)
+        for label, op, value in after:
+            expr = _where(expr, label, op, value)
+        parts.append(f"{group} ({expr})")
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
 
 # --- windows and recorded series names ---------------------------------------------------
@@ -200,8 +336,10 @@ class SLI:
     methods: tuple[str, ...]
     threshold: float | None = None
     scope: Scope = Scope()
+    schema: str = schema_.AUTO  # which metrics it reads (slo.schema)
 
     def __post_init__(self) -> None:
+        schema_.check(self.schema)
         if self.kind not in ("availability", "latency"):
             raise ValueError(f"unknown SLI kind {self.kind!r}")
         if (self.kind == "latency") != (self.threshold is not None):
@@ -217,26 +355,28 @@ class SLI:
     def _on(self) -> str:
         return f"on ({', '.join(self.scope.by)})"
 
-    def _total_series(self) -> str:
+    def _total_series(self, function: str, window: float) -> str:
         if self.kind == "availability":
-            return selector(names.OPERATIONS_TOTAL, [*self._matchers(), matcher("status", "!=", names.CANCELLED)])
+            return self._sum(function, names.OPERATIONS_TOTAL, [matcher("status", "!=", names.CANCELLED)], window)
         # cancelled operations are not observed in the histogram
-        return selector(f"{names.OPERATION_DURATION}_count", self._matchers())
+        return self._sum(function, f"{names.OPERATION_DURATION}_count", [], window)
 
-    def _error_series(self) -> str:
+    def _error_series(self, function: str, window: float) -> str:
         """availability: the bad events, errors and timeouts."""
-        return selector(names.OPERATIONS_TOTAL, [*self._matchers(), one_of("status", (names.ERROR, names.TIMEOUT))])
+        return self._sum(function, names.OPERATIONS_TOTAL, [one_of("status", (names.ERROR, names.TIMEOUT))], window)
 
-    def _good_series(self) -> str:
+    def _good_series(self, function: str, window: float) -> str:
         """latency: the good events, requests within the threshold (bad = total - good)."""
-        return selector(f"{names.OPERATION_DURATION}_bucket", [*self._matchers(), matcher("le", "=", le(self.threshold))])
+        return self._sum(function, f"{names.OPERATION_DURATION}_bucket", [], window, self.threshold)
 
-    def _sum(self, function: str, series: str, window: float) -> str:
-        return f"{self._by()} ({function}({series}[{duration(window)}]))"
+    def _sum(self, function: str, metric: str, matchers: list[str], window: float,
+             threshold: float | None = None) -> str:
+        return read(metric, [*self._matchers(), *matchers], self.scope.by, function=function, window=window,
+                    schema=self.schema, threshold=threshold)
 
     def total_rate(self, window: float) -> str:
         """Valid events per second over `window`, from the raw metrics."""
-        return self._sum("rate", self._total_series(), window)
+        return self._total_series("rate", window)
 
     def bad_rate(self, window: float) -> str:
         """Bad events per second over `window`, from the raw metrics and the recorded total
@@ -248,8 +388,8 @@ class SLI:
         """
         total = selector(recorded(SLI_TOTAL, window), self.scope.recorded_matchers(self.slo))
         if self.kind == "availability":
-            return f"{self._sum('rate', self._error_series(), window)} or {self._on()} 0 * {total}"
-        return f"{total} - {self._on()} {self._sum('rate', self._good_series(), window)}"
+            return f"{self._error_series('rate', window)} or {self._on()} 0 * {total}"
+        return f"{total} - {self._on()} {self._good_series('rate', window)}"
 
     def raw_parts(self, window: float, function: str = "rate") -> dict[str, str]:
         """The SLI's event rates over `window` (or counts, with function="increase") from the
@@ -257,10 +397,8 @@ class SLI:
         availability (where a service had no errors "bad" is missing: 0), "total" and
         "good" for latency (bad = total - good)."""
         if self.kind == "availability":
-            return {"total": self._sum(function, self._total_series(), window),
-                    "bad": self._sum(function, self._error_series(), window)}
-        return {"total": self._sum(function, self._total_series(), window),
-                "good": self._sum(function, self._good_series(), window)}
+            return {"total": self._total_series(function, window), "bad": self._error_series(function, window)}
+        return {"total": self._total_series(function, window), "good": self._good_series(function, window)}
 
     def exact_counts(self, window: float) -> tuple[str, str]:
         """(valid, bad) events over `window` from `increase` of the raw counters. Exact, and
@@ -348,15 +486,14 @@ def with_window(expr: str, slo_window: str) -> str:
 # --- objective and metadata series -------------------------------------------------------
 
 
-def discovered(scope: Scope) -> str:
+def discovered(scope: Scope, schema: str = schema_.AUTO) -> str:
     """1 for every service (and tool) of `scope` that Prometheus knows: the defaults reach
     services nobody configured through this."""
-    by = ", ".join(scope.by)
-    return f"group by ({by}) ({selector(names.OPERATIONS_TOTAL, scope.matchers())})"
+    return read(names.OPERATIONS_TOTAL, scope.matchers(), scope.by, aggregation="group", schema=schema)
 
 
-def objective(scope: Scope, target_fraction: float) -> str:
-    return f"{discovered(scope)} * {number(target_fraction)}"
+def objective(scope: Scope, target_fraction: float, schema: str = schema_.AUTO) -> str:
+    return f"{discovered(scope, schema)} * {number(target_fraction)}"
 
 
 def error_budget() -> str:
@@ -390,9 +527,14 @@ def budget_exhausted(*, slo_window: float, min_events: int) -> str:
     return expr
 
 
-def absent_data(service: str) -> str:
-    """1 when Prometheus has no MCP operation series for `service`."""
-    return f"absent({selector(names.OPERATIONS_TOTAL, [matcher('service', '=', service)])})"
+def absent_data(service: str, schema: str = schema_.AUTO) -> str:
+    """1 when Prometheus has no MCP operation series for `service` (with a `service` label:
+    absent() of a computed series has none)."""
+    if schema == schema_.MCP_SLO:
+        return f"absent({selector(names.OPERATIONS_TOTAL, [matcher('service', '=', service)])})"
+    series = read(names.OPERATIONS_TOTAL, [matcher("service", "=", service)], ("service",), aggregation="group",
+                  schema=schema)
+    return tagged(f"absent({series})", service=service)
 
 
 def alerts(alertname: str | None = None, state: str = "firing", **labels: str) -> str:
@@ -415,9 +557,9 @@ TOOL_METHOD = "tools/call"
 READY = "vector(1)"  # the cheapest query: asked when a server has no /-/ready endpoint
 
 
-def discovery() -> str:
+def discovery(schema: str = schema_.AUTO) -> str:
     """One series per (service, version, tool) that has MCP operation series."""
-    return f"group by (service, version, tool) ({names.OPERATIONS_TOTAL})"
+    return read(names.OPERATIONS_TOTAL, (), ("service", "version", "tool"), aggregation="group", schema=schema)
 
 
 def recorded_slis(windows: Iterable[float]) -> str:
@@ -453,38 +595,47 @@ def tool_calls(metric: str, service: str | None = None) -> str:
     return selector(metric, [*service_matcher, matcher("method", "=", TOOL_METHOD)])
 
 
-def tool_status_rates(window: float, service: str | None = None) -> str:
+def _tool_calls(metric: str, by: Sequence[str], function: str | None, window: float | None, service: str | None = None,
+                schema: str = schema_.AUTO, aggregation: str = "sum", **extra: str | Iterable[str]) -> str:
+    """`read` of `metric`'s tools/call series (of every service or of `service`), by `by`;
+    `extra` labels matched with `one_of`."""
+    matchers = [matcher("service", "=", service)] if service is not None else []
+    matchers += [one_of(label, [values] if isinstance(values, str) else values) for label, values in extra.items()]
+    return read(metric, [*matchers, matcher("method", "=", TOOL_METHOD)], by, function=function, window=window,
+                aggregation=aggregation, schema=schema)
+
+
+def tool_status_rates(window: float, service: str | None = None, schema: str = schema_.AUTO) -> str:
     """tools/call requests per second by service, tool and status (of every service, or of `service`)."""
-    return (f"sum by (service, tool, status) "
-            f"(rate({tool_calls(names.OPERATIONS_TOTAL, service)}[{duration(window)}]))")
+    return _tool_calls(names.OPERATIONS_TOTAL, ("service", "tool", "status"), "rate", window, service, schema)
 
 
-def tool_bucket_rates(window: float, service: str | None = None) -> str:
+def tool_bucket_rates(window: float, service: str | None = None, schema: str = schema_.AUTO) -> str:
     """tools/call duration histogram buckets per second by service, tool and le."""
-    series = tool_calls(f"{names.OPERATION_DURATION}_bucket", service)
-    return f"sum by (service, tool, le) (rate({series}[{duration(window)}]))"
+    return _tool_calls(f"{names.OPERATION_DURATION}_bucket", ("service", "tool", "le"), "rate", window, service, schema)
 
 
 # --- canary queries -------------------------------------------------------------------------
 
 
-def version_first_seen(lookback: float, step: float) -> str:
+def version_first_seen(lookback: float, step: float, schema: str = schema_.AUTO) -> str:
     """Seconds since each (service, version) first had tools/call series, within `lookback`
     (at `step` resolution): how old a canary is."""
-    grouped = f"count by (service, version) ({selector(names.OPERATIONS_TOTAL, [matcher('method', '=', TOOL_METHOD)])})"
+    grouped = _tool_calls(names.OPERATIONS_TOTAL, ("service", "version"), None, None, schema=schema,
+                          aggregation="count")
     return f"time() - min_over_time(timestamp({grouped})[{duration(lookback)}:{duration(step)}])"
 
 
-def version_status_counts(window: float) -> str:
+def version_status_counts(window: float, schema: str = schema_.AUTO) -> str:
     """tools/call requests by service, version, tool and status over `window` (counts)."""
-    series = selector(names.OPERATIONS_TOTAL, [matcher("method", "=", TOOL_METHOD)])
-    return f"sum by (service, version, tool, status) (increase({series}[{duration(window)}]))"
+    return _tool_calls(names.OPERATIONS_TOTAL, ("service", "version", "tool", "status"), "increase", window,
+                       schema=schema)
 
 
-def version_bucket_counts(window: float) -> str:
+def version_bucket_counts(window: float, schema: str = schema_.AUTO) -> str:
     """tools/call duration buckets by service, version, tool and le over `window` (counts)."""
-    series = selector(f"{names.OPERATION_DURATION}_bucket", [matcher("method", "=", TOOL_METHOD)])
-    return f"sum by (service, version, tool, le) (increase({series}[{duration(window)}]))"
+    return _tool_calls(f"{names.OPERATION_DURATION}_bucket", ("service", "version", "tool", "le"), "increase", window,
+                       schema=schema)
 
 
 def canary_rollback() -> str:
@@ -548,26 +699,28 @@ def service_burn_rates(service: str, windows: Iterable[float]) -> str:
     return f"{by_window} / {ON_SLO} group_left {_of(service, ERROR_BUDGET)}"
 
 
-def service_status_rates(service: str, window: float) -> str:
+def service_status_rates(service: str, window: float, schema: str = schema_.AUTO) -> str:
     """tools/call requests per second of `service` by status."""
-    return f"sum by (status) (rate({tool_calls(names.OPERATIONS_TOTAL, service)}[{duration(window)}]))"
+    return _tool_calls(names.OPERATIONS_TOTAL, ("status",), "rate", window, service, schema)
 
 
-def service_bucket_rates(service: str, window: float) -> str:
+def service_bucket_rates(service: str, window: float, schema: str = schema_.AUTO) -> str:
     """tools/call duration buckets per second of `service` by `le` (cumulative, as exposed)."""
-    return f"sum by (le) (rate({tool_calls(f'{names.OPERATION_DURATION}_bucket', service)}[{duration(window)}]))"
+    return _tool_calls(f"{names.OPERATION_DURATION}_bucket", ("le",), "rate", window, service, schema)
 
 
-def service_latency_quantiles(service: str, window: float, quantiles: Iterable[float]) -> str:
+def service_latency_quantiles(service: str, window: float, quantiles: Iterable[float],
+                              schema: str = schema_.AUTO) -> str:
     """histogram_quantile of `service`'s tools/call buckets for each of `quantiles`, one query,
     each series tagged with its `quantile` ("0.99"). Estimates, as good as the bucket bounds."""
-    buckets = service_bucket_rates(service, window)
+    buckets = service_bucket_rates(service, window, schema)
     return "\nor\n".join(tagged(f"histogram_quantile({number(q)}, {buckets})", quantile=number(q)) for q in quantiles)
 
 
 def service_active(service: str, window: float) -> str:
     """The most operations in flight at once within `window`, per version of `service`
-    (the gauge's peak: a burst between two points still shows)."""
+    (the gauge's peak: a burst between two points still shows). mcp-slo's gauge whatever the
+    schema: OpenTelemetry's conventions have no in-flight metric."""
     return f"sum by (version) (max_over_time({_of(service, names.OPERATIONS_ACTIVE)}[{duration(window)}]))"
 
 
@@ -585,12 +738,11 @@ def fired_alerts(window: float, service: str | None = None) -> str:
 # --- dashboard: canaries ----------------------------------------------------------------------
 
 
-def canary_latency_buckets(service: str, versions: Iterable[str], window: float) -> str:
+def canary_latency_buckets(service: str, versions: Iterable[str], window: float, schema: str = schema_.AUTO) -> str:
     """tools/call duration buckets of `service`'s `versions` over `window` (counts) by version
     and le: the distributions the canary judge compares over its window, all tools together."""
-    series = selector(f"{names.OPERATION_DURATION}_bucket",
-                      [matcher("service", "=", service), one_of("version", versions), matcher("method", "=", TOOL_METHOD)])
-    return f"sum by (version, le) (increase({series}[{duration(window)}]))"
+    return _tool_calls(f"{names.OPERATION_DURATION}_bucket", ("version", "le"), "increase", window, service, schema,
+                       version=versions)
 
 
 # =============================================================================================
@@ -619,48 +771,62 @@ def grafana_variable(label: str, variable: str, multi: bool = False) -> str:
     return matcher(label, "=~" if multi else "=", f"${variable}")
 
 
-def grafana_label_values(metric: str, label: str, matchers: Sequence[str] = ()) -> str:
-    """A query variable's values: `label_values(metric{matchers}, label)`."""
-    return f"label_values({selector(metric, matchers)}, {label})"
+def grafana_label_values(metric: str, label: str, matchers: Sequence[str] = (), schema: str = schema_.AUTO) -> str:
+    """A query variable's values: `label_values(metric{matchers}, label)`; for the exporters'
+    metrics read through OpenTelemetry's names too, `query_result` of the values seen over the
+    time range, which `grafana_values_regex(label)` picks out of the result."""
+    if schema == schema_.MCP_SLO or metric not in _OTEL_OF:
+        return f"label_values({selector(metric, matchers)}, {label})"
+    seen = read(metric, matchers, (label,), function="last_over_time", window=GRAFANA_RANGE, aggregation="group",
+                schema=schema)
+    return f"query_result({seen})"
+
+
+def grafana_values_regex(label: str) -> str:
+    """The regex that picks `label`'s values out of a `query_result` variable's series."""
+    return f'/{label}="([^"]*)"/'
 
 
 def grafana_sum(function: str, metric: str, matchers: Sequence[str], by: Sequence[str],
-                window: str = GRAFANA_RATE_WINDOW) -> str:
-    """`sum by (by) (function(metric{matchers}[window]))`."""
-    return f"sum by ({', '.join(by)}) ({function}({selector(metric, matchers)}[{window}]))"
+                window: str = GRAFANA_RATE_WINDOW, schema: str = schema_.AUTO) -> str:
+    """`sum by (by) (function(metric{matchers}[window]))`, as `read` writes it for `schema`."""
+    return read(metric, matchers, by, function=function, window=window, schema=schema)
 
 
-def grafana_error_ratio(matchers: Sequence[str], by: Sequence[str], window: str = GRAFANA_RATE_WINDOW) -> str:
+def grafana_error_ratio(matchers: Sequence[str], by: Sequence[str], window: str = GRAFANA_RATE_WINDOW,
+                        schema: str = schema_.AUTO) -> str:
     """Errors and timeouts over valid operations (cancelled ones count neither way) by `by`;
     0 where there were no errors (a missing error series), not no data."""
     valid = grafana_sum("rate", names.OPERATIONS_TOTAL, [*matchers, matcher("status", "!=", names.CANCELLED)], by,
-                        window)
+                        window, schema)
     bad = grafana_sum("rate", names.OPERATIONS_TOTAL, [*matchers, one_of("status", (names.ERROR, names.TIMEOUT))], by,
-                      window)
+                      window, schema)
     return f"({bad} or on ({', '.join(by)}) 0 * {valid}) / {valid}"
 
 
-def grafana_quantile(quantile: float, matchers: Sequence[str], by: Sequence[str]) -> str:
+def grafana_quantile(quantile: float, matchers: Sequence[str], by: Sequence[str], schema: str = schema_.AUTO) -> str:
     """histogram_quantile of the duration buckets by `by`: an estimate, as good as the bucket bounds."""
-    buckets = grafana_sum("rate", f"{names.OPERATION_DURATION}_bucket", matchers, (*by, "le"))
+    buckets = grafana_sum("rate", f"{names.OPERATION_DURATION}_bucket", matchers, (*by, "le"), schema=schema)
     return f"histogram_quantile({number(quantile)}, {buckets})"
 
 
-def grafana_buckets(matchers: Sequence[str]) -> str:
+def grafana_buckets(matchers: Sequence[str], schema: str = schema_.AUTO) -> str:
     """Operations per duration bucket per interval (cumulative, as exposed): a heatmap's rows."""
-    return grafana_sum("increase", f"{names.OPERATION_DURATION}_bucket", matchers, ("le",))
+    return grafana_sum("increase", f"{names.OPERATION_DURATION}_bucket", matchers, ("le",), schema=schema)
 
 
 def grafana_active(matchers: Sequence[str], by: Sequence[str]) -> str:
-    """The most operations in flight at once within each interval (a burst between two points still shows)."""
+    """The most operations in flight at once within each interval (a burst between two points still
+    shows). mcp-slo's gauge whatever the schema: OpenTelemetry's conventions have none."""
     gauge = selector(names.OPERATIONS_ACTIVE, matchers)
     return f"sum by ({', '.join(by)}) (max_over_time({gauge}[{GRAFANA_RATE_WINDOW}]))"
 
 
-def grafana_tool_calls(matchers: Sequence[str]) -> str:
+def grafana_tool_calls(matchers: Sequence[str], schema: str = schema_.AUTO) -> str:
     """tools/call requests by service and tool over the time range, most first."""
     calls = [*matchers, matcher("method", "=", TOOL_METHOD)]
-    return f"sort_desc({grafana_sum('increase', names.OPERATIONS_TOTAL, calls, ('service', 'tool'), GRAFANA_RANGE)})"
+    counts = grafana_sum("increase", names.OPERATIONS_TOTAL, calls, ("service", "tool"), GRAFANA_RANGE, schema)
+    return f"sort_desc({counts})"
 
 
 def grafana_sli(window: float, matchers: Sequence[str]) -> str:

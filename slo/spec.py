@@ -14,6 +14,8 @@
             objectives: [{name: availability, target: 99.5}]
     alerting: {...}      # tiers, guards, labels, links, receivers
     canary: {...}
+    metrics: auto        # which metrics to read: mcp-slo, otel (OpenTelemetry's semantic
+                         # conventions) or auto, both (slo.schema)
 
 Errors name the file, the key path and what is wrong (`SpecError`), one line each.
 
@@ -56,7 +58,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector import names
-from slo import durations, promql
+from slo import durations, promql, schema
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,
 # whitespace or control characters, so a spec cannot smuggle PromQL or YAML.
@@ -402,6 +404,12 @@ class Spec(_Model):
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
     alerting: Alerting = Alerting()
     canary: Canary = Canary()
+    metrics: str = schema.AUTO  # the metric schema the rules, engine and dashboards read (slo.schema)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: str) -> str:
+        return schema.check(v)
 
     @field_validator("buckets")
     @classmethod

@@ -24,6 +24,7 @@ from collector import Recorder, names
 from grafana import frame, generate
 from mcp_slo import cli
 from slo import importers, plan, promql, spec
+from slo import schema as metrics_schema
 from slo.engine.scheduler import Health
 from slo.engine.metrics import registry_for
 from tests.support import registry_text, wait_until
@@ -176,7 +177,9 @@ def test_the_operations_dashboard_has_the_variables_and_panels_asked_for(boards)
     board = boards[frame.OPERATIONS]
     assert variable_names(board) == ["datasource", "service", "version", "tool"]
     service = board["templating"]["list"][1]
-    assert service["query"] == "label_values(mcp_operations_total, service)" and service["multi"]
+    # the services of both schemas (auto): a query whose series' service labels the regex picks
+    assert service["query"].startswith("query_result((group by (service) (last_over_time(mcp_operations_total[$__range]))")
+    assert metrics_schema.OTEL_DURATION in service["query"] and service["regex"] == '/service="([^"]*)"/' and service["multi"]
     assert {p["type"] for p in panels(board)} == {"timeseries", "bargauge", "heatmap"}
     assert all(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for p in panels(board))
 
@@ -184,8 +187,10 @@ def test_the_operations_dashboard_has_the_variables_and_panels_asked_for(boards)
 def test_every_template_variable_used_is_defined(boards):
     for uid, board in boards.items():
         defined = set(variable_names(board)) | GRAFANA_BUILTINS
-        used = {m for e in exprs(board) for m in re.findall(r"\$\{?(\w+)", e)}
-        used |= {m for v in board["templating"]["list"] for m in re.findall(r"\$\{?(\w+)", str(v.get("query", "")))}
+        # $1: a label_replace replacement, not a variable
+        used = {m for e in exprs(board) for m in re.findall(r"\$\{?([A-Za-z_]\w*)", e)}
+        used |= {m for v in board["templating"]["list"]
+                 for m in re.findall(r"\$\{?([A-Za-z_]\w*)", str(v.get("query", "")))}
         assert used <= defined, (uid, used - defined)
 
 
@@ -315,7 +320,8 @@ def test_dashboards_read_only_metrics_the_exporter_the_rules_or_the_engine_produ
     alert_names = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
     exporter, engine = exporter_metrics(), engine_metrics()
     assert {names.OPERATIONS_TOTAL, names.OPERATIONS_ACTIVE} <= exporter and "mcp_canary_verdict" in engine
-    produced = exporter | recorded | engine | {promql.ALERTS_SERIES}  # Prometheus's series of the rules' alerts
+    otel = {f"{metrics_schema.OTEL_DURATION}_count", f"{metrics_schema.OTEL_DURATION}_bucket", metrics_schema.TARGET_INFO}  # an OTel SDK's
+    produced = exporter | otel | recorded | engine | {promql.ALERTS_SERIES}  # Prometheus's series of the rules' alerts
     for uid, board in boards.items():
         for e in exprs(board):
             assert "__name__" not in e, f"{uid}: a name matcher hides metric names from this check: {e}"
@@ -325,7 +331,9 @@ def test_dashboards_read_only_metrics_the_exporter_the_rules_or_the_engine_produ
                 assert set(alertnames.split("|")) <= alert_names, e
         for v in board["templating"]["list"]:
             if v["type"] == "query":
-                assert set(re.findall(r"label_values\(([\w:]+)", v["query"])) <= produced, (uid, v["query"])
+                query = re.sub(r"^label_values\((.*), \w+\)$", r"\1", v["query"]).removeprefix("query_result")
+                read = metric_names(query)
+                assert read <= produced, (uid, v["query"])
 
 
 # --- against the regression demo's Prometheus ----------------------------------------------------
@@ -389,7 +397,10 @@ def test_every_panel_query_runs_on_the_demos_prometheus_and_returns_series(regre
     assert_all_return_series(regression_stack.prometheus_url, asked, RULES_DEADLINE)
     for uid, board in boards.items():  # the variables' values too, as Grafana asks for them (series)
         for v in board["templating"]["list"]:
-            if v["type"] == "query":
+            if v["type"] == "query" and v["query"].startswith("query_result("):
+                expr = substitute(v["query"].removeprefix("query_result"))
+                assert ask(regression_stack.prometheus_url, expr, False)[0] == "ok", (uid, v["name"], expr)
+            elif v["type"] == "query":
                 metric = substitute(re.sub(r"^label_values\((.*), \w+\)$", r"\1", v["query"]))
                 r = httpx.get(f"{regression_stack.prometheus_url}/api/v1/series", params={"match[]": metric},
                               timeout=10).json()

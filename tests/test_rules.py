@@ -171,8 +171,9 @@ def test_alert_labels_and_annotations():
     assert [r["labels"]["severity"] for r in exhausted] == ["ticket"]
     absent = [r for r in all_rules if r.get("alert") == rules.ABSENT_ALERT]
     assert len(absent) == 1 and absent[0]["for"] == "10m" and absent[0]["labels"]["severity"] == "ticket"
-    assert 'absent(mcp_operations_total{service="filesystem"})' in absent[0]["expr"]
-    assert 'absent(mcp_operations_total{service="analytics"})' in absent[0]["expr"]
+    for service in ("filesystem", "analytics"):  # either schema's series, labelled with the service
+        assert f'absent((group by (service) (mcp_operations_total{{service="{service}"}}) or ' in absent[0]["expr"]
+        assert f'"service", "{service}", "", "")' in absent[0]["expr"]
 
 
 def test_templates_in_links_and_labels_are_escaped_or_rejected():

@@ -103,8 +103,8 @@ def counts(status: dict, buckets: dict, service: str, version: str, tool: str | 
 def find_pairs(backend: Querier, spec: Spec, at: float, baselines: Mapping[str, str] | None = None) -> list[Pair]:
     """Every canary of every service at `at`, with its baseline, age and window (two queries)."""
     longest = max(durations.parse(spec.canary_for(s).max_lookback) for s in {*spec.services, ""})
-    ages = backend.query(promql.version_first_seen(longest, max(60.0, longest / AGE_STEPS)), at)
-    traffic = backend.query(promql.version_status_counts(longest), at)
+    ages = backend.query(promql.version_first_seen(longest, max(60.0, longest / AGE_STEPS), spec.metrics), at)
+    traffic = backend.query(promql.version_status_counts(longest, spec.metrics), at)
     return pairs(spec, ages, traffic, baselines)
 
 
@@ -116,8 +116,9 @@ def comparisons(backend: Querier, planned: Plan, at: float,
     results: dict[int, tuple[dict, dict]] = {}
     for window in sorted({p.window for p in found}):
         results[window] = (
-            _by(backend.query(promql.version_status_counts(window), at), "service", "version", "tool", "status"),
-            _by(backend.query(promql.version_bucket_counts(window), at), "service", "version", "tool", "le"))
+            _by(backend.query(promql.version_status_counts(window, spec.metrics), at),
+                "service", "version", "tool", "status"),
+            _by(backend.query(promql.version_bucket_counts(window, spec.metrics), at), "service", "version", "tool", "le"))
     out = []
     for p in found:
         status, buckets = results[p.window]
