@@ -138,6 +138,15 @@ def _progress_token(params: object) -> object:
     return token if is_request_id(token) else None
 
 
+# 2026-07-28 requests carry their protocol version in params._meta
+PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
+
+
+def _meta_protocol(params: object) -> object:
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+
+
 def _integer(code: object) -> int | None:
     """A JSON-RPC error code for error.type: an integer, else unknown."""
     return code if isinstance(code, int) and not isinstance(code, bool) else None
@@ -310,7 +319,8 @@ class Tracker:
         deadline = math.inf if long_lived else self.clock() + self.request_timeout
         pending = _Pending(method, tool, self.recorder.begin(), deadline, _progress_token(params), trace_of(params))
         if self._semconv:
-            pending.protocol = semconv.protocol_version(protocol) or self.negotiated
+            pending.protocol = (semconv.protocol_version(protocol) or semconv.protocol_version(_meta_protocol(params))
+                                or self.negotiated)
         self._pending[key] = pending
         if not long_lived:
             self._deadlines[key] = None
