@@ -1,5 +1,7 @@
 """Load generator: drives the demo services with the official MCP client at a
-steady rate, a mix of tools, and a traffic split between versions by weight."""
+steady rate, a mix of tools, and a traffic split between versions by weight. Each call
+carries a W3C trace context in params._meta, as a traced client sends it, so the exporter
+can attach its trace id to the duration bucket (an exemplar) and the latency charts mark it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,14 @@ from contextlib import AsyncExitStack
 import anyio
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+
+
+def traceparent(rng: random.Random) -> str:
+    """A W3C `traceparent` of a new sampled trace: version 00, random trace and span ids
+    (never all zeros, which the spec makes invalid), flags 01."""
+    trace_id = rng.getrandbits(128) or 1
+    span_id = rng.getrandbits(64) or 1
+    return f"00-{trace_id:032x}-{span_id:016x}-01"
 
 
 async def drive(
@@ -34,10 +44,11 @@ async def drive(
     tool_weights = [tool_mix[t] for t in tools]
     limiter = anyio.Semaphore(max_in_flight)
     started = 0
+    ids = random.Random()  # its own: drawing ids from `rng` would change a seeded run's calls
 
     async def call(client: Client, tool: str) -> None:
         try:
-            await client.call_tool(tool, {"query": "demo"})
+            await client.call_tool(tool, {"query": "demo"}, meta={"traceparent": traceparent(ids)})
         except Exception:
             pass  # the server has counted it; the load goes on
         finally:

@@ -39,10 +39,11 @@ def prometheus_config(targets: Sequence[str], scrape_interval: str = "5s", rule_
 def start_prometheus(workdir: Path, port: int, targets: Sequence[str], scrape_interval: str = "5s",
                      ready_timeout: float = 30.0, rule_files: Sequence[str] = (),
                      alertmanager: str | None = None, data_dir: Path | None = None,
-                     engine: str | None = None) -> ManagedProcess:
+                     engine: str | None = None, exemplars: bool = True) -> ManagedProcess:
     """Start Prometheus on 127.0.0.1:port scraping `targets` (and the SLO engine at
     `engine`, host:port); returns once /-/ready answers. Its data lives in `data_dir`, by
-    default workdir/data."""
+    default workdir/data. With `exemplars` it keeps the exemplars (trace ids) scraped with the
+    duration buckets, for the latency charts to mark."""
     binary = find_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
@@ -52,7 +53,9 @@ def start_prometheus(workdir: Path, port: int, targets: Sequence[str], scrape_in
         [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir or workdir / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
          # the default 15d would drop most of the 30-day history and any 30d SLO window
-         "--storage.tsdb.retention.time=60d"],
+         "--storage.tsdb.retention.time=60d",
+         # Prometheus 2.x drops scraped exemplars unless this experimental feature is on
+         *(["--enable-feature=exemplar-storage"] if exemplars else [])],
         workdir / "prometheus.log",
     ).start()
     url = f"http://127.0.0.1:{port}"
