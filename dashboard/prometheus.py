@@ -6,6 +6,8 @@ alert pages do, through one `Metrics` per app:
 - `range(expr, start, end)`: a range query whose step keeps it at MAX_POINTS points or
   fewer (a 30-day chart is 720 hourly points, not 170,000 at 15 s), or at the step given;
 - `instant(expr)`: an instant query;
+- `exemplars(expr, start, end)`: the exemplars (trace ids) scraped with `expr`'s series
+  (GET /api/v1/query_exemplars); none from a Prometheus without exemplar storage;
 - `alerts()`: Prometheus's firing and pending alerts (GET /api/v1/alerts);
 - `alertmanager_alerts()`: what Alertmanager holds (GET /api/v2/alerts), with receivers
   and silences.
@@ -20,7 +22,7 @@ escaping helpers.
 Prometheus and Alertmanager are reached as the engine reaches Prometheus: one
 slo.engine.backend.BackendOptions (the engine's --header, --basic-auth-user, --bearer-token-env,
 --ca-file, --insecure-skip-verify) gives the headers, credentials and TLS settings of every
-read, the alert lists' too.
+read, the alert lists' and the exemplars' too (which Backend does not read).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -44,6 +46,15 @@ MAX_POINTS = 1000  # per series and chart
 MIN_STEP = 15.0  # seconds: below Prometheus's usual scrape interval a chart gains nothing
 NICE_STEPS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 TIMEOUT = 8.0  # seconds per query: a chart waits for it
+
+
+class Exemplar(NamedTuple):
+    """One exemplar Prometheus kept: an observation the exporter linked to its trace."""
+
+    series: dict[str, str]  # the labels of the series it came with (a bucket: service, tool, le, ...)
+    labels: dict[str, str]  # its own: trace_id, span_id
+    value: float  # what was observed (a duration, in seconds)
+    time: float  # Unix seconds
 
 
 def step_for(span: float, max_points: int = MAX_POINTS) -> float:
@@ -99,6 +110,24 @@ class Metrics:
     def instant(self, expr: str) -> list[Sample] | SourceError:
         return self._prometheus(f"instant {expr}", lambda backend: backend.query(expr))
 
+    def exemplars(self, expr: str, start: float, end: float) -> list[Exemplar] | SourceError:
+        """The exemplars of `expr`'s series from `start` to `end` (Unix seconds). Prometheus keeps
+        them only with --enable-feature=exemplar-storage; without it the answer is an empty list."""
+        if not self.prometheus_url:
+            return SourceError("unconfigured", "no Prometheus configured (--prometheus)")
+
+        def read() -> list[Exemplar] | SourceError:
+            body = self._get_json(f"{self.prometheus_url.rstrip('/')}/api/v1/query_exemplars", "Prometheus",
+                                  {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+            if isinstance(body, SourceError):
+                return body
+            found = exemplar_list(body.get("data") if isinstance(body, dict) else None)
+            if found is None:
+                return SourceError("bad_response", "Prometheus answered /api/v1/query_exemplars without a list")
+            return found
+
+        return self.cache.get(f"exemplars {start} {end} {expr}", read)
+
     def alerts(self) -> list[dict] | SourceError:
         """Prometheus's active alerts (firing and pending): labels, annotations, state, activeAt."""
         if not self.prometheus_url:
@@ -151,10 +180,10 @@ class Metrics:
 
         return self.cache.get(key, compute)
 
-    def _get_json(self, url: str, who: str) -> Any:
+    def _get_json(self, url: str, who: str, params: dict[str, str] | None = None) -> Any:
         shown = display_url(url)
         try:
-            response = self._http.get(url)
+            response = self._http.get(url, params=params)
         except httpx.HTTPError as exc:
             return SourceError("unreachable", f"{who} at {shown} is unreachable ({type(exc).__name__})")
         if response.status_code != 200:
@@ -164,6 +193,33 @@ class Metrics:
             return response.json()
         except ValueError:
             return SourceError("bad_response", f"{who} at {shown} did not answer JSON")
+
+
+def exemplar_list(data: Any) -> list[Exemplar] | None:
+    """The exemplars in /api/v1/query_exemplars's `data` ([{seriesLabels, exemplars: [{labels,
+    value, timestamp}]}]), None when it is not a list. An exemplar without a finite value or
+    time is left out: it could not be drawn."""
+    if not isinstance(data, list):
+        return None
+    out = []
+    for series in data:
+        if not isinstance(series, dict) or not isinstance(series.get("exemplars"), list):
+            continue
+        series_labels = _string_labels(series.get("seriesLabels"))
+        for e in series["exemplars"]:
+            if not isinstance(e, dict):
+                continue
+            try:
+                value, at = float(e.get("value")), float(e.get("timestamp"))
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value) and math.isfinite(at):
+                out.append(Exemplar(series_labels, _string_labels(e.get("labels")), value, at))
+    return out
+
+
+def _string_labels(labels: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 # --- credentials for the reads Backend does not make ------------------------------------------

@@ -13,23 +13,27 @@ engine's own gauge, see slo.promql.service_budget_remaining); the request, laten
 active-operation charts read the raw tools/call metrics, the requests the SLOs count. The times
 an alert of the service fired (dashboard.alerts_data.spans) are marked on the charts, as
 Grafana shows alert annotations (see `fired_shapes`). Lines that are not measurements
-(objectives, thresholds) carry `"meta": "reference"`.
+(objectives, thresholds) carry `"meta": "reference"`. The latency chart marks the exemplars
+Prometheus kept of the service's requests (their trace ids, see `read_exemplars`): the slowest
+few of each slice of the range, so a busy service draws a few hundred markers, not thousands.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from collector import names
 from dashboard import overview_data
 from dashboard.colors import SEVERITY_COLORS
 from dashboard.formatting import NONE, fmt_burn, fmt_duration, fmt_objective, fmt_threshold
 from dashboard.plot_text import plot_text
-from dashboard.prometheus import Metrics, step_for
+from dashboard.prometheus import Exemplar, Metrics, step_for
 from dashboard.source import SLOs, SourceError
 from dashboard.url_state import shell_settings
 from slo import durations, evaluate, promql
@@ -47,6 +51,10 @@ EXHAUSTED_COLOR = "#c62828"
 REFERENCE = "reference"  # the `meta` of a line that is not a measurement: an objective, a threshold
 FIRED_OPACITY = 0.12  # of the shading while a page fired
 BAND_PIXELS = 6  # the height of the band above a chart marking when alerts fired
+EXEMPLAR_SLOTS = 100  # the latency chart's range is cut in this many slices...
+EXEMPLARS_PER_SLOT = 3  # ...and the slowest exemplars of each are marked: 300 markers at most
+EXEMPLAR_COLOR = "#d81b60"
+TRACE_ID = "trace_id"  # the exemplar label the exporter puts the W3C trace id in
 
 Answer = list[Series] | SourceError
 
@@ -138,6 +146,18 @@ def read(metrics: Metrics, queries: Mapping[str, str], tr: TimeRange) -> dict[st
         down = prometheus_down(answers.values())
         answers[name] = down or metrics.range(expr, tr.start, tr.end)
     return answers
+
+
+def exemplar_query(service: str) -> str:
+    """The series whose exemplars the latency chart marks: the service's tools/call buckets."""
+    return promql.tool_calls(f"{names.OPERATION_DURATION}_bucket", service)
+
+
+def read_exemplars(metrics: Metrics, service: str, tr: TimeRange) -> list[Exemplar] | SourceError:
+    """The exemplars of the service's tools/call durations over `tr`. A stand-in Metrics without
+    exemplar reads (the page tests' fakes) has none."""
+    read = getattr(metrics, "exemplars", None)
+    return [] if read is None else read(exemplar_query(service), tr.start, tr.end)
 
 
 def prometheus_down(answers: Iterable[Any]) -> SourceError | None:
@@ -295,8 +315,10 @@ def requests_figure(requests: Answer, tr: TimeRange) -> dict:
     return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "requests/s"}})}
 
 
-def latency_figure(latency: Answer, rows: SLOs, tr: TimeRange) -> dict:
-    """p50, p90 and p99, with the service's latency SLO thresholds."""
+def latency_figure(latency: Answer, rows: SLOs, tr: TimeRange,
+                   exemplars: list[Exemplar] | SourceError = ()) -> dict:
+    """p50, p90 and p99, with the service's latency SLO thresholds and the slowest `exemplars`
+    (requests with their trace ids). Exemplars that cannot be read are said in a corner note."""
     title = f"tools/call latency, estimated from buckets (over {tr.window_name})"
     if (empty := guard(title, latency, tr)) is not None:
         return empty
@@ -307,7 +329,49 @@ def latency_figure(latency: Answer, rows: SLOs, tr: TimeRange) -> dict:
         if slo.kind == "latency" and slo.threshold is not None and not slo.tool:
             traces.append(flat(f"{plot_text(slo.slo)} SLO: {fmt_objective(slo.objective)} within "
                                f"{fmt_threshold(slo.threshold)}", slo.threshold, tr, SEVERITY_COLORS["ticket"]))
-    return {"data": traces, "layout": layout(title, tr, yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"})}
+    notes = []
+    if isinstance(exemplars, SourceError):
+        notes.append({"text": plot_text(f"No exemplars: {exemplars.message}"), "showarrow": False, "xref": "paper",
+                      "yref": "paper", "x": 1, "y": 1, "xanchor": "right", "yanchor": "bottom",
+                      "font": {"size": 10, "color": "#757575"}})
+    elif kept := slowest_exemplars(exemplars, tr):
+        traces.append(exemplar_trace(kept))
+    return {"data": traces, "layout": layout(title, tr, annotations=notes,
+                                             yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"})}
+
+
+def slowest_exemplars(exemplars: Iterable[Exemplar], tr: TimeRange, slots: int = EXEMPLAR_SLOTS,
+                      per_slot: int = EXEMPLARS_PER_SLOT) -> list[Exemplar]:
+    """The exemplars within `tr` to mark: the `per_slot` slowest of each of `slots` equal slices
+    of the range (the outliers a viewer looks for, spread over the range), each once (Prometheus
+    answers one exemplar again for every scrape that showed it), oldest first."""
+    width = max(tr.end - tr.start, 1.0) / slots
+    by_slot: dict[int, list[Exemplar]] = {}
+    seen = set()
+    for e in exemplars:
+        key = (e.labels.get(TRACE_ID), e.time, e.value)
+        if not tr.start <= e.time <= tr.end or key in seen:
+            continue
+        seen.add(key)
+        by_slot.setdefault(min(int((e.time - tr.start) // width), slots - 1), []).append(e)
+    kept = [e for slot in by_slot.values() for e in heapq.nlargest(per_slot, slot, key=lambda e: e.value)]
+    return sorted(kept, key=lambda e: e.time)
+
+
+def exemplar_trace(exemplars: list[Exemplar]) -> dict:
+    """Markers at each exemplar's time and observed duration; hovering shows its trace id, tool
+    and time (label values, so escaped: see dashboard.plot_text)."""
+    def hover(e: Exemplar) -> list[str]:
+        moment = datetime.fromtimestamp(e.time, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return [plot_text(e.labels.get(TRACE_ID) or "none"), plot_text(e.series.get("tool") or "?"), moment,
+                fmt_threshold(e.value) or NONE]
+
+    return {"type": "scatter", "mode": "markers", "name": "exemplars (slowest traced requests)",
+            "x": [e.time * 1000 for e in exemplars], "y": [e.value for e in exemplars],
+            "customdata": [hover(e) for e in exemplars],
+            "marker": {"color": EXEMPLAR_COLOR, "size": 7, "symbol": "diamond", "opacity": 0.8},
+            "hovertemplate": "trace %{customdata[0]}<br>tool %{customdata[1]}<br>%{customdata[2]}: "
+                             "%{customdata[3]}<extra></extra>"}
 
 
 def heatmap_figure(buckets: Answer, tr: TimeRange) -> dict:
@@ -335,9 +399,11 @@ def active_figure(active: Answer, tr: TimeRange) -> dict:
 
 
 def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange,
-            fired: Iterable[tuple[float, float, str]] = ()) -> dict[str, dict]:
+            fired: Iterable[tuple[float, float, str]] = (),
+            exemplars: list[Exemplar] | SourceError = ()) -> dict[str, dict]:
     """Every chart of the page (GRAPHS) from `read`'s answers, with the spans during which an
-    alert of the service fired (alerts_data.spans: start, end, severity) shaded."""
+    alert of the service fired (alerts_data.spans: start, end, severity) shaded, and the
+    latency chart's `exemplars` (read_exemplars)."""
     missing = prometheus_down(answers.values()) or SourceError("missing", "not read")
 
     def get(name: str) -> Answer:
@@ -345,7 +411,7 @@ def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange,
 
     out = {"sli": sli_figure(get("sli"), get("objective"), tr), "budget": budget_figure(get("budget"), rows, tr),
            "burn": burn_figure(get("burn"), rows, tr), "requests": requests_figure(get("requests"), tr),
-           "latency": latency_figure(get("latency"), rows, tr), "heatmap": heatmap_figure(get("heatmap"), tr),
+           "latency": latency_figure(get("latency"), rows, tr, exemplars), "heatmap": heatmap_figure(get("heatmap"), tr),
            "active": active_figure(get("active"), tr)}
     fired = list(fired)
     for figure in out.values():

@@ -1,8 +1,9 @@
 """A service's page: its SLOs (the engine's latest evaluation) in the header; the SLI against the
 objective, the error budget, burn rates against the alert tiers, requests by status, latency
-estimates, duration buckets and operations in flight over the shell's time range (Prometheus),
-marked where an alert of the service fired; its tools; its firing and pending alerts with their
-runbooks, and the alerts that fired within the range.
+estimates (with the slowest traced requests: Prometheus's exemplars), duration buckets and
+operations in flight over the shell's time range (Prometheus), marked where an alert of the
+service fired; its tools; its firing and pending alerts with their runbooks, and the alerts
+that fired within the range.
 
 The URL holds the whole state: the service in the path (/services/<service>, as the overview's
 rows and the alerts' dashboard_url link to it), the shell's range and refresh in the query
@@ -125,7 +126,9 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     alerts = sd.service_alerts(metrics.alerts(), service, now)
     fired = alerts_data.read_episodes(metrics, tr.start, now, service)
     spans = [] if isinstance(fired, SourceError) else alerts_data.spans(fired, now)
-    return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr, spans), tool_table(tools),
+    exemplars = sd.read_exemplars(metrics, service, tr)
+    return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr, spans, exemplars),
+                    tool_table(tools),
                     alert_list(alerts, service), fired_list(fired, service, tr.name, search))
 
 
