@@ -23,9 +23,17 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 def test_names_are_the_semantic_conventions_own():
     pytest.importorskip("opentelemetry.semconv")
-    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes, mcp_attributes, rpc_attributes
+    from opentelemetry.semconv._incubating.attributes import (
+        gen_ai_attributes,
+        mcp_attributes,
+        rpc_attributes,
+    )
     from opentelemetry.semconv._incubating.metrics import mcp_metrics
-    from opentelemetry.semconv.attributes import error_attributes, network_attributes, service_attributes
+    from opentelemetry.semconv.attributes import (
+        error_attributes,
+        network_attributes,
+        service_attributes,
+    )
 
     assert semconv.DURATION == mcp_metrics.MCP_SERVER_OPERATION_DURATION
     assert semconv.METHOD_NAME == mcp_attributes.MCP_METHOD_NAME
@@ -63,7 +71,11 @@ OPERATIONS = [
 
 
 def _otel_attributes(method, tool, status, error, protocol) -> dict:
-    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes, mcp_attributes, rpc_attributes
+    from opentelemetry.semconv._incubating.attributes import (
+        gen_ai_attributes,
+        mcp_attributes,
+        rpc_attributes,
+    )
     from opentelemetry.semconv.attributes import error_attributes, network_attributes
 
     attrs = {mcp_attributes.MCP_METHOD_NAME: "_OTHER" if method == names.OTHER_METHOD else method,
