@@ -17,6 +17,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from collector import names
 from slo import promql
+from slo.schema import OTEL_DURATION
 
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = models.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
@@ -55,9 +56,10 @@ def _targets(queries: Sequence[Query]) -> list[prometheus.Dataquery]:
 
 
 def _reads_durations(expr: str) -> bool:
-    """Whether `expr` reads the duration histogram's buckets (a latency quantile, a heatmap): the
-    series the exporter attaches exemplars (trace ids) to, so Grafana marks them on the panel."""
-    return f"{names.OPERATION_DURATION}_bucket" in expr
+    """Whether `expr` reads a duration histogram's buckets (a latency quantile, a heatmap), of
+    either metric schema: the series exporters attach exemplars (trace ids) to, so Grafana marks
+    them on the panel."""
+    return any(f"{histogram}_bucket" in expr for histogram in (names.OPERATION_DURATION, OTEL_DURATION))
 
 
 def _common(panel, title: str, description: str, queries: Sequence[Query], width: int, height: int):

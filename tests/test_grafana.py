@@ -213,7 +213,9 @@ LATENCY_PANELS = {frame.OPERATIONS: {"Duration quantiles by service", "Duration 
                   frame.CANARY: {"Latency quantiles"}}
 
 
-def test_the_latency_panels_and_only_they_ask_for_exemplars(boards):
+@pytest.mark.parametrize("metrics", metrics_schema.SCHEMAS)
+def test_the_latency_panels_and_only_they_ask_for_exemplars(example, metrics):
+    boards = generate.dashboards(example.model_copy(update={"metrics": metrics}), source=EXAMPLE.name)
     for uid, board in boards.items():
         latency = LATENCY_PANELS.get(uid, set())
         assert latency <= {p["title"] for p in panels(board)}, uid
