@@ -18,7 +18,10 @@ the client entered second runs nested in the first one's task group.
 it shows is what the method reads when there is nothing to find, so a
 difference smaller than its spread is not a measurement.
 
-    python -m bench.bench_inprocess [--quick] [--async-tool] [--control]
+`both=True` compares two instrumented servers instead: `metrics="both"` (mcp-slo's
+and the semantic conventions' histograms) against the default `metrics="mcp-slo"`.
+
+    python -m bench.bench_inprocess [--quick] [--async-tool] [--control] [--both]
 """
 
 from __future__ import annotations
@@ -63,18 +66,22 @@ def build_server(async_tool: bool = False) -> MCPServer:
     return server
 
 
-async def _measure(rounds: int, calls: int, warmup: int, sessions: int, async_tool: bool, control: bool):
+async def _measure(rounds: int, calls: int, warmup: int, sessions: int, async_tool: bool, control: bool,
+                   both: bool = False):
     registry = CollectorRegistry()
     plain = build_server(async_tool)
     other = build_server(async_tool)
     recorder = None
+    if both:  # the base side is instrumented with the default
+        instrument(plain, service=SERVICE, version=VERSION, registry=CollectorRegistry())
     if not control:
-        instrument(other, service=SERVICE, version=VERSION, registry=registry)
+        instrument(other, service=SERVICE, version=VERSION, registry=registry,
+                   metrics="both" if both else "mcp-slo")
         recorder = next(m for m in other.middleware if isinstance(m, MetricsMiddleware)).recorder
         counted_before = recorded(recorder, "tools/call", TOOL, names.SUCCESS)
         ours = [type(m) for m in other.middleware]
         theirs = [type(m) for m in plain.middleware]
-        if ours != [MetricsMiddleware, *theirs]:
+        if ours != ([] if both else [MetricsMiddleware]) + theirs:
             raise AssertionError(f"the servers differ by more than the metrics middleware: {ours} vs {theirs}")
 
     plain_rounds: list[float] = []
@@ -151,6 +158,7 @@ def run(
     sessions: int = 4,
     async_tool: bool = False,
     control: bool = False,
+    both: bool = False,
     quick: bool = False,
 ) -> Result:
     """Returns microseconds per call (median per round, then median over rounds).
@@ -163,21 +171,25 @@ def run(
     if rounds < 1 or calls < 1 or sessions < 1 or warmup < 0:
         raise ValueError("rounds, calls and sessions must be at least 1, warmup at least 0")
     sessions = min(sessions, rounds)
-    plain_us, other_us = anyio.run(_measure, rounds, calls, warmup, sessions, async_tool, control)
+    plain_us, other_us = anyio.run(_measure, rounds, calls, warmup, sessions, async_tool, control, both)
     kind = "async" if async_tool else "sync"
     params: dict[str, Any] = {"rounds": rounds, "calls": calls, "warmup": warmup, "sessions": sessions,
                               "tool": kind, "control": control}
     notes = [f"{kind} no-op tool" + (" (worker thread)" if not async_tool else " (on the event loop)")
              + "; figures are medians of per-call times, so rare stalls do not count"]
+    if both:
+        notes.append('both sides instrumented: metrics="both" (ours) vs the default metrics="mcp-slo" (base)')
     if control:
         notes.append("A/A control: both servers uninstrumented; the ratio shows the method's own bias and spread")
     return paired_result(
-        name="inprocess" + ("-async" if async_tool else "") + ("-control" if control else ""),
+        name="inprocess" + ("-async" if async_tool else "") + ("-control" if control else "")
+             + ("-both" if both else ""),
         title=f"MCPServer in-memory tools/call ({kind} no-op tool), "
-              + ("plain vs plain (control)" if control else "instrumented vs plain"),
+              + ("plain vs plain (control)" if control else
+                 'metrics="both" vs "mcp-slo"' if both else "instrumented vs plain"),
         unit="us/call",
-        ours_label="plain (B)" if control else "instrumented",
-        base_label="plain (A)" if control else "plain",
+        ours_label="plain (B)" if control else "both" if both else "instrumented",
+        base_label="plain (A)" if control else "mcp-slo" if both else "plain",
         ours_rounds=other_us,
         base_rounds=plain_us,
         limit=None if control else GOAL,
@@ -189,4 +201,5 @@ def run(
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    print(run(quick="--quick" in argv, async_tool="--async-tool" in argv, control="--control" in argv).report())
+    print(run(quick="--quick" in argv, async_tool="--async-tool" in argv, control="--control" in argv,
+              both="--both" in argv).report())

@@ -8,7 +8,10 @@ alternating sides, per-call times; the added median and p99. Throughput:
 Goals (issue): at most 0.5 ms added to the median over stdio, at least 90% of
 direct throughput (a time-per-call ratio of at most 1/0.9).
 
-    python -m bench.bench_proxy [--quick] [--http]
+`--both` compares the proxy with `--metrics both` (ours) against the default proxy
+(base), instead of the proxy against a direct connection; goal: at most +0.1 ms a call.
+
+    python -m bench.bench_proxy [--quick] [--http] [--both]
 """
 
 from __future__ import annotations
@@ -67,25 +70,32 @@ def _wait_http(url: str, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def _targets(http: bool) -> Iterator[tuple[Any, Any]]:
-    """(direct, proxied) server arguments for mcp.Client."""
+def _targets(http: bool, both: bool = False) -> Iterator[tuple[Any, Any]]:
+    """(direct, proxied) server arguments for mcp.Client; with `both`, (the default
+    proxy, the proxy with --metrics both)."""
+    ours = [*PROXY, "--metrics", "both"] if both else PROXY
     if not http:
-        yield (StdioServerParameters(command=sys.executable, args=[ECHO], cwd=str(ROOT)),
-               StdioServerParameters(command=sys.executable, args=[*PROXY[1:], "--", sys.executable, ECHO],
+        base = [*PROXY, "--", sys.executable, ECHO] if both else [sys.executable, ECHO]
+        yield (StdioServerParameters(command=base[0], args=base[1:], cwd=str(ROOT)),
+               StdioServerParameters(command=sys.executable, args=[*ours[1:], "--", sys.executable, ECHO],
                                      cwd=str(ROOT)))
         return
     direct_port, upstream_port, proxy_port = _free_port(), _free_port(), _free_port()
-    with _process([sys.executable, ECHO, "--http", str(direct_port)]), \
+    base_upstream_port = _free_port()
+    base = ([*PROXY, "--upstream", f"http://127.0.0.1:{base_upstream_port}/mcp", "--listen", f"127.0.0.1:{direct_port}"]
+            if both else [sys.executable, ECHO, "--http", str(direct_port)])
+    with _process([sys.executable, ECHO, "--http", str(base_upstream_port)]) if both else contextlib.nullcontext(), \
+            _process(base), \
             _process([sys.executable, ECHO, "--http", str(upstream_port)]), \
-            _process([*PROXY, "--upstream", f"http://127.0.0.1:{upstream_port}/mcp",
+            _process([*ours, "--upstream", f"http://127.0.0.1:{upstream_port}/mcp",
                       "--listen", f"127.0.0.1:{proxy_port}"]):
         for port in (direct_port, upstream_port, proxy_port):
             _wait_http(f"http://127.0.0.1:{port}/mcp")
         yield f"http://127.0.0.1:{direct_port}/mcp", f"http://127.0.0.1:{proxy_port}/mcp"
 
 
-async def _measure(http: bool, rounds: int, calls: int, concurrency: int, warmup: int):
-    with _targets(http) as (direct_target, proxied_target):
+async def _measure(http: bool, rounds: int, calls: int, concurrency: int, warmup: int, both: bool = False):
+    with _targets(http, both) as (direct_target, proxied_target):
         async with Client(direct_target) as direct, Client(proxied_target) as proxied:
             sides = {"direct": direct, "proxied": proxied}
             for client in sides.values():
@@ -122,19 +132,21 @@ def _p99(xs: list[float]) -> float:
 
 
 def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: int = 16, warmup: int = 50,
-        quick: bool = False):
+        quick: bool = False, both: bool = False):
     """Two Results: latency (median of per-round medians) and throughput (time per call under load)."""
     if quick:
         rounds, calls, concurrency, warmup = 2, 5, 4, 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-    latency, latency_rounds, per_call = anyio.run(_measure, http, rounds, calls, concurrency, warmup)
+    latency, latency_rounds, per_call = anyio.run(_measure, http, rounds, calls, concurrency, warmup, both)
     transport = "streamable HTTP" if http else "stdio"
     added_p99 = _p99(latency["proxied"]) - _p99(latency["direct"])
-    params = {"transport": transport, "rounds": rounds, "calls": calls, "concurrency": concurrency}
+    versus = "proxy --metrics both vs default proxy" if both else "mcp-slo proxy vs direct"
+    ours_label, base_label = ("--metrics both", "default") if both else ("proxied", "direct")
+    params = {"transport": transport, "both": both, "rounds": rounds, "calls": calls, "concurrency": concurrency}
     lat = paired_result(
-        name=f"proxy-{'http' if http else 'stdio'}-latency",
-        title=f"mcp-slo proxy vs direct, {transport}, sequential tools/call latency",
-        unit="us", ours_label="proxied", base_label="direct",
+        name=f"proxy-{'http' if http else 'stdio'}{'-both' if both else ''}-latency",
+        title=f"{versus}, {transport}, sequential tools/call latency",
+        unit="us", ours_label=ours_label, base_label=base_label,
         ours_rounds=latency_rounds["proxied"], base_rounds=latency_rounds["direct"],
         limit=None, per_round=calls, params=params,
         notes=[f"added median {statistics.median(latency['proxied']) * 1e3 - statistics.median(latency['direct']) * 1e3:+.3f} ms"
@@ -142,9 +154,9 @@ def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: i
                f" (p99 direct {_p99(latency['direct']) / 1e3:.3f} ms, proxied {_p99(latency['proxied']) / 1e3:.3f} ms)"],
     )
     thr = paired_result(
-        name=f"proxy-{'http' if http else 'stdio'}-throughput",
-        title=f"mcp-slo proxy vs direct, {transport}, {concurrency} concurrent callers, time per call",
-        unit="us", ours_label="proxied", base_label="direct",
+        name=f"proxy-{'http' if http else 'stdio'}{'-both' if both else ''}-throughput",
+        title=f"{versus}, {transport}, {concurrency} concurrent callers, time per call",
+        unit="us", ours_label=ours_label, base_label=base_label,
         ours_rounds=per_call["proxied"], base_rounds=per_call["direct"],
         limit=round(1 / 0.9, 4), per_round=calls * concurrency, params=params,
         notes=[f"throughput: proxied {1e6 / statistics.median(per_call['proxied']):.0f} calls/s, "
@@ -155,6 +167,6 @@ def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: i
 
 
 if __name__ == "__main__":
-    for result in run(quick="--quick" in sys.argv, http="--http" in sys.argv):
+    for result in run(quick="--quick" in sys.argv, http="--http" in sys.argv, both="--both" in sys.argv):
         print(result.report())
         print()
