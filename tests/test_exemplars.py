@@ -16,7 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from collector import instrument, semconv, start_metrics_server
 from tests.binaries import prometheus
-from tests.proxy_support import PYTHON, SERVERS, child_env, proxy_command, wait_for_metrics
+from tests.proxy_support import (
+    PYTHON,
+    SERVERS,
+    child_env,
+    proxy_command,
+    wait_for_metrics,
+)
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
