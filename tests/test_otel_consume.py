@@ -11,8 +11,8 @@ Grafana panel query that returns data on B returns data on A.
 from __future__ import annotations
 
 import re
-import time
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,7 +33,15 @@ from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate
 from slo.plan import plan
 from tests import binaries
-from tests.proxy_support import PYTHON, SERVERS, child_env, proxy_command, running, wait_for_http, wait_for_metrics
+from tests.proxy_support import (
+    PYTHON,
+    SERVERS,
+    child_env,
+    proxy_command,
+    running,
+    wait_for_http,
+    wait_for_metrics,
+)
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration

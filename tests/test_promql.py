@@ -10,8 +10,8 @@ import yaml
 
 from alerts import rules, rules_tests
 from slo import promql
-from slo.schema import MCP_SLO
 from slo.promql import SLI, Scope
+from slo.schema import MCP_SLO
 from tests import binaries
 
 HOSTILE = [
@@ -224,3 +224,34 @@ def test_the_dashboard_queries_select_exactly_their_service(tmp_path):
         "tests": [{"interval": "1m", "input_series": inputs, "promql_expr_test": checks}]}))
     result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- OpenTelemetry's semantic conventions (slo.schema) -----------------------------------------
+
+
+def test_otel_reads_the_histogram_with_the_resource_and_computed_labels():
+    av = SLI("availability", "availability", ("tools/call",), scope=Scope(include=("fs",)), schema="otel")
+    bad = av.raw_parts(300)["bad"]
+    assert bad.startswith("sum by (service) (")  # no mcp-slo side
+    assert 'mcp_server_operation_duration_seconds_count{mcp_method_name="tools/call",error_type!=""}[5m]' in bad
+    assert "* on (job, instance) group_left (service_name, service_version) target_info" in bad
+    assert "unless on (job, instance) target_info" in bad  # promoted resource attributes
+    assert '"service", "$1", "service_name", "(.+)"' in bad and '"service", "$1", "job", "(.*)"' in bad
+    assert '"mcp_slo_match_service", "1", "service", "fs") unless on (mcp_slo_match_service) vector(1)' in bad
+    lat = SLI("latency", "latency", ("tools/call",), 1.0, schema="otel")
+    assert 'le=~"1|1\\\\.0"' in lat.raw_parts(300)["good"]  # both spellings of the bound
+    both = promql.discovery()
+    assert both.startswith("(group by (service, version, tool) (mcp_operations_total) or group by")  # mcp-slo's first
+    assert '"version", "unknown", "", "")' in both
+    with pytest.raises(ValueError, match="unknown metrics schema"):
+        SLI("a", "availability", ("tools/call",), schema="prom")
+
+
+def test_a_computed_label_matcher_escapes_names_but_not_grafana_variables():
+    expr = promql.read("mcp_operations_total", [promql.matcher("service", "=", "a.b"),
+                                                promql.grafana_variable("version", "version")], ("service",),
+                       schema="otel")
+    assert '"service", "a\\\\.b")' in expr and '"version", "$version")' in expr
+    assert promql.canary_latency_buckets("fs", ("v1", "v2"), 300, "mcp-slo") == (
+        'sum by (version, le) (increase(mcp_operation_duration_seconds_bucket{service="fs",version=~"v1|v2",'
+        'method="tools/call"}[5m]))')

@@ -247,3 +247,11 @@ def test_the_examples_are_valid(capsys):
     for example in sorted(Path("examples").glob("*.yaml")):
         assert cli.main(["validate", "--config", str(example)]) == 0, capsys.readouterr().err
         assert f"{example}: valid" in capsys.readouterr().out
+
+
+def test_an_unknown_metrics_schema_is_one_line_naming_the_choices():
+    from slo import spec as spec_module
+    with pytest.raises(spec_module.SpecError) as e:
+        spec_module.parse({"metrics": "prom"}, "slo.yaml")
+    assert str(e.value) == "slo.yaml: metrics: unknown metrics schema 'prom'; one of auto, mcp-slo, otel"
+    assert spec_module.parse({}).metrics == "auto" and spec_module.parse({"metrics": "otel"}).metrics == "otel"

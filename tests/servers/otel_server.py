@@ -21,7 +21,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes, mcp_attributes
+from opentelemetry.semconv._incubating.attributes import (
+    gen_ai_attributes,
+    mcp_attributes,
+)
 from opentelemetry.semconv._incubating.metrics import mcp_metrics
 from opentelemetry.semconv.attributes import error_attributes
 from prometheus_client import start_http_server
