@@ -54,7 +54,7 @@ BAND_PIXELS = 6  # the height of the band above a chart marking when alerts fire
 EXEMPLAR_SLOTS = 100  # the latency chart's range is cut in this many slices...
 EXEMPLARS_PER_SLOT = 3  # ...and the slowest exemplars of each are marked: 300 markers at most
 EXEMPLAR_COLOR = "#d81b60"
-TRACE_ID = "trace_id"  # the exemplar label the exporter puts the W3C trace id in
+TRACE_ID, SPAN_ID = "trace_id", "span_id"  # the exemplar labels the exporter puts the W3C ids in
 
 Answer = list[Series] | SourceError
 
@@ -343,16 +343,18 @@ def latency_figure(latency: Answer, rows: SLOs, tr: TimeRange,
 def slowest_exemplars(exemplars: Iterable[Exemplar], tr: TimeRange, slots: int = EXEMPLAR_SLOTS,
                       per_slot: int = EXEMPLARS_PER_SLOT) -> list[Exemplar]:
     """The exemplars within `tr` to mark: the `per_slot` slowest of each of `slots` equal slices
-    of the range (the outliers a viewer looks for, spread over the range), each once (Prometheus
-    answers one exemplar again for every scrape that showed it), oldest first."""
+    of the range (the outliers a viewer looks for, spread over the range), oldest first, each
+    observation once: an exemplar exposed without a timestamp is stored again at every scrape
+    that shows it, with the scrape's time, so the first (earliest) is kept."""
+    first: dict[tuple, Exemplar] = {}
+    for e in exemplars:
+        if tr.start <= e.time <= tr.end:
+            key = (e.labels.get(TRACE_ID), e.labels.get(SPAN_ID), e.value)
+            if key not in first or e.time < first[key].time:
+                first[key] = e
     width = max(tr.end - tr.start, 1.0) / slots
     by_slot: dict[int, list[Exemplar]] = {}
-    seen = set()
-    for e in exemplars:
-        key = (e.labels.get(TRACE_ID), e.time, e.value)
-        if not tr.start <= e.time <= tr.end or key in seen:
-            continue
-        seen.add(key)
+    for e in first.values():
         by_slot.setdefault(min(int((e.time - tr.start) // width), slots - 1), []).append(e)
     kept = [e for slot in by_slot.values() for e in heapq.nlargest(per_slot, slot, key=lambda e: e.value)]
     return sorted(kept, key=lambda e: e.time)
