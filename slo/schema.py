@@ -30,20 +30,23 @@ How an OpenTelemetry series reads as mcp-slo's (slo.promql writes the PromQL):
 
 from __future__ import annotations
 
+from collector import semconv
+
 MCP_SLO = "mcp-slo"
 OTEL = "otel"
 AUTO = "auto"
 SCHEMAS = (AUTO, MCP_SLO, OTEL)
 
-# The semantic conventions' names, as the Prometheus exporters write them.
-OTEL_DURATION = "mcp_server_operation_duration_seconds"  # mcp.server.operation.duration, in seconds
+# The semantic conventions' names, as the Prometheus exporters write them (spelled once, in
+# collector.semconv, which the exporter writes them from).
+OTEL_DURATION = semconv.PROMETHEUS_DURATION  # mcp.server.operation.duration, in seconds
 TARGET_INFO = "target_info"  # the resource attributes, one series per scrape target
 RESOURCE_JOIN = ("job", "instance")  # what target_info shares with the target's series
-SERVICE_NAME = "service_name"  # service.name
-SERVICE_VERSION = "service_version"  # service.version
-METHOD = "mcp_method_name"  # mcp.method.name
-TOOL = "gen_ai_tool_name"  # gen_ai.tool.name
-ERROR_TYPE = "error_type"  # error.type: "tool_error", a JSON-RPC code, an exception type
+SERVICE_NAME = semconv.prometheus_label(semconv.SERVICE_NAME)
+SERVICE_VERSION = semconv.prometheus_label(semconv.SERVICE_VERSION)
+METHOD = semconv.prometheus_label(semconv.METHOD_NAME)
+TOOL = semconv.prometheus_label(semconv.TOOL_NAME)
+ERROR_TYPE = semconv.prometheus_label(semconv.ERROR_TYPE)  # "tool_error", a JSON-RPC code, "timeout", ...
 FALLBACK_SERVICE_LABEL = "job"  # the service of a series without service_name
 UNKNOWN_VERSION = "unknown"  # the version of a series without service_version (as the proxy's default)
 
