@@ -117,8 +117,8 @@ ANY = Filter(None, TOOLS_CALL, None)
 
 @pytest.mark.parametrize("query, events, part", [
     ('mcp_operations_total{status="success", method="tools/call"}', "good", Part("availability", ANY)),
-    ('sum by (service) (increase(mcp_operations_total{method="tools/call",status=~"error|timeout",service="a"}'
-     '[1h] offset 5m))', "bad", Part("availability", Filter("a", TOOLS_CALL, None))),
+    (('sum by (service) (increase(mcp_operations_total{method="tools/call",status=~"error|timeout",service="a"}'
+     '[1h] offset 5m))'), "bad", Part("availability", Filter("a", TOOLS_CALL, None))),
     ('{__name__="mcp_operations_total", method="tools/call", tool="write_file"}', "total",
      Part("availability", Filter(None, TOOLS_CALL, "write_file"))),
     ('mcp_operations_total{method="tools/call", status!~"cancelled"}', "total", Part("availability", ANY)),
@@ -144,10 +144,10 @@ def test_queries_that_map_onto_mcp_slo_slis(query, events, part):
     ('mcp_operations_total{method="tools/call", version="v2", status="success"}', "good", "every version"),
     ('mcp_operations_total{method="tools/call", service=~"a|b", status="success"}', "good", "matched with ="),
     ('mcp_operation_duration_seconds_bucket{method="tools/call"}', "good", 'le="<threshold>"'),
-    ('mcp_operation_duration_seconds_bucket{method="tools/call", le="0.5"} - '
-     'mcp_operation_duration_seconds_count{method="tools/call"}', "bad", "latency bad query is"),
-    ('mcp_operation_duration_seconds_count{method="tools/call"} + '
-     'mcp_operation_duration_seconds_bucket{method="tools/call", le="0.5"}', "bad", "latency bad query is"),
+    (('mcp_operation_duration_seconds_bucket{method="tools/call", le="0.5"} - '
+     'mcp_operation_duration_seconds_count{method="tools/call"}'), "bad", "latency bad query is"),
+    (('mcp_operation_duration_seconds_count{method="tools/call"} + '
+     'mcp_operation_duration_seconds_bucket{method="tools/call", le="0.5"}'), "bad", "latency bad query is"),
     ('mcp_operations_total{method="tools/call"', "total", "expected ',' or '}'"),
     ('mcp_operations_total{method=tools/call}', "total", "must be a quoted string"),
     ('sum(rate(mcp_operations_total{method="tools/call"}[5m', "total", "unclosed '['"),

@@ -2,7 +2,8 @@
 
 Each objective is validated on its own so that an error names the key path in
 the file that was imported (an OpenSLO or Sloth path), not the path in the
-mcp-slo spec the importer builds.
+mcp-slo spec the importer builds. The spec reads OpenTelemetry's metrics only
+(`metrics: otel`) when every query of the file does; otherwise the default, `auto`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from slo import spec
+from slo import schema, spec
 from slo.importers.sli_query import Part
 
 
@@ -38,6 +39,7 @@ class Builder:
         self.seen: dict[tuple[str, str | None, str], str] = {}
         self.disabled_severities: set[str] = set()
         self.notes: list[str] = []
+        self.schemas: dict[str, str] = {}  # metric schema the queries read -> the first query's key path
 
     def error(self, path: str, message: str) -> spec.SpecError:
         return spec.SpecError(f"{self.source}: {path}: {message}")
@@ -78,11 +80,17 @@ class Builder:
             raise self.error(imp.paths["name"], f"duplicate objective name {imp.name!r} for {scope} "
                                                 f"(also at {self.seen[key]})")
         self.seen[key] = imp.paths["name"]
+        self.schemas.setdefault(imp.part.schema, imp.paths["query"])
         target = body if flt.tool is None else body["tools"].setdefault(flt.tool, {"objectives": []})
         target["objectives"].append(fields)
 
     def build(self) -> spec.Spec:
         raw: dict[str, Any] = {"services": self.services}
+        if set(self.schemas) == {schema.OTEL}:
+            raw["metrics"] = schema.OTEL  # the rules then read OpenTelemetry's names only
+        elif len(self.schemas) > 1:
+            self.note(f"some SLOs query OpenTelemetry's metrics ({self.schemas[schema.OTEL]}) and others "
+                      f"mcp-slo's ({self.schemas[schema.MCP_SLO]}): the spec reads both (metrics: auto)")
         if self.disabled_severities:
             raw["alerting"] = {"tiers": [
                 t.model_dump(by_alias=True) | {"enabled": t.severity not in self.disabled_severities}

@@ -11,7 +11,10 @@ Mapping, one SLO document to one objective of `spec.service`:
     spec.description, else the SLI's                 -> description
 
 A query that selects a tool (tool="write_file") gives a per-tool objective; one with
-no method matcher covers every method (`methods: ["*"]`, see sli_query.py).
+no method matcher covers every method (`methods: ["*"]`, see sli_query.py). Queries
+may read OpenTelemetry's MCP semantic-convention metrics instead of mcp-slo's (the tool
+is then gen_ai_tool_name="write_file"): when every one does, the spec reads only
+those (`metrics: otel`).
 `kind: Service` documents declare services (with no objectives of their own);
 `kind: SLI` documents can be referenced by `indicatorRef`. Not supported, each
 with an error naming its key path: thresholdMetric and raw ratios, Timeslices and

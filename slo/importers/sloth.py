@@ -13,7 +13,9 @@ Sloth has no per-SLO window: every objective gets Sloth's default, 30d. mcp-slo'
 tiers apply to the whole spec, so a `disable` must be the same for every SLO of
 the file. A query that selects a tool (tool="write_file") gives a per-tool
 objective named after the Sloth SLO; a query with no method matcher covers
-every method (`methods: ["*"]`, see sli_query.py). Not supported, with an
+every method (`methods: ["*"]`, see sli_query.py). Queries may read OpenTelemetry's
+MCP semantic-convention metrics instead of mcp-slo's: when every one does, the spec
+reads only those (`metrics: otel`). Not supported, with an
 error: `sli.raw` and `sli.plugin`, and the Kubernetes CRD (`sloth.slok.dev/v1`). Labels, alert
 names and annotations are ignored with a note: mcp-slo's alerts carry service,
 slo and severity.
