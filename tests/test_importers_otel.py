@@ -130,7 +130,7 @@ def test_a_total_on_the_count_takes_its_partners_kind_and_schemas_do_not_mix():
         assert sli_query.ratio(part, total, "good") == part
     own_total = sli_query.read('mcp_operations_total{method="tools/call"}', "total")
     with pytest.raises(QueryError, match="the good query reads OpenTelemetry's but the total query mcp-slo's "
-                                         "metrics: write both against one schema"):
+                                         "metric names: write both against one schema"):
         sli_query.ratio(sli_query.read(f'{D}_count{{mcp_method_name="tools/call",error_type=""}}', "good"),
                         own_total, "good")
 
@@ -203,9 +203,10 @@ def test_slos_on_both_schemas_in_one_file_read_both_with_a_note():
 @pytest.mark.parametrize("text, message", [
     (_openslo("mixed", OTEL_GOOD, OWN_TOTAL),
      ("slos.yaml: spec.indicator.spec.ratioMetric: the good query reads OpenTelemetry's but the total query "
-     "mcp-slo's metrics: write both against one schema")),
+     "mcp-slo's metric names: write both against one schema")),
     (_sloth(OWN_BAD, OTEL_TOTAL),
-     ("slos.yaml: slos.0.sli.events: the error query reads mcp-slo's metrics but the total query OpenTelemetry's: "
+     ("slos.yaml: slos.0.sli.events: the error query reads mcp-slo's metric names but the total query "
+      "OpenTelemetry's: "
      "write both against one schema")),
     (_openslo("scoped", f'sum(rate({D}_count{{job="fs",otel_scope_name="mcp",error_type=""}}[5m]))', OTEL_TOTAL),
      ("slos.yaml: spec.indicator.spec.ratioMetric.good.metricSource.spec.query: label 'otel_scope_name' on "

@@ -78,7 +78,7 @@ OTEL = Histogram(f"{schemas.OTEL_DURATION}_bucket", f"{schemas.OTEL_DURATION}_co
 BUCKET, COUNT = OWN.bucket, OWN.count
 _METRICS = {schemas.MCP_SLO: (OPERATIONS, OWN.bucket, OWN.count),
             schemas.OTEL: (OTEL.bucket, OTEL.count, schemas.TARGET_INFO)}
-_SCHEMA_NAMES = {schemas.MCP_SLO: "mcp-slo's metrics", schemas.OTEL: "OpenTelemetry's"}
+_SCHEMA_NAMES = {schemas.MCP_SLO: "mcp-slo's metric names", schemas.OTEL: "OpenTelemetry's"}
 
 
 @dataclass(frozen=True)
