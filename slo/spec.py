@@ -38,7 +38,9 @@ that promtool and amtool accept, so a spec is refused beyond these:
   escapes, port at most 65535); runbook_url and dashboard_url: such a URL once their
   only placeholders, {service} and {slo}, are filled in;
 - buckets: at least one, finite, above 0, strictly increasing; numbers are finite (no
-  .inf or .nan);
+  .inf or .nan). Latency thresholds must be bucket bounds: without `buckets`, mcp-slo's
+  (collector.names.DEFAULT_BUCKETS), or for `metrics: otel` the semantic conventions'
+  recommended ones (collector.semconv.BUCKETS), which OpenTelemetry's SDKs use;
 - the YAML itself: at most 50 levels deep, valid Unicode (no lone surrogates).
 """
 
@@ -57,7 +59,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from collector import names
+from collector import names, semconv
 from slo import durations, promql, schema
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,
@@ -410,6 +412,15 @@ class Spec(_Model):
     @classmethod
     def _metrics(cls, v: str) -> str:
         return schema.check(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _otel_buckets(cls, raw: Any) -> Any:
+        """No `buckets` with `metrics: otel`: the conventions' recommended bounds, as an
+        OpenTelemetry SDK's histogram has them (auto reads mcp-slo's too: their defaults)."""
+        if isinstance(raw, Mapping) and raw.get("metrics") == schema.OTEL and "buckets" not in raw:
+            return {**raw, "buckets": semconv.BUCKETS}
+        return raw
 
     @field_validator("buckets")
     @classmethod

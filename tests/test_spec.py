@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from collector import names, semconv
 from slo import durations, importers, spec
 
 EXAMPLE = "examples/slo.yaml"
@@ -29,6 +30,33 @@ def test_a_default_can_be_disabled_and_new_objectives_need_kind_and_target():
     raw["services"]["a"]["objectives"] = [{"name": "fast", "target": 90}]
     with pytest.raises(spec.SpecError, match="services.a.objectives.0: .fast. is not a default objective"):
         spec.parse(raw, "x.yaml")
+
+
+def _latency(threshold: float, **top: object) -> dict:
+    return {**top, "defaults": {"objectives": [
+        {"name": "latency", "kind": "latency", "target": 99, "threshold": threshold}]}}
+
+
+@pytest.mark.parametrize("threshold", [0.2, 30, 300, 0.5])
+def test_otel_specs_check_thresholds_against_the_conventions_buckets(threshold):
+    """Without `buckets`, `metrics: otel` takes the bounds an OpenTelemetry SDK's histogram has
+    (the conventions' recommended ones); auto and mcp-slo keep mcp-slo's."""
+    s = spec.parse(_latency(threshold, metrics="otel"))
+    assert s.buckets == tuple(float(b) for b in semconv.BUCKETS)
+    assert s.objectives_for("a")[0].threshold == threshold
+    assert spec.parse({}).buckets == spec.parse({"metrics": "mcp-slo"}).buckets == names.DEFAULT_BUCKETS
+    if threshold != 0.5:  # not one of mcp-slo's bounds
+        for metrics in ("auto", "mcp-slo"):
+            with pytest.raises(spec.SpecError, match=f"{threshold:g} is not a histogram bucket bound"):
+                spec.parse(_latency(threshold, metrics=metrics))
+
+
+def test_explicit_buckets_win_over_the_schemas_default():
+    s = spec.parse(_latency(0.25, metrics="otel", buckets=[0.1, 0.25, 1]))
+    assert s.buckets == (0.1, 0.25, 1.0)
+    assert spec.parse(_latency(0.25, buckets=[0.1, 0.25, 1])).buckets == (0.1, 0.25, 1.0)
+    with pytest.raises(spec.SpecError, match="0.2 is not a histogram bucket bound"):
+        spec.parse(_latency(0.2, metrics="otel", buckets=[0.1, 0.25, 1]))
 
 
 @pytest.mark.parametrize("text, seconds", [("5m", 300), ("30d", 2592000), ("1h", 3600), ("7d", 604800)])

@@ -89,6 +89,20 @@ CASES = [
         defaults: {objectives: [{name: latency, kind: latency, target: 99, threshold: 0.5}]}
         services: {fs: {tools: {write_file: {objectives: [{name: latency, threshold: 0.25}]}}}}
         """), "services.fs.tools.write_file.objectives.0.threshold", "not a histogram bucket bound"),
+    # 0.2 and 30 are bounds of OpenTelemetry's recommended buckets, not of mcp-slo's default ones
+    ("otel-bound-under-auto", mcp("""
+        defaults: {objectives: [{name: latency, kind: latency, target: 99, threshold: 0.2}]}
+        """), "defaults.objectives.0.threshold",
+     "0.2 is not a histogram bucket bound (buckets: 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10)"),
+    ("otel-bound-under-mcp-slo", mcp("""
+        metrics: mcp-slo
+        defaults: {objectives: [{name: latency, kind: latency, target: 99, threshold: 30}]}
+        """), "defaults.objectives.0.threshold", "30 is not a histogram bucket bound"),
+    ("otel-with-own-buckets", mcp("""
+        metrics: otel
+        buckets: [0.1, 0.5, 1]
+        defaults: {objectives: [{name: latency, kind: latency, target: 99, threshold: 0.2}]}
+        """), "defaults.objectives.0.threshold", "0.2 is not a histogram bucket bound (buckets: 0.1, 0.5, 1)"),
     *[(f"window-{w}", mcp(f"""
         defaults: {{objectives: [{{name: availability, kind: availability, target: 99, window: "{w}"}}]}}
         """), "defaults.objectives.0.window", "not a duration") for w in ("30days", "0d", "-1h", "1h30m", "")],
