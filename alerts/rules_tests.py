@@ -28,6 +28,11 @@ both sides of it are fed), so the same scenarios show that a latency SLO alerts 
 share of slow calls burns its budget. Inputs also carry what the SLIs must ignore:
 cancelled calls, and another method that always fails and is always slow.
 
+Inputs are in the names the spec's `metrics:` reads (`auto` reads both: mcp-slo's are used):
+mcp-slo's counter and histogram (`mcp_slo_series`), or for `otel` the semantic conventions'
+histogram per error.type as an OpenTelemetry SDK's Prometheus exporter scraped by Prometheus
+has it, the service in `target_info` only (`otel_series`).
+
 A service's availability and latency objectives share one input (errors feed one, slow
 calls the other), and services share a test group, since each group costs promtool a
 full evaluation of every rule per minute; objectives that would disturb each other (two
@@ -45,8 +50,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from alerts import rules
-from collector import names
-from slo import durations, promql
+from collector import names, semconv
+from slo import durations, promql, schema
 from slo.plan import ScaledTier, plan, scale_tiers
 from slo.spec import Objective, Spec
 
@@ -342,40 +347,115 @@ def _tool(spec: Spec, subject: Subject) -> str:
     return tool
 
 
+@dataclass(frozen=True)
+class Load:
+    """One subject's calls, per minute, as the exporters are to show them."""
+
+    service: str
+    method: str
+    tool: str
+    calls: list[float]
+    errors: list[float]
+    slow: list[float]  # slower than the threshold
+    noise: list[float]  # NOISE_METHOD calls: failed, slower than every bucket
+    threshold: float  # the bound good calls fall in; the slow ones fall in the next
+
+
 def input_series(spec: Spec, subject: Subject, traffic: Traffic) -> list[dict]:
-    """Counters and histogram of one subject: good calls take the latency threshold's bucket,
-    slow ones the next; the noise method always fails and is slower than every bucket."""
+    """Counters and histogram of one subject, in the names of the spec's metrics schema: good
+    calls take the latency threshold's bucket, slow ones the next; the noise method always
+    fails and is slower than every bucket."""
     av, lat = subject.cases.get("availability"), subject.cases.get("latency")
     objectives = [case.objective for case in subject.cases.values()]
     method = next((o.methods[0] for o in objectives if o.methods != promql.ALL_METHODS), "tools/call")
     # the noise method is traffic an SLI must ignore: none, for an objective over every method
     ignored = not any(o.methods == promql.ALL_METHODS or NOISE_METHOD in o.methods for o in objectives)
-    base = {"service": subject.service, "version": VERSION, "method": method,
-            "tool": _tool(spec, subject) if method == "tools/call" else ""}
-    noise = {**base, "method": NOISE_METHOD, "tool": ""}
-    calls = traffic.calls
-    errors = traffic.bad["availability"] if av else [0.0] * traffic.minutes
-    slow = traffic.bad["latency"] if lat else [0.0] * traffic.minutes
-    zero, noisy = [0.0] * traffic.minutes, [NOISE_PER_MINUTE if ignored else 0.0] * traffic.minutes
-    ops = names.OPERATIONS_TOTAL
-    out = [
-        series(ops, {**base, "status": names.SUCCESS}, [c - e for c, e in zip(calls, errors)]),
-        series(ops, {**base, "status": names.ERROR}, [e / 2 for e in errors]),
-        series(ops, {**base, "status": names.TIMEOUT}, [e / 2 for e in errors]),
-        series(ops, {**base, "status": names.CANCELLED}, [c * CANCELLED_SHARE for c in calls]),
-        series(ops, {**noise, "status": names.ERROR}, noisy),
-    ]
-    threshold = lat.objective.threshold if lat else spec.buckets[len(spec.buckets) // 2]
-    bucket = f"{names.OPERATION_DURATION}_bucket"
-    for bound in [*spec.buckets, math.inf]:
+    zero = [0.0] * traffic.minutes
+    load = Load(subject.service, method, _tool(spec, subject) if method == "tools/call" else "", traffic.calls,
+                traffic.bad["availability"] if av else zero, traffic.bad["latency"] if lat else zero,
+                [NOISE_PER_MINUTE if ignored else 0.0] * traffic.minutes,
+                lat.objective.threshold if lat else spec.buckets[len(spec.buckets) // 2])
+    if spec.metrics == schema.OTEL:
+        return otel_series(spec, load)
+    return mcp_slo_series(spec, load)
+
+
+def _bucket_increments(bounds: Sequence[float], threshold: float, calls: Sequence[float],
+                       slow: Sequence[float]) -> list[tuple[float, list[float]]]:
+    """(bound, increments) of cumulative buckets holding `calls`, `slow` of them above the
+    threshold: none below it, the fast ones in it, all above (+Inf last)."""
+    out = []
+    for bound in [*bounds, math.inf]:
         if math.isclose(bound, threshold):
             inc = [c - s for c, s in zip(calls, slow)]
         else:
-            inc = zero if bound < threshold else calls
+            inc = [0.0] * len(calls) if bound < threshold else list(calls)
+        out.append((bound, inc))
+    return out
+
+
+def mcp_slo_series(spec: Spec, load: Load) -> list[dict]:
+    """mcp-slo's names (collector.names): the operations counter by status (cancelled calls
+    too, 1.5 per finished one) and the duration histogram."""
+    base = {"service": load.service, "version": VERSION, "method": load.method, "tool": load.tool}
+    noise = {**base, "method": NOISE_METHOD, "tool": ""}
+    zero = [0.0] * len(load.calls)
+    ops = names.OPERATIONS_TOTAL
+    out = [
+        series(ops, {**base, "status": names.SUCCESS}, [c - e for c, e in zip(load.calls, load.errors)]),
+        series(ops, {**base, "status": names.ERROR}, [e / 2 for e in load.errors]),
+        series(ops, {**base, "status": names.TIMEOUT}, [e / 2 for e in load.errors]),
+        series(ops, {**base, "status": names.CANCELLED}, [c * CANCELLED_SHARE for c in load.calls]),
+        series(ops, {**noise, "status": names.ERROR}, load.noise),
+    ]
+    bucket = f"{names.OPERATION_DURATION}_bucket"
+    for bound, inc in _bucket_increments(spec.buckets, load.threshold, load.calls, load.slow):
         out.append(series(bucket, {**base, "le": promql.le(bound)}, inc))
-        out.append(series(bucket, {**noise, "le": promql.le(bound)}, noisy if math.isinf(bound) else zero))
-    out.append(series(f"{names.OPERATION_DURATION}_count", base, calls))
-    out.append(series(f"{names.OPERATION_DURATION}_count", noise, noisy))
+        out.append(series(bucket, {**noise, "le": promql.le(bound)}, load.noise if math.isinf(bound) else zero))
+    out.append(series(f"{names.OPERATION_DURATION}_count", base, load.calls))
+    out.append(series(f"{names.OPERATION_DURATION}_count", noise, load.noise))
+    return out
+
+
+# The error.type values of failed calls and their shares (a tool result with isError, a JSON-RPC
+# internal error, a timeout): the SLI counts every non-empty one as an error.
+OTEL_ERRORS = ((semconv.TOOL_ERROR, 0.5), ("-32603", 0.25), (semconv.TIMEOUT_ERROR, 0.25))
+OTEL_JOB = "mcp"  # one scrape job for every service: only target_info tells them apart
+
+
+def otel_le(bound: float) -> str:
+    """A bound as OpenTelemetry's Prometheus exporter writes the conventions' bounds: "1", "0.2"."""
+    if math.isinf(bound):
+        return "+Inf"
+    return str(int(bound)) if bound.is_integer() else repr(bound)
+
+
+def otel_series(spec: Spec, load: Load) -> list[dict]:
+    """The semantic conventions' names, as an OpenTelemetry SDK's Prometheus exporter scraped by
+    Prometheus has them: the duration histogram per error.type ("" for success; no cancelled
+    calls, which it does not record), with otel_scope_* labels and the target's job and
+    instance, and the resource (service name and version) in target_info alone."""
+    target = {"job": OTEL_JOB, "instance": f"{load.service}:9464"}
+    scope = {"otel_scope_name": semconv.SCOPE_NAME, "otel_scope_version": "1.0.0"}
+    base = {**target, schema.METHOD: load.method, schema.TOOL: load.tool, **scope}
+    noise = {**base, schema.METHOD: NOISE_METHOD, schema.TOOL: "", schema.ERROR_TYPE: "-32603"}
+    zero = [0.0] * len(load.calls)
+    # slow calls among the successes first, the rest spread over the errors by their shares
+    slow_ok = [min(s, c - e) for c, e, s in zip(load.calls, load.errors, load.slow)]
+    kinds = [("", [c - e for c, e in zip(load.calls, load.errors)], slow_ok)]
+    kinds += [(error_type, [e * share for e in load.errors],
+               [(s - ok) * share for s, ok in zip(load.slow, slow_ok)]) for error_type, share in OTEL_ERRORS]
+    histogram = schema.OTEL_DURATION
+    resource = {**target, schema.SERVICE_NAME: load.service, schema.SERVICE_VERSION: VERSION}
+    out = [{**series(schema.TARGET_INFO, resource, zero), "values": f"1+0x{len(zero)}"}]  # a gauge, always 1
+    for error_type, calls, slow in kinds:
+        labels = {**base, schema.ERROR_TYPE: error_type}
+        out += [series(f"{histogram}_bucket", {**labels, "le": otel_le(bound)}, inc)
+                for bound, inc in _bucket_increments(spec.buckets, load.threshold, calls, slow)]
+        out.append(series(f"{histogram}_count", labels, calls))
+    out += [series(f"{histogram}_bucket", {**noise, "le": otel_le(bound)}, load.noise if math.isinf(bound) else zero)
+            for bound in [*spec.buckets, math.inf]]
+    out.append(series(f"{histogram}_count", noise, load.noise))
     return out
 
 
@@ -529,9 +609,7 @@ def absent_data(spec: Spec, service: str) -> dict:
     """No series for `service` while the other named services report."""
     minutes = math.ceil(durations.parse(spec.alerting.absent_for) / MINUTE)
     others = [s for s in spec.services if s != service] or [discovered_service(spec)]
-    inputs = [series(names.OPERATIONS_TOTAL, {"service": s, "version": VERSION, "method": "tools/call",
-                                              "tool": "search", "status": names.SUCCESS}, [60.0] * (minutes + 2))
-              for s in others]
+    inputs = [item for s in others for item in input_series(spec, Subject(s, None), Traffic(60.0).run(minutes + 2))]
     a = spec.alerting
     expected = {
         "exp_labels": {"severity": "ticket", "service": service, **a.labels},
