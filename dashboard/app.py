@@ -73,10 +73,12 @@ def create_app(source: Source, prometheus_url: str | None = None, config: Any = 
     """The app over `source` (EngineSource or StoreSource; wrapped in a CachedSource of `ttl`
     seconds unless it is one). Charts and alerts read Prometheus and Alertmanager through
     `metrics` (built from the URLs unless given). `config`, the SLO spec, is taken from the
-    commands that have one; no page reads it yet. `auth` puts every page behind basic auth or
+    commands that have one: the charts read the metrics its `metrics:` names (else both schemas). `auth` puts every page behind basic auth or
     OpenID Connect (dashboard.auth)."""
     data = source if isinstance(source, CachedSource) else CachedSource(source, ttl)
     metrics = metrics or Metrics(prometheus_url, alertmanager_url, ttl=ttl)
+    if config is not None:
+        metrics.schema = config.metrics
     app = dash.Dash(__name__, use_pages=True, pages_folder="", assets_folder=str(ASSETS), title="mcp-slo",
                     update_title=None)
     for page in PAGES:

@@ -23,11 +23,20 @@ from dashboard.colors import VERDICT_COLORS
 from dashboard.formatting import NONE, fmt_duration, fmt_threshold
 from dashboard.plot_text import plot_text
 from slo import durations, promql
+from slo.canary.judge import (
+    ERRORS,
+    FAILED,
+    INCONCLUSIVE,
+    INSUFFICIENT,
+    LATENCY,
+    PASSED,
+    PROMOTE,
+    ROLLBACK,
+)
 from slo.engine import answers
 from slo.query import Sample
 from slo.results import CanaryDecision, Evaluated, Evidence
-from slo.canary.judge import (ERRORS, FAILED, INCONCLUSIVE, INSUFFICIENT, LATENCY, PASSED, PROMOTE,
-                              ROLLBACK)
+from slo.schema import AUTO
 
 VERDICTS = (ROLLBACK, INCONCLUSIVE, PROMOTE)  # the list's order: act on rollbacks first
 STATUS_LABELS = {PASSED: "passed", FAILED: "worse", INSUFFICIENT: "not enough data"}
@@ -155,10 +164,11 @@ def _evidence_row(m: Evidence) -> dict:
 # --- latency distributions ------------------------------------------------------------------------
 
 
-def latency_query(decision: CanaryDecision) -> str:
-    """The PromQL for the baseline's and the canary's buckets over the decision's window."""
+def latency_query(decision: CanaryDecision, schema: str = AUTO) -> str:
+    """The PromQL for the baseline's and the canary's buckets over the decision's window, in the
+    metrics `schema` reads."""
     window = durations.parse(decision.window or "1h")
-    return promql.canary_latency_buckets(decision.service, (decision.baseline, decision.canary), window)
+    return promql.canary_latency_buckets(decision.service, (decision.baseline, decision.canary), window, schema)
 
 
 def bucket_shares(samples: Iterable[Sample], baseline: str, canary: str) -> dict | None:

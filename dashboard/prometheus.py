@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from dashboard.source import DEFAULT_TTL, SourceError, TTLCache, display_url
+from slo import schema
 from slo.engine.backend import Backend, BackendError, BackendOptions
 from slo.query import Sample, Series
 
@@ -82,6 +83,8 @@ class Metrics:
         self.alertmanager_url = alertmanager_url.rstrip("/") if alertmanager_url else None
         self.cache = TTLCache(ttl)
         self.clock = clock
+        # which metrics the charts read (slo.schema): the spec's `metrics:` where the app has a spec
+        self.schema = schema.AUTO
         self._backend = Backend(options) if options is not None else None
         self._http = http_client(options, timeout)
 

@@ -28,16 +28,22 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from collector import names
 from dashboard import overview_data
 from dashboard.colors import SEVERITY_COLORS
-from dashboard.formatting import NONE, fmt_burn, fmt_duration, fmt_objective, fmt_threshold
+from dashboard.formatting import (
+    NONE,
+    fmt_burn,
+    fmt_duration,
+    fmt_objective,
+    fmt_threshold,
+)
 from dashboard.plot_text import plot_text
 from dashboard.prometheus import Exemplar, Metrics, step_for
 from dashboard.source import SLOs, SourceError
 from dashboard.url_state import shell_settings
 from slo import durations, evaluate, promql
 from slo.query import Sample, Series
+from slo.schema import AUTO, MCP_SLO, OTEL, RESOURCE_JOIN, TOOL, includes
 
 QUANTILES = evaluate.QUANTILES  # p50, p90, p99: the engine's per-tool quantiles
 TOOL_WINDOW = evaluate.TOOL_WINDOW  # the tool table's rate window: the engine's, so the numbers agree
@@ -123,17 +129,18 @@ def burn_windows(rows: SLOs) -> list[float]:
 # --- queries ---------------------------------------------------------------------------------
 
 
-def chart_queries(service: str, rows: SLOs, tr: TimeRange) -> dict[str, str]:
-    """The range queries of the page's charts (the SLI chart reads two: sli and objective)."""
+def chart_queries(service: str, rows: SLOs, tr: TimeRange, schema: str = AUTO) -> dict[str, str]:
+    """The range queries of the page's charts (the SLI chart reads two: sli and objective); the
+    raw metrics' in `schema` (the spec's `metrics:`)."""
     w = tr.window
     return {
         "sli": promql.service_sli(service, w),
         "objective": promql.service_objectives(service),
         "budget": promql.service_budget_remaining(service),
         "burn": promql.service_burn_rates(service, burn_windows(rows)),
-        "requests": promql.service_status_rates(service, w),
-        "latency": promql.service_latency_quantiles(service, w, QUANTILES),
-        "heatmap": promql.service_bucket_rates(service, w),
+        "requests": promql.service_status_rates(service, w, schema),
+        "latency": promql.service_latency_quantiles(service, w, QUANTILES, schema),
+        "heatmap": promql.service_bucket_rates(service, w, schema),
         "active": promql.service_active(service, w),
     }
 
@@ -148,16 +155,28 @@ def read(metrics: Metrics, queries: Mapping[str, str], tr: TimeRange) -> dict[st
     return answers
 
 
-def exemplar_query(service: str) -> str:
-    """The series whose exemplars the latency chart marks: the service's tools/call buckets."""
-    return promql.tool_calls(f"{names.OPERATION_DURATION}_bucket", service)
-
-
-def read_exemplars(metrics: Metrics, service: str, tr: TimeRange) -> list[Exemplar] | SourceError:
-    """The exemplars of the service's tools/call durations over `tr`. A stand-in Metrics without
-    exemplar reads (the page tests' fakes) has none."""
-    read = getattr(metrics, "exemplars", None)
-    return [] if read is None else read(exemplar_query(service), tr.start, tr.end)
+def read_exemplars(metrics: Metrics, service: str, tr: TimeRange, schema: str = AUTO) -> list[Exemplar] | SourceError:
+    """The exemplars of the service's tools/call durations over `tr`, from mcp-slo's histogram
+    and OpenTelemetry's (those of the service's scrape targets; their `tool` is the series'
+    gen_ai_tool_name), as `schema` reads."""
+    found: list[Exemplar] = []
+    if includes(schema, MCP_SLO):
+        own = metrics.exemplars(promql.exemplar_series(service), tr.start, tr.end)
+        if isinstance(own, SourceError):
+            return own
+        found += own
+    if includes(schema, OTEL):
+        targets = metrics.instant(promql.otel_targets(service))
+        if isinstance(targets, SourceError):
+            return targets
+        ours = {tuple(t.labels.get(label, "") for label in RESOURCE_JOIN) for t in targets}
+        if ours:
+            otel = metrics.exemplars(promql.otel_exemplar_series(), tr.start, tr.end)
+            if isinstance(otel, SourceError):
+                return otel
+            found += [e._replace(series={**e.series, "tool": e.series.get(TOOL, "")}) for e in otel
+                      if tuple(e.series.get(label, "") for label in RESOURCE_JOIN) in ours]
+    return found
 
 
 def prometheus_down(answers: Iterable[Any]) -> SourceError | None:

@@ -724,6 +724,28 @@ def service_active(service: str, window: float) -> str:
     return f"sum by (version) (max_over_time({_of(service, names.OPERATIONS_ACTIVE)}[{duration(window)}]))"
 
 
+# The service page's latency chart marks the exemplars of these series (Prometheus's
+# /api/v1/query_exemplars takes selectors, not aggregations).
+
+
+def exemplar_series(service: str) -> str:
+    """`service`'s tools/call duration buckets, mcp-slo's names."""
+    return tool_calls(f"{names.OPERATION_DURATION}_bucket", service)
+
+
+def otel_exemplar_series() -> str:
+    """OpenTelemetry's tools/call duration buckets of every service: their series name no
+    service (it is in target_info), so their exemplars are matched to a service by their scrape
+    target (`otel_targets`)."""
+    return selector(f"{schema_.OTEL_DURATION}_bucket", [matcher(schema_.METHOD, "=", TOOL_METHOD)])
+
+
+def otel_targets(service: str) -> str:
+    """The scrape targets (job, instance) whose OpenTelemetry tools/call series are `service`'s."""
+    return read(f"{names.OPERATION_DURATION}_count", [matcher("service", "=", service), matcher("method", "=", TOOL_METHOD)],
+                by=schema_.RESOURCE_JOIN, aggregation="group", schema=schema_.OTEL)
+
+
 # --- dashboard: alerts ------------------------------------------------------------------------
 
 

@@ -146,9 +146,12 @@ def answer(per_bucket: dict[str, tuple]) -> list[Sample]:
 
 def test_the_latency_query_selects_the_pair_over_the_window_with_the_name_escaped():
     d = replace(regressed().result, service='fs"} or vector(1) #', window="3h")
-    expr = canary_data.latency_query(d)
+    expr = canary_data.latency_query(d, "mcp-slo")
     assert expr == ('sum by (version, le) (increase(mcp_operation_duration_seconds_bucket{service="fs\\"} or '
                     'vector(1) #",version=~"v1|v2",method="tools/call"}[3h]))')
+    # by default (auto) OpenTelemetry's buckets too, after mcp-slo's
+    both = canary_data.latency_query(d)
+    assert both.startswith(f"({expr} or ") and "mcp_server_operation_duration_seconds_bucket" in both
 
 
 def test_bucket_shares_are_each_versions_requests_per_bucket():
@@ -252,6 +255,8 @@ class FakeSource:
 
 
 class FakeMetrics:
+    schema = "auto"
+
     def __init__(self, samples=None):
         self.samples = samples if samples is not None else answer({"v1": FAST, "v2": SLOW})
         self.queries = []

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
 from collector import names
+from collector.metrics import Recorder
 from dashboard import service_data as sd
 from dashboard.pages import service as page
 from dashboard.prometheus import Exemplar, Metrics, exemplar_list
@@ -27,7 +28,16 @@ from demo.load import drive, traceparent
 from demo.prometheus import start_prometheus
 from tests import binaries
 from tests.support import free_port, wait_until
-from tests.test_dashboard_service import NOW, ROWS, SLOS, FakeMetrics, FakeSource, by_name, full_metrics, tr_of
+from tests.test_dashboard_service import (
+    NOW,
+    ROWS,
+    SLOS,
+    FakeMetrics,
+    FakeSource,
+    by_name,
+    full_metrics,
+    tr_of,
+)
 
 SERVICE = "filesystem"
 MARKERS = "exemplars (slowest traced requests)"
@@ -196,6 +206,42 @@ def test_a_prometheus_without_exemplar_storage_gives_no_markers_and_no_error(exp
             metrics.close()
         finally:
             proc.stop()
+
+
+OTEL_TRACE = "5b8efff798038103d269b633813fc60c"
+
+
+@pytest.fixture(scope="module")
+def otel_exporters():
+    """Two OpenTelemetry-only exporters (mcp-slo's recorder with metrics="otel": the
+    conventions' histogram and target_info, as an SDK's Prometheus exporter writes them), one
+    per service, each with one traced slow tools/call."""
+    servers = []
+    for service, trace in ((SERVICE, OTEL_TRACE), ("other", "e" * 32)):
+        registry = CollectorRegistry()
+        recorder = Recorder(service, "v1", registry=registry, metrics="otel")
+        recorder.end("tools/call", "read_file", names.SUCCESS, recorder.begin() - 1.5, trace=(trace, "1" * 16))
+        servers.append(start_http_server(0, addr="127.0.0.1", registry=registry))
+    yield [f"127.0.0.1:{server.server_port}" for server, _ in servers]
+    for server, thread in servers:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.mark.integration
+def test_opentelemetry_exemplars_are_matched_to_the_service_by_its_scrape_target(otel_exporters):
+    """The conventions' series name no service (target_info does): the page reads the exemplars
+    of its service's targets only, with the tool from gen_ai_tool_name."""
+    with binaries.prometheus(otel_exporters) as url:
+        metrics = Metrics(url, ttl=0.0)
+        tr = lambda: sd.time_range("?range=1h", time.time())
+        found = wait_until(lambda: sd.read_exemplars(metrics, SERVICE, tr(), "otel") or None, timeout=60,
+                           interval=0.5, what="the OpenTelemetry exemplars of the service")
+        assert {(e.labels["trace_id"], e.series["tool"]) for e in found} == {(OTEL_TRACE, "read_file")}
+        assert all(e.value >= 1.5 for e in found)
+        assert sd.read_exemplars(metrics, SERVICE, tr(), "mcp-slo") == []  # mcp-slo's names: none here
+        assert {e.labels["trace_id"] for e in sd.read_exemplars(metrics, SERVICE, tr(), "auto")} == {OTEL_TRACE}
+        metrics.close()
 
 
 # --- the demo's load ---------------------------------------------------------------------------

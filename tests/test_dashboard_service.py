@@ -332,6 +332,8 @@ class FakeSource:
 class FakeMetrics:
     """Answers by query text; records what was asked."""
 
+    schema = "auto"
+
     def __init__(self, ranges: dict | SourceError, instants: dict | SourceError = None, alerts=()):
         self.ranges, self.instants, self._alerts = ranges, instants or {}, alerts
         self.asked: list[str] = []
@@ -346,6 +348,10 @@ class FakeMetrics:
 
     def alerts(self):
         return self._alerts if isinstance(self._alerts, SourceError) else list(self._alerts)
+
+    def exemplars(self, expr, start, end):
+        self.asked.append(expr)
+        return []
 
 
 def full_metrics(tr: sd.TimeRange, service: str = "filesystem") -> FakeMetrics:
@@ -442,7 +448,9 @@ def test_a_hostile_service_name_in_the_path_stays_inside_the_queries_strings():
     metrics = FakeMetrics({})
     slos = api_slos([engine_row(hostile, "availability", 0.0)])
     page.render(FakeSource(slos), metrics, "/services/a%22b", "", now=NOW)
-    assert metrics.asked and all('service="a\\"b"' in q for q in metrics.asked)
+    # as a matcher on mcp-slo's metrics, as label_replace's regex on OpenTelemetry's: quoted each time
+    assert metrics.asked and all('service="a\\"b"' in q for q in metrics.asked if "mcp_operation" in q)
+    assert all('"a\\"b"' in q and 'a"b' not in q.replace('a\\"b', "") for q in metrics.asked)
 
 
 def test_the_callback_answers_through_dashs_protocol():

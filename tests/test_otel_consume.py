@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
 import httpx
@@ -24,14 +25,19 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from alerts import rules
+from dashboard import canary_data
+from dashboard import service_data as sd
+from dashboard.prometheus import Metrics
 from demo.prometheus import start_prometheus
 from grafana.generate import dashboards
+from slo import promql
 from slo import spec as spec_module
 from slo.canary.collect import comparisons
 from slo.canary.judge import judge
 from slo.engine.backend import Backend, BackendOptions
 from slo.evaluate import evaluate
 from slo.plan import plan
+from slo.results import Evaluated
 from tests import binaries
 from tests.proxy_support import (
     PYTHON,
@@ -51,7 +57,7 @@ SPEC = {  # no `metrics:`: auto
         {"name": "availability", "kind": "availability", "target": 99, "window": "1h", "methods": ["tools/call"]},
         {"name": "latency", "kind": "latency", "threshold": 0.5, "target": 95, "window": "1h",
          "methods": ["tools/call"]}]},
-    "canary": {"min_requests": 50},
+    "canary": {"min_requests": 50, "baseline": "v1"},  # equal traffic: name the baseline
 }
 # version: (errors every n-th call, slow every n-th call); the canary fails and lags more often
 VERSIONS = {"v1": (25, 0), "v2": (12, 10)}
@@ -62,6 +68,10 @@ SERVICE = "fs"
 VALUES = {"service": SERVICE, "version": "v1|v2", "tool": "work", "slo": "availability|latency",
           "baseline": "v1", "canary": "v2", "__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
 TOLERANCE = 0.001
+# Prometheus extrapolates each target's increase() by up to a scrape interval over the time its
+# series span, differently for the two Prometheus servers: a short interval keeps that well
+# under the tolerance when two versions with different error ratios are summed.
+SCRAPE = "250ms"
 
 
 @contextmanager
@@ -91,7 +101,7 @@ def stack() -> Iterator[dict]:
         proms = {}
         for name, targets in (("otel", otel_targets), ("mcp-slo", proxy_targets)):
             port = free_port()
-            proc = start_prometheus(Path(work) / name, port, targets, "1s", rule_files=[str(rule_file)],
+            proc = start_prometheus(Path(work) / name, port, targets, SCRAPE, rule_files=[str(rule_file)],
                                     exemplars=False)
             stack.callback(proc.stop)
             proms[name] = f"http://127.0.0.1:{port}"
@@ -203,3 +213,24 @@ def test_an_opentelemetry_only_server_gets_the_same_slos_canary_verdict_and_pane
                    if instant(proms["mcp-slo"], expr) and not instant(proms["otel"], expr)
                    and "Active operations" not in what]  # no in-flight metric in the conventions
         assert not missing, missing
+
+        # the Dash pages: the service page's charts and tool table, the canary page's latency
+        # distributions, read through the dashboard's own Prometheus reader
+        pages = {name: Metrics(url, ttl=0.0) for name, url in proms.items()}
+        rows = sd.service_rows([Evaluated(r, at) for r in evaluations["mcp-slo"].slos], SERVICE)
+        tr = sd.time_range("?range=1h", time.time())
+        charts = {name: sd.read(m, sd.chart_queries(SERVICE, rows, tr), tr) for name, m in pages.items()}
+        for chart, answer in charts["mcp-slo"].items():
+            if sd.has_data(answer) and chart != "active":  # no in-flight metric in the conventions
+                assert sd.has_data(charts["otel"][chart]), chart
+        tools = {name: m.instant(promql.tool_status_rates(sd.TOOL_WINDOW, SERVICE)) for name, m in pages.items()}
+        ratios = {name: {s.labels["tool"]: s.value for s in answer if s.labels["status"] == "error"}
+                  for name, answer in tools.items()}
+        assert ratios["otel"].keys() == ratios["mcp-slo"].keys() == {"work"}, tools
+        decision = SimpleNamespace(service=SERVICE, baseline="v1", canary="v2", window="1h")  # what the page reads
+        shares = {name: canary_data.bucket_shares(m.instant(canary_data.latency_query(decision)), "v1", "v2")
+                  for name, m in pages.items()}
+        for name, share in shares.items():
+            assert share is not None and sum(share["baseline"]) > 0.99 and sum(share["canary"]) > 0.99, (name, share)
+        for m in pages.values():
+            m.close()

@@ -162,7 +162,7 @@ def evidence_table(decision: CanaryDecision) -> html.Table | html.P:
 
 
 def latency(decision: CanaryDecision, metrics: Metrics) -> Any:
-    samples = metrics.instant(canary_data.latency_query(decision))
+    samples = metrics.instant(canary_data.latency_query(decision, metrics.schema))
     if isinstance(samples, SourceError):
         return notice(f"The latency distributions are not available: {samples.message}")
     shares = canary_data.bucket_shares(samples, decision.baseline, decision.canary)

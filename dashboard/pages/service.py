@@ -111,7 +111,8 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     header = html.Div([html.H2(service, style={"margin": ".5rem 0 .2rem"}), back, slo_cards(rows)])
 
     tr = sd.time_range(search, now)
-    answers = sd.read(metrics, sd.chart_queries(service, rows, tr), tr)
+    schema = metrics.schema
+    answers = sd.read(metrics, sd.chart_queries(service, rows, tr, schema), tr)
     down = sd.prometheus_down(answers.values())
     if down is not None:
         notes.append(empty_state("Prometheus is unreachable" if down.kind == "unreachable" else "No Prometheus",
@@ -121,12 +122,12 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     if not any(sd.has_data(a) for a in answers.values()):
         notes.append(notice(f"Prometheus has no data for {service} in the last {tr.name}: is it scraped, and are "
                             "the rules of `mcp-slo rules` loaded? Recorded series start when the rules do."))
-    tools = sd.tool_table(metrics.instant(promql.tool_status_rates(sd.TOOL_WINDOW, service)),
-                          metrics.instant(promql.tool_bucket_rates(sd.TOOL_WINDOW, service)), rows)
+    tools = sd.tool_table(metrics.instant(promql.tool_status_rates(sd.TOOL_WINDOW, service, schema)),
+                          metrics.instant(promql.tool_bucket_rates(sd.TOOL_WINDOW, service, schema)), rows)
     alerts = sd.service_alerts(metrics.alerts(), service, now)
     fired = alerts_data.read_episodes(metrics, tr.start, now, service)
     spans = [] if isinstance(fired, SourceError) else alerts_data.spans(fired, now)
-    exemplars = sd.read_exemplars(metrics, service, tr)
+    exemplars = sd.read_exemplars(metrics, service, tr, schema)
     return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr, spans, exemplars),
                     tool_table(tools),
                     alert_list(alerts, service), fired_list(fired, service, tr.name, search))
