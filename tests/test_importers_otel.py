@@ -182,6 +182,17 @@ def test_openslo_otel_latency_per_service_reads_otel_only():
     assert _objectives(loaded.spec, "fs") == [("latency", 99.0, "7d", 0.5, EVERY)]
 
 
+def test_an_otel_latency_threshold_is_one_of_the_conventions_bounds():
+    """0.2 s is a recommended OpenTelemetry bound (the spec built gets those buckets), not one of
+    mcp-slo's default buckets."""
+    loaded = _load(_openslo("latency", f'sum(rate({D}_bucket{{job="fs",le="0.2"}}[5m]))',
+                            f'sum(rate({D}_count{{job="fs"}}[5m]))'))
+    assert loaded.spec.metrics == OTEL and _objectives(loaded.spec, "fs")[0][3] == 0.2
+    with pytest.raises(spec.SpecError, match=r"le=0.2 is not a histogram bucket bound \(buckets: 0.01, 0.05,"):
+        _load(_openslo("latency", 'sum(rate(mcp_operation_duration_seconds_bucket{service="fs",le="0.2"}[5m]))',
+                       'sum(rate(mcp_operation_duration_seconds_count{service="fs"}[5m]))'))
+
+
 def test_sloth_otel_per_tool_latency_reads_otel_only():
     bad = (f'sum(rate({D}_count{{job="fs",gen_ai_tool_name="grep"}}[{{{{.window}}}}])) - '
            f'sum(rate({D}_bucket{{job="fs",gen_ai_tool_name="grep",le="1"}}[{{{{.window}}}}]))')

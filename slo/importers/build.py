@@ -71,9 +71,11 @@ class Builder:
             where = imp.paths.get(str(err["loc"][0]) if err["loc"] else "", imp.paths["slo"])
             raise self.error(where, err["msg"].removeprefix("Value error, ")) from None
         threshold = imp.part.threshold
-        if threshold is not None and not any(math.isclose(threshold, b) for b in spec.Spec().buckets):
+        # the default bounds of the metrics the query reads (the spec built gets the same)
+        bounds = spec.Spec.model_validate({"metrics": imp.part.schema}).buckets
+        if threshold is not None and not any(math.isclose(threshold, b) for b in bounds):
             raise self.error(imp.paths["query"], f"le={threshold:g} is not a histogram bucket bound (buckets: "
-                                                 f"{', '.join(f'{b:g}' for b in spec.Spec().buckets)})")
+                                                 f"{', '.join(f'{b:g}' for b in bounds)})")
         key = (imp.service, flt.tool, imp.name)
         if key in self.seen:
             scope = f"service {imp.service!r}" + (f", tool {flt.tool!r}" if flt.tool else "")
