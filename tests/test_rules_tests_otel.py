@@ -33,6 +33,9 @@ def otel_thresholds() -> spec.Spec:
         "services": {"batch": {"objectives": [{"name": "latency", "threshold": 30, "target": 95}]}}})
 
 
+RAW_SCENARIOS = ("outage", "absent-data")
+
+
 def test_otel_inputs_are_the_conventions_series_as_prometheus_scrapes_them():
     s = example("otel")
     for scenario in ("outage", "absent-data"):
@@ -64,16 +67,18 @@ def test_thresholds_on_the_conventions_bounds_match_the_exporters_spelling():
 
 @pytest.mark.integration
 def test_generated_suites_pass_on_otel_series(tmp_path: Path):
-    """Every scenario of the example with `metrics: otel` on the conventions' series (an outage
-    pages, recovery lets go, 2x tickets, 0.5x is quiet, a quiet hour does not page, a service
-    without data raises MCPSLOAbsentData); `auto` rules on the same series (an outage and absent
-    data); and thresholds only the conventions' buckets have (0.2s and 30s) page on an outage."""
+    """Two scenarios of the example with `metrics: otel` on the conventions' series: an outage
+    pages (every raw read: availability, latency, per tool) and a service without data raises
+    MCPSLOAbsentData (discovery). The others differ from these only in the traffic's shape, seen
+    through the same reads, and test_rules runs them on mcp-slo's series;
+    `auto` rules on the same series (an outage and absent data); and thresholds only the
+    conventions' buckets have (0.2s and 30s) page on an outage."""
     otel = example("otel")
-    files = _write_suites(tmp_path, otel)
-    assert sorted(files) == sorted(f"{n}.test.yml" for n in rules_tests.SCENARIOS)
+    files = _write_suites(tmp_path, otel, scenarios=RAW_SCENARIOS)
+    assert sorted(files) == sorted(f"{n}.test.yml" for n in RAW_SCENARIOS)
     # auto reads both schemas: its rules, the otel spec's inputs (same objectives, same alerts)
     (tmp_path / "auto-rules.yml").write_text(rules.render(rules.rule_groups(example("auto"))))
-    for name, text in rules_tests.suites(otel, "auto-rules.yml", ("outage", "absent-data")).items():
+    for name, text in rules_tests.suites(otel, "auto-rules.yml", RAW_SCENARIOS).items():
         (tmp_path / f"auto-{name}").write_text(text)
         files.append(f"auto-{name}")
     files += _write_suites(tmp_path, otel_thresholds(), prefix="bounds-", scenarios=("outage",))
