@@ -41,6 +41,8 @@ def trace_of(params: object) -> Trace | None:
     if type(params) is not dict and not isinstance(params, Mapping):
         return None
     meta = params.get("_meta")
+    if meta is None:  # the common case, before the slow ABC check
+        return None
     if type(meta) is not dict and not isinstance(meta, Mapping):
         return None
     value = meta.get("traceparent")
@@ -52,14 +54,18 @@ def active_span_reader() -> Callable[[], Trace | None] | None:
     opentelemetry-api is not installed."""
     try:
         from opentelemetry import trace
+        from opentelemetry.context import get_current
     except ImportError:
         return None
     get_current_span = trace.get_current_span
 
     def active_trace() -> Trace | None:
-        context = get_current_span().get_span_context()
-        if not context.is_valid:
+        current = get_current()
+        if not current:  # no span (nor anything else) in the context: most requests, cheaply
             return None
-        return format(context.trace_id, "032x"), format(context.span_id, "016x")
+        span = get_current_span(current).get_span_context()
+        if not span.is_valid:
+            return None
+        return format(span.trace_id, "032x"), format(span.span_id, "016x")
 
     return active_trace

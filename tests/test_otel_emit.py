@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector import instrument, names, semconv
 from collector.metrics import Recorder
-from collector.tracecontext import parse_traceparent
+from collector.tracecontext import active_span_reader, parse_traceparent, trace_of
 from tests.proxy_support import PYTHON, SERVERS, child_env, proxy_command
 from tests.support import free_port, wait_until
 
@@ -55,6 +55,19 @@ def test_traceparent_parsing_ignores_anything_malformed():
     for bad in (None, 7, "", "00-" + "0" * 32 + "-b7ad6b7169203331-01", TRACEPARENT.upper(),
                 TRACEPARENT + "-x", "ff" + TRACEPARENT[2:], TRACEPARENT[:-1] + "g", "x" * 10_000):
         assert parse_traceparent(bad) is None, bad
+
+
+def test_a_request_trace_comes_from_meta_else_from_the_active_span():
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert trace_of({"name": "add", "_meta": {"traceparent": TRACEPARENT}}) == parse_traceparent(TRACEPARENT)
+    assert trace_of({"name": "add"}) is None and trace_of({"_meta": None}) is None and trace_of("x") is None
+    active = active_span_reader()
+    assert active() is None  # no span here (the MCP SDK's own are non-recording: invalid, also None)
+    with TracerProvider().get_tracer("test").start_as_current_span("tools/call") as span:
+        ids = span.get_span_context()
+        assert active() == (format(ids.trace_id, "032x"), format(ids.span_id, "016x"))
+    assert active() is None
 
 
 # (method, tool, status, error the adapter passes, protocol, seconds) and the attributes
