@@ -14,6 +14,8 @@
             objectives: [{name: availability, target: 99.5}]
     alerting: {...}      # tiers, guards, labels, links, receivers
     canary: {...}
+    # defaults.error_budget_policy or services.X.error_budget_policy: none (default) or
+    # freeze (the canary gate refuses promotion while a budget is exhausted; slo.engine.freeze)
     metrics: auto        # which metrics to read: mcp-slo, otel (OpenTelemetry's semantic
                          # conventions) or auto, both (slo.schema)
 
@@ -385,6 +387,11 @@ class Canary(_Model):
     latency_regression: float = Field(default=1.2, gt=1)
 
 
+# What an exhausted error budget does to releases: "freeze" makes the canary gate refuse
+# promotion while any SLO of the service has none left (slo.engine.freeze), "none" nothing.
+ErrorBudgetPolicy = Literal["none", "freeze"]
+
+
 class ToolSpec(_Model):
     objectives: tuple[ObjectiveOverride, ...] = ()
 
@@ -393,10 +400,12 @@ class ServiceSpec(_Model):
     objectives: tuple[ObjectiveOverride, ...] = ()
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     canary: Canary | None = None
+    error_budget_policy: ErrorBudgetPolicy | None = None  # default: defaults.error_budget_policy
 
 
 class Defaults(_Model):
     objectives: tuple[Objective, ...] = ()
+    error_budget_policy: ErrorBudgetPolicy = "none"
 
 
 class Spec(_Model):
@@ -472,6 +481,12 @@ class Spec(_Model):
     def canary_for(self, service: str) -> Canary:
         body = self.services.get(service)
         return body.canary if body and body.canary else self.canary
+
+    def error_budget_policy_for(self, service: str) -> str:
+        """The service's error-budget policy for releases: its own, or the defaults'."""
+        body = self.services.get(service)
+        own = body.error_budget_policy if body else None
+        return own or self.defaults.error_budget_policy
 
 
 def _duplicates(items: list[str]) -> list[str]:
