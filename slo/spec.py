@@ -18,6 +18,8 @@
     # freeze (the canary gate refuses promotion while a budget is exhausted; slo.engine.freeze)
     metrics: auto        # which metrics to read: mcp-slo, otel (OpenTelemetry's semantic
                          # conventions) or auto, both (slo.schema)
+    maintenance: [...]   # planned maintenance windows (slo.maintenance)
+    strict: false        # true: every service, tool and SLO named anywhere must be declared
 
 Errors name the file, the key path and what is wrong (`SpecError`), one line each.
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import time
 import unicodedata
 import urllib.parse
 from collections import Counter
@@ -62,7 +65,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector import names, semconv
-from slo import durations, promql, schema
+from slo import durations, maintenance, promql, schema
+from slo.maintenance import Window as MaintenanceWindow
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,
 # whitespace or control characters, so a spec cannot smuggle PromQL or YAML.
@@ -416,6 +420,9 @@ class Spec(_Model):
     alerting: Alerting = Alerting()
     canary: Canary = Canary()
     metrics: str = schema.AUTO  # the metric schema the rules, engine and dashboards read (slo.schema)
+    # --- maintenance windows (slo.maintenance) and strictness -------------------------------
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    strict: bool = False  # every service, tool and SLO named anywhere must be declared
 
     @field_validator("metrics")
     @classmethod
@@ -461,6 +468,64 @@ class Spec(_Model):
             for tool in body.tools:
                 self.tool_objectives(service, tool)
         return self
+
+    @model_validator(mode="after")
+    def _maintenance(self) -> Spec:
+        """The windows' names (unique), scopes (valid names; declared ones under `strict`) and
+        overlaps: two windows of the same scope and mode must not overlap (recurring ones are
+        checked over the next year)."""
+        _unique("maintenance", [w.name for w in self.maintenance])
+        for i, w in enumerate(self.maintenance):
+            where = f"maintenance.{i}"
+            for key, pattern, what in (("services", NAME, "service"), ("tools", NAME, "tool"), ("slos", SLO_NAME, "SLO")):
+                for name in getattr(w, key):
+                    if not pattern.match(name):
+                        raise ValueError(f"{where}.{key}: {name[:200]!r} is not a valid {what} name")
+            if self.strict:
+                self._check_declared(w, where)
+        now = time.time()
+        found = maintenance.first_overlap(list(self.maintenance), now, now + maintenance.YEAR)
+        if found is not None:
+            i, j, when = found
+            raise ValueError(f"maintenance.{j}: window {self.maintenance[j].name!r} overlaps window "
+                             f"{self.maintenance[i].name!r} (maintenance.{i}) of the same scope and mode "
+                             f"at {maintenance.rfc3339(when)}")
+        return self
+
+    def _check_declared(self, w: MaintenanceWindow, where: str) -> None:
+        """`strict: true`: the window names only declared services, tools and SLOs."""
+        for service in w.services:
+            if service not in self.services:
+                raise ValueError(f"{where}.services: unknown service {service!r} (strict: declare it under services)")
+            body = self.services[service]
+            for tool in w.tools:
+                if tool not in body.tools:
+                    raise ValueError(f"{where}.tools: unknown tool {tool!r} of service {service!r} "
+                                     "(strict: declare it under its tools)")
+            known = {o.name for o in self.objectives_for(service)}
+            known |= {o.name for tool in body.tools for o in self.tool_objectives(service, tool)}
+            for slo in w.slos:
+                if slo not in known:
+                    raise ValueError(f"{where}.slos: unknown SLO {slo!r} of service {service!r} "
+                                     f"(strict: its SLOs are {', '.join(sorted(known)) or 'none'})")
+
+    def _check_alerts(self, alerts: ObjectiveAlerts | None, where: str) -> None:
+        """An objective's tier changes name tiers of `alerting.tiers`, enable none disabled
+        there (its windows are not recorded) and make valid tiers."""
+        tiers = {t.name: t for t in self.alerting.tiers}
+        for name, change in (alerts.tiers if alerts else {}).items():
+            tier = tiers.get(name)
+            if tier is None:
+                raise ValueError(f"{where}.tiers: unknown tier {name[:200]!r}; the tiers are "
+                                 f"{', '.join(tiers) or 'none'} (alerting.tiers)")
+            if change.enabled and not tier.enabled:
+                raise ValueError(f"{where}.tiers.{name}: the tier is disabled in alerting.tiers; enable it there "
+                                 "and disable it for the SLOs that should not have it")
+            try:
+                Objective(name="x", kind="availability", target=99, alerts=ObjectiveAlerts(tiers={name: change})
+                          ).alert_tier(tier)
+            except ValidationError as exc:
+                raise ValueError(f"{where}.tiers.{name}: {_message(exc.errors()[0])}") from None
 
     def _check_threshold(self, threshold: float | None, where: str) -> None:
         if threshold is not None and not any(math.isclose(threshold, b) for b in self.buckets):

@@ -5,9 +5,10 @@ the errors, naming the file and the key path, on stderr and exit 2. Writes nothi
 from __future__ import annotations
 
 import argparse
+import time
 
 from collector.command import OK, CommandError
-from slo import importers
+from slo import importers, maintenance
 from slo.spec import ALL_METHODS, Objective, Spec, SpecError, printable
 
 
@@ -37,6 +38,9 @@ def summary(loaded: importers.Loaded, source: str) -> str:
         for tool in body.tools:
             lines += [f"  tool {tool}: {_objective(o)}" for o in s.tool_objectives(service, tool)]
     lines.append("alert tiers: " + _tiers(s))
+    if s.maintenance:
+        lines.append("maintenance windows:")
+        lines += [f"  {_window(w, time.time())}" for w in s.maintenance]
     lines += [f"note: {n}" for n in loaded.notes]
     return "\n".join(lines)
 
@@ -52,3 +56,18 @@ def _tiers(s: Spec) -> str:
     enabled = [f"{t.name} ({t.severity}, {t.burn_rate:g}x over {t.long_window}/{t.short_window})"
                for t in s.alerting.tiers if t.enabled]
     return ", ".join(enabled) or "none enabled"
+
+
+def _window(w: maintenance.Window, now: float) -> str:
+    """`name (mode, scope, schedule): next or current occurrence`."""
+    scope = ", ".join(w.services) + (f" tools {', '.join(w.tools)}" if w.tools else "") + \
+        (f" SLOs {', '.join(w.slos)}" if w.slos else "")
+    schedule = {"one-off": "one-off", "rrule": f"rrule {w.rrule} for {w.duration} in {w.timezone}",
+                "cron": f"cron {w.cron!r} for {w.duration} in {w.timezone}"}[w.kind]
+    found = w.current_or_next(now)
+    if found is None:
+        when = "over" if w.kind == "one-off" else "no more occurrences"
+    else:
+        span = f"{maintenance.rfc3339(found[0], w.zone)} to {maintenance.rfc3339(found[1], w.zone)}"
+        when = f"now, {span}" if found[0] <= now else f"next {span}"
+    return f"{w.name} ({w.mode}; {scope}; {schedule}): {when} - {w.reason}"
