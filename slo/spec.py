@@ -40,7 +40,10 @@ that promtool and amtool accept, so a spec is refused beyond these:
   to 1d; every other duration at most 365d;
 - receivers: http:// or https:// URLs of printable ASCII with a host (valid percent
   escapes, port at most 65535); runbook_url and dashboard_url: such a URL once their
-  only placeholders, {service} and {slo}, are filled in;
+  only placeholders, {service}, {slo} and {tool}, are filled in;
+- alerting.confidence: 0 (no significance guard) or from 0.5 to 0.9999;
+- an objective's `alerts`: tiers named in `alerting.tiers`, a tier disabled there not
+  enabled per SLO, a page tier's short window at most 1h whatever the severity override;
 - buckets: at least one, finite, above 0, strictly increasing; numbers are finite (no
   .inf or .nan). Latency thresholds must be bucket bounds: without `buckets`, mcp-slo's
   (collector.names.DEFAULT_BUCKETS), or for `metrics: otel` the semantic conventions'
@@ -50,6 +53,7 @@ that promtool and amtool accept, so a spec is refused beyond these:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -62,10 +66,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from collector import names, semconv
-from slo import durations, maintenance, promql, schema
+from slo import durations, maintenance, promql, schema, significance
 from slo.maintenance import Window as MaintenanceWindow
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,
@@ -86,7 +91,9 @@ MAX_PAGE_SHORT_WINDOW = 3600
 MAX_FOR = 86400
 MAX_DURATION = 365 * 86400
 MAX_YAML_DEPTH = 50  # the deepest key path of any supported format is under 10
-URL_FIELDS = ("service", "slo")  # the placeholders of runbook_url and dashboard_url
+URL_FIELDS = ("service", "slo", "tool")  # the placeholders of runbook_url and dashboard_url
+RESERVED_LABELS = frozenset({"severity", "service", "slo", "tier", "window", "tool", "alertname"})  # mcp-slo sets them
+MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.9999
 
 
 def printable(text: str) -> str:
@@ -150,8 +157,8 @@ def check_url(value: str) -> str:
 
 def url_template(template: str) -> list[tuple[str, str | None]]:
     """(literal text, placeholder or None) pairs of a link template like
-    "https://runbooks/{slo}": the only placeholders are {service} and {slo}; ValueError
-    otherwise."""
+    "https://runbooks/{slo}": the only placeholders are {service}, {slo} and {tool}
+    (empty for a service-wide SLO); ValueError otherwise."""
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -159,7 +166,7 @@ def url_template(template: str) -> list[tuple[str, str | None]]:
     for _, name, spec, conversion in parts:
         if name is not None and (name not in URL_FIELDS or spec or conversion):
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise ValueError(f"unknown placeholder {shown} in {template[:200]!r}; use {{service}} and {{slo}}")
+            raise ValueError(f"unknown placeholder {shown} in {template[:200]!r}; use {{service}}, {{slo}} and {{tool}}")
     return [(literal, name) for literal, name, _, _ in parts]
 
 
@@ -170,6 +177,22 @@ def _check_link(template: str) -> str:
 
 
 Duration = Annotated[str, BeforeValidator(_duration)]
+
+
+def _check_labels(v: dict[str, str]) -> dict[str, str]:
+    """Alert labels: not mcp-slo's own, valid names, values without control characters."""
+    for key, value in v.items():
+        if key in RESERVED_LABELS:
+            raise ValueError(f"label {key!r} is reserved: mcp-slo sets {', '.join(sorted(RESERVED_LABELS))} itself")
+        if not LABEL_NAME.match(key):
+            raise ValueError(f"label {key[:200]!r} is not a valid label name "
+                             "(letters, digits and '_', not starting with '__')")
+        if (c := _unprintable(value)) is not None:
+            raise ValueError(f"label {key}: the value holds the control character {c!r}")
+    return v
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 
 
 def _number(value: Any) -> Any:
@@ -187,6 +210,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
+def _hash(model: BaseModel) -> int:
+    """A frozen model's hash from its contents (pydantic's hashes the fields, and dicts have none)."""
+    return hash(json.dumps(model.model_dump(mode="json"), sort_keys=True))
+
+
+class TierOverride(_Model):
+    """One SLO's changes to a tier of `alerting.tiers`."""
+
+    enabled: bool | None = None
+    severity: Literal["page", "ticket"] | None = None
+    for_: Duration | None = Field(default=None, alias="for")
+    labels: Labels = Field(default_factory=dict)  # added to the tier's
+
+
+class ObjectiveAlerts(_Model):
+    """An objective's alerts: all off (`enabled: false`: its recording rules, engine numbers
+    and dashboards stay), tiers turned off or changed by name, its own links."""
+
+    enabled: bool = True
+    tiers: dict[str, TierOverride] = Field(default_factory=dict)
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+
+    def __hash__(self) -> int:  # the objectives are grouped by value (slo.plan)
+        return _hash(self)
+
+    @field_validator("runbook_url", "dashboard_url")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        return v if v is None else _check_link(v)
+
+
 class Objective(_Model):
     """One SLO: availability (good = success; bad = error or timeout) or latency
     (good = finished within `threshold` seconds, a histogram bucket bound)."""
@@ -198,6 +253,7 @@ class Objective(_Model):
     threshold: Number | None = Field(default=None, description="latency SLOs: seconds, a bucket bound")
     methods: tuple[str, ...] = ("tools/call",)
     description: str = ""
+    alerts: ObjectiveAlerts = ObjectiveAlerts()
 
     @field_validator("name")
     @classmethod
@@ -253,6 +309,17 @@ class Objective(_Model):
     def window_seconds(self) -> float:
         return durations.parse(self.window)
 
+    def alert_tier(self, tier: Tier) -> Tier | None:
+        """`tier` as this objective's alerts have it (severity, `for`, labels changed), or
+        None when it raises no alert for this objective."""
+        change = self.alerts.tiers.get(tier.name, TierOverride())
+        if not (self.alerts.enabled and tier.enabled and change.enabled is not False):
+            return None
+        if change == TierOverride():
+            return tier
+        raw = tier.model_dump() | change.model_dump(exclude={"enabled", "labels"}, exclude_none=True)
+        return Tier.model_validate(raw | {"labels": tier.labels | change.labels})
+
 
 class ObjectiveOverride(_Model):
     """A service's or tool's change to a default objective of the same name, or a
@@ -266,6 +333,7 @@ class ObjectiveOverride(_Model):
     threshold: Number | None = None
     methods: tuple[str, ...] | None = None
     description: str | None = None
+    alerts: ObjectiveAlerts | None = None  # merged into the objective's, key by key
     disabled: bool = False
 
 
@@ -281,6 +349,10 @@ class Tier(_Model):
     short_window: Duration
     for_: Duration = Field(default="2m", alias="for")
     enabled: bool = True
+    labels: Labels = Field(default_factory=dict)  # added to the alerts' labels
+
+    def __hash__(self) -> int:  # the labels are a dict
+        return _hash(self)
 
     @field_validator("name")
     @classmethod
@@ -341,7 +413,10 @@ class Alerting(_Model):
     min_events: int = Field(default=50, ge=0, le=1_000_000)
     absent_for: Duration = "10m"
     budget_exhausted_alert: bool = True
-    labels: dict[str, str] = Field(default_factory=dict)
+    # Significance guard: a tier fires only when the Wilson lower bound of the long window's
+    # error ratio, at this one-sided confidence, is over its threshold (slo.significance); 0: off.
+    confidence: float = 0.95
+    labels: Labels = Field(default_factory=dict)
     runbook_url: str = "https://runbooks.example.com/mcp-slo/{slo}"
     dashboard_url: str = "http://127.0.0.1:8050/services/{service}"
     receivers: Receivers = Receivers()
@@ -360,24 +435,23 @@ class Alerting(_Model):
         _between("absent_for", v, 60, 86400)
         return v
 
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        reserved = {"severity", "service", "slo", "tier", "window", "tool", "alertname"}
-        for key, value in v.items():
-            if key in reserved:
-                raise ValueError(f"label {key!r} is reserved: mcp-slo sets {', '.join(sorted(reserved))} itself")
-            if not LABEL_NAME.match(key):
-                raise ValueError(f"label {key[:200]!r} is not a valid label name "
-                                 "(letters, digits and '_', not starting with '__')")
-            if (c := _unprintable(value)) is not None:
-                raise ValueError(f"label {key}: the value holds the control character {c!r}")
-        return v
-
     @field_validator("runbook_url", "dashboard_url")
     @classmethod
     def _link(cls, v: str) -> str:
         return _check_link(v)
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence(cls, v: float) -> float:
+        if v != 0 and not MIN_CONFIDENCE <= v <= MAX_CONFIDENCE:
+            raise ValueError(f"confidence must be 0 (no significance guard) or from {MIN_CONFIDENCE} to "
+                             f"{MAX_CONFIDENCE}, got {v!r}")
+        return v
+
+    @property
+    def z(self) -> float | None:
+        """The significance guard's z score, None when it is off."""
+        return significance.z_score(self.confidence) if self.confidence else None
 
 
 class Canary(_Model):
@@ -450,6 +524,7 @@ class Spec(_Model):
         _unique("defaults.objectives", [o.name for o in self.defaults.objectives])
         for i, o in enumerate(self.defaults.objectives):
             self._check_threshold(o.threshold, f"defaults.objectives.{i}.threshold")
+            self._check_alerts(o.alerts, f"defaults.objectives.{i}.alerts")
         for service, body in self.services.items():
             if not NAME.match(service):
                 raise ValueError(f"services: {service[:200]!r} is not a valid service name "
@@ -460,9 +535,11 @@ class Spec(_Model):
                                      "(letters, digits, '_', '.', ':', '/', '-'; no quotes, braces or spaces)")
             for i, o in enumerate(body.objectives):
                 self._check_threshold(o.threshold, f"services.{service}.objectives.{i}.threshold")
+                self._check_alerts(o.alerts, f"services.{service}.objectives.{i}.alerts")
             for tool, tool_spec in body.tools.items():
                 for i, o in enumerate(tool_spec.objectives):
                     self._check_threshold(o.threshold, f"services.{service}.tools.{tool}.objectives.{i}.threshold")
+                    self._check_alerts(o.alerts, f"services.{service}.tools.{tool}.objectives.{i}.alerts")
             # Resolving runs the override checks (kind and target of new objectives, ...).
             self.objectives_for(service)
             for tool in body.tools:
@@ -572,7 +649,10 @@ def _merge(base: tuple[Objective, ...] | list[Objective], overrides: tuple[Objec
     by_name = {o.name: o for o in base}
     out: dict[str, Objective] = {} if only_overridden else dict(by_name)
     for i, o in enumerate(overrides):
-        changes = o.model_dump(exclude={"disabled"}, exclude_none=True)
+        changes = o.model_dump(exclude={"disabled", "alerts"}, exclude_none=True)
+        if o.alerts is not None:
+            base_alerts = by_name[o.name].alerts.model_dump() if o.name in by_name else {}
+            changes["alerts"] = _deep_merge(base_alerts, o.alerts.model_dump(exclude_unset=True))
         if o.disabled:
             out.pop(o.name, None)
             continue
@@ -589,6 +669,14 @@ def _merge(base: tuple[Objective, ...] | list[Objective], overrides: tuple[Objec
             path = ".".join([where, str(i), *(str(p) for p in err["loc"])])
             raise ValueError(f"{path}: {_message(err)}") from None
     return list(out.values())
+
+
+def _deep_merge(base: dict, change: dict) -> dict:
+    """`base` with `change` applied key by key, into nested mappings."""
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _message(err: Mapping[str, Any]) -> str:
