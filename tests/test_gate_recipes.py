@@ -219,12 +219,14 @@ class FlaggerCanary:
 class Engines:
     """A real engine (store, API) whose evaluations the test writes, as its ticks would, on
     the engine's own clock: each `show` is a tick later, with `SERVICE`'s SLOs and one canary
-    decision per verdict, or no tick for two intervals and more (stale)."""
+    decision per verdict, or no tick for two intervals and more (stale). `budget`: the share
+    of the error budget its availability SLO has left (<= 0: exhausted)."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, spec: Spec | None = None):
         self.clock = time.time()
+        self.budget: float | None = 0.5
         backend = Backend(BackendOptions(url=f"http://127.0.0.1:{free_port()}", timeout=0.5, retries=0))
-        self.engine = Engine(Spec(), backend, Store(tmp_path / "engine.db"), interval=INTERVAL,
+        self.engine = Engine(spec or Spec(), backend, Store(tmp_path / "engine.db"), interval=INTERVAL,
                              now=lambda: self.clock)
         self.server = BackgroundServer(create_app(self.engine))
         self.url = self.server.url
@@ -241,7 +243,7 @@ class Engines:
             return
         self.clock += INTERVAL
         slo = {"service": SERVICE, "slo": "availability", "tool": None, "status": "ok", "sli": 0.999,
-               "versions": ["v1", "v2"]}
+               "window": "30d", "error_budget_remaining": self.budget, "versions": ["v1", "v2"]}
         self.engine.store.write_tick(self.clock, [slo], [], {})
         verdicts = {"no-canary": [], "mixed": ["promote", "inconclusive"]}.get(state, [state])
         for i, verdict in enumerate(verdicts):

@@ -20,6 +20,13 @@
                                      confirm-promotion webhook); ?pass=promote,inconclusive
                                      answers 200 for those verdicts (Flagger's rollout webhook,
                                      which fails only on a rollback)
+                                     Under `error_budget_policy: freeze` with a budget exhausted,
+                                     both gates and the verdict answer verdict "frozen" (the gate
+                                     423, whatever ?pass= says) unless the canary is to roll back
+                                     or the release is a fix: ?fix=true or the header
+                                     `X-MCP-SLO-Release: fix` (slo.engine.freeze)
+    GET|POST /api/v1/maintenance     maintenance windows: list, start; POST|DELETE
+                                     /api/v1/maintenance/{id} ends one (slo.engine.maintenance_api)
     GET /healthz                     200 while the process serves
     GET /readyz                      200 once a fresh snapshot exists, 503 otherwise (with why)
     GET /metrics                     the engine's metrics (slo.engine.metrics)
@@ -43,6 +50,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.command import host_port
+from slo.engine import freeze
+from slo.engine import maintenance_api
 from slo.engine.answers import (GATE_STATUS, HISTORY_LIMIT, VERDICTS, canary_history_items, canary_items,
                                 evaluation_state, jsonable, parse_time, readiness, service_items, service_verdict,
                                 slo_items)
@@ -161,10 +170,11 @@ def create_app(engine: Engine) -> Starlette:
         decisions = engine.store.canary_history(name, since=start, limit=HISTORY_LIMIT)
         return json_response(canary_history_items(decisions, evidence == "true"))
 
-    def verdict_of(name: str) -> tuple[dict, int | None]:
+    def verdict_of(name: str, fix: bool) -> tuple[dict, int | None]:
         """The body every gate answers for service `name`, and its status when there is no
         verdict to give: 503 (no evaluation, or a stale one), 404 (the latest evaluation has
-        no such service). A service without canary traffic (yet) is inconclusive."""
+        no such service). A service without canary traffic (yet) is inconclusive. Under a
+        release freeze the verdict is "frozen" unless it is rollback or `fix` is set."""
         snapshot, stale, decisions = canaries_now(name)
         body = {"service": name, "canaries": canary_items(decisions, stale)}
         if snapshot is None or stale:
@@ -173,15 +183,27 @@ def create_app(engine: Engine) -> Starlette:
             return {**body, "verdict": None, "reason": f"the engine{what}{why}"}, 503
         if decisions:
             verdict, reason = service_verdict([d.result for d in decisions])
-            return {**body, "verdict": verdict, "reason": reason}, None
-        if any(r.service == name for r in snapshot.results):
-            return {**body, "verdict": "inconclusive", "reason": f"no canary of {name!r} with traffic yet"}, None
-        return {**body, "verdict": None, "reason": f"no service {name!r} in the latest evaluation"}, 404
+        elif any(r.service == name for r in snapshot.results):
+            verdict, reason = "inconclusive", f"no canary of {name!r} with traffic yet"
+        else:
+            return {**body, "verdict": None, "reason": f"no service {name!r} in the latest evaluation"}, 404
+        return freeze.apply({**body, "verdict": verdict, "reason": reason},
+                            freeze.freeze_of(engine.spec, name, snapshot.results), fix), None
+
+    def fix_of(request: Request) -> bool | Response:
+        """Whether the request marks a fix release, or the 400 answer to a bad mark."""
+        try:
+            return freeze.fix_requested(request.query_params, request.headers)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
 
     async def canary_verdict(request: Request) -> Response:
         """For Argo Rollouts' web metric: 200 with the verdict whatever it is, so that its
         conditions read it (any other status is a measurement error)."""
-        body, status = verdict_of(request.path_params["service"])
+        fix = fix_of(request)
+        if isinstance(fix, Response):
+            return fix
+        body, status = verdict_of(request.path_params["service"], fix)
         return json_response(body, status or 200)
 
     async def gate(request: Request) -> Response:
@@ -192,7 +214,12 @@ def create_app(engine: Engine) -> Starlette:
         if not passing <= set(VERDICTS):
             return json_response({"error": f"pass takes verdicts ({', '.join(VERDICTS)}), comma-separated; "
                                            f"got {request.query_params['pass']!r}"}, 400)
-        body, status = verdict_of(name)
+        fix = fix_of(request)
+        if isinstance(fix, Response):
+            return fix
+        body, status = verdict_of(name, fix)
+        if body["verdict"] == "frozen":
+            status = freeze.FROZEN_STATUS  # whatever ?pass= says: a freeze refuses the release
         if status is None and not body["canaries"] and "inconclusive" not in passing:
             status = 404  # no canary to promote, as the gate has always answered
             body = {**body, "verdict": None, "reason": f"no canary of {name!r}"}
@@ -226,6 +253,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/api/v1/canaries/{service:path}/verdict", canary_verdict),
         Route("/api/v1/canaries/{service:path}", service_canaries),
         Route("/api/v1/gate/{service:path}", gate, methods=["GET", "POST"]),  # Flagger's webhooks POST
+        *maintenance_api.routes(engine),  # GET, POST /api/v1/maintenance; POST|DELETE .../{id}
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

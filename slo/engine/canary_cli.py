@@ -1,10 +1,14 @@
 """`mcp-slo canary`: a one-shot canary judgement for a CI pipeline.
 
     mcp-slo canary --service filesystem --prometheus http://127.0.0.1:9090 [--config SPEC]
-                   [--baseline v1 --canary v2]
+                   [--baseline v1 --canary v2] [--fix]
 
-Prints the verdict, the reason and the evidence table. Exit codes: 0 promote, 1 roll back,
-3 inconclusive; 2 bad usage (a broken spec, no canary found, Prometheus unreachable).
+Prints the verdict, the reason and the evidence table. Exit codes: 0 promote, 1 roll back
+(or a release freeze), 3 inconclusive; 2 bad usage (a broken spec, no canary found,
+Prometheus unreachable). Under the spec's `error_budget_policy: freeze`, a service with an
+exhausted error budget (its SLOs evaluated now) exits 1 with the freeze's reason unless
+`--fix` marks the release as a fix, which the canary's own verdict then decides
+(slo.engine.freeze).
 It lives in the engine service, not in the canary library (slo.canary), because it reads
 Prometheus through the engine's backend.
 """
@@ -17,9 +21,11 @@ import time
 from collector.command import FAILED, INCONCLUSIVE, OK, CommandError
 from slo import importers
 from slo.canary.collect import comparisons
-from slo.plan import plan
 from slo.canary.judge import Decision, judge
 from slo.engine.backend import Backend, BackendError, BackendOptions
+from slo.engine.freeze import freeze_of
+from slo.evaluate import evaluate
+from slo.plan import plan
 from slo.results import Effect, Side
 from slo.spec import Spec, SpecError
 
@@ -33,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", help="the baseline version (default: the spec's, or the busiest)")
     parser.add_argument("--canary", help="the canary version (default: every other version with traffic)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per query (default 30)")
+    parser.add_argument("--fix", action="store_true",
+                        help="the release is a fix: a release freeze (error_budget_policy: freeze) does not hold it")
 
 
 def table(decision: Decision) -> str:
@@ -75,10 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"invalid spec\n{exc}") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    planned, now = plan(spec), time.time()
     try:
         baselines = {args.service: args.baseline} if args.baseline else None
-        found = [(p, c) for p, c in comparisons(backend, plan(spec), time.time(), baselines=baselines)
+        found = [(p, c) for p, c in comparisons(backend, planned, now, baselines=baselines)
                  if p.service == args.service and (args.canary is None or p.canary == args.canary)]
+        # the SLOs are evaluated only when a freeze could hold the release
+        frozen = freeze_of(spec, args.service, evaluate(backend, planned, now).slos) \
+            if spec.error_budget_policy_for(args.service) == "freeze" else None
     except BackendError as exc:
         raise CommandError(str(exc)) from None
     if not found:
@@ -93,4 +105,10 @@ def run(args: argparse.Namespace) -> int:
         print(table(d))
         print()
     worst = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
+    if frozen is not None:
+        if args.fix:
+            print(f"{args.service}: a fix release: the release freeze does not hold it ({frozen.reason})")
+        elif worst != "rollback":
+            print(f"{args.service}: FROZEN: {frozen.explain('--fix')}")
+            return FAILED
     return EXIT[worst]

@@ -9,25 +9,39 @@ Service-level SLOs have tool="".
     mcp_slo_burn_rate{service,tool,slo,window}              per window
     mcp_slo_objective{service,tool,slo,window}
     mcp_slo_status{service,tool,slo,status}                 1 for the current status, 0 for the others
+    mcp_slo_maintenance{service,slo,tool,mode}              1 while a maintenance window (planned
+                                                            or run-time) covers the SLO series; no
+                                                            sample otherwise (slo.maintenance)
     mcp_canary_verdict{service,baseline,canary,verdict}     1 for the current verdict
     mcp_canary_score{service,baseline,canary}               0 (roll back) to 100
+    mcp_slo_release_frozen{service}                         1 while the service's releases are frozen
+                                                            (error_budget_policy: freeze, a budget
+                                                            exhausted), 0 otherwise; only services
+                                                            under that policy (slo.engine.freeze)
     mcp_slo_engine_*                                        ticks, failures, durations, snapshot age
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from slo.engine.freeze import freeze_of
 from slo.engine.scheduler import Engine
 from slo.evaluate import STATUSES
+from slo.maintenance import Window
+from slo.results import SLOResult
 
 VERDICTS = ("promote", "rollback", "inconclusive")
 
 SLO_LABELS = ["service", "tool", "slo"]
+
+# The series the alerting rules join on (service, slo, tool) to hold back alerts (mode
+# "silence") or leave events out (mode "exclude") during maintenance.
+MAINTENANCE_METRIC = "mcp_slo_maintenance"
 
 
 class EngineCollector(Collector):
@@ -59,6 +73,17 @@ class EngineCollector(Collector):
             for s in STATUSES:
                 status.add_metric([*ids, s], 1.0 if r.status == s else 0.0)
         yield from (sli, remaining, objective, burn, status)
+        yield _maintenance(snapshot.results if snapshot else (), e.maintenance())
+
+        frozen = GaugeMetricFamily("mcp_slo_release_frozen", "1 while the error-budget policy freezes the "
+                                   "service's releases (a budget exhausted)", labels=["service"])
+        by_service: dict[str, list] = {}
+        for r in snapshot.results if snapshot else ():
+            by_service.setdefault(r.service, []).append(r)
+        for service, results in sorted(by_service.items()):
+            if e.spec.error_budget_policy_for(service) == "freeze":
+                frozen.add_metric([service], 0.0 if freeze_of(e.spec, service, results) is None else 1.0)
+        yield frozen
 
         pair = ["service", "baseline", "canary"]
         verdict = GaugeMetricFamily("mcp_canary_verdict", "1 for the canary's current verdict", labels=[*pair, "verdict"])
@@ -83,6 +108,18 @@ class EngineCollector(Collector):
         yield _gauge("mcp_slo_engine_snapshot_age_seconds", "Age of the results served",
                      e.now() - snapshot.evaluated_at if snapshot else None)
         yield _gauge("mcp_slo_engine_stale", "1 when the results served are stale", 1.0 if e.is_stale(snapshot) else 0.0)
+
+
+def _maintenance(results: Iterable[SLOResult], windows: list[Window]) -> GaugeMetricFamily:
+    """1 per SLO series of the latest tick and mode of the windows on now that cover it."""
+    family = GaugeMetricFamily(MAINTENANCE_METRIC, "1 while a maintenance window covers the SLO series (mode: "
+                               "exclude leaves its events out, silence holds its alerts back)",
+                               labels=["service", "slo", "tool", "mode"])
+    for r in results:
+        service, tool, slo = r.key
+        for mode in sorted({w.mode for w in windows if w.covers(service, slo, tool)}):
+            family.add_metric([service, slo, tool, mode], 1.0)
+    return family
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
