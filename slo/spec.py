@@ -94,6 +94,7 @@ MAX_YAML_DEPTH = 50  # the deepest key path of any supported format is under 10
 URL_FIELDS = ("service", "slo", "tool")  # the placeholders of runbook_url and dashboard_url
 RESERVED_LABELS = frozenset({"severity", "service", "slo", "tier", "window", "tool", "alertname"})  # mcp-slo sets them
 MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.9999
+RECEIVERS = ("page", "ticket", "release")  # Alertmanager's receivers (alerts.alertmanager)
 
 
 def printable(text: str) -> str:
@@ -189,6 +190,8 @@ def _check_labels(v: dict[str, str]) -> dict[str, str]:
                              "(letters, digits and '_', not starting with '__')")
         if (c := _unprintable(value)) is not None:
             raise ValueError(f"label {key}: the value holds the control character {c!r}")
+        if key == "receiver" and value not in RECEIVERS:  # Alertmanager routes on it (alerts.alertmanager)
+            raise ValueError(f"label receiver: {value[:200]!r} is not a receiver; one of {', '.join(RECEIVERS)}")
     return v
 
 
