@@ -42,6 +42,8 @@ COMMANDS: tuple[Command, ...] = (
             "evaluate every SLO on a schedule; serve the results as an API and /metrics", "service"),
     Command("canary", "slo.engine.canary_cli",
             "judge a service's canary once against its baseline (exit 0 promote, 1 roll back, 3 wait)", "service"),
+    Command("maintenance", "slo.engine.maintenance_cli",
+            "start, list and end unplanned maintenance windows through the engine's API", "service"),
     Command("dashboard", "dashboard.dashboard_cli", "serve the Dash app over the engine's results (its API or its store)",
             "service"),
     Command("serve", "dashboard.serve_cli", "run the engine and the dashboard in one process (the demo, small setups)",

@@ -121,13 +121,7 @@ class Window(BaseModel):
     @field_validator("reason")
     @classmethod
     def _reason(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("a window needs a reason (what is done, a change ticket)")
-        if len(v) > MAX_REASON:
-            raise ValueError(f"the reason is too long: at most {MAX_REASON} characters")
-        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") for c in v):
-            raise ValueError("the reason holds a control character or line break: one line of text")
-        return v
+        return check_reason(v)
 
     @field_validator("timezone")
     @classmethod
@@ -282,6 +276,18 @@ class Window(BaseModel):
             at = schedule.get_next(datetime).timestamp()
             if at >= after:
                 yield at
+
+
+def check_reason(text: str) -> str:
+    """`text` if it is a window's reason: one line, not empty, at most MAX_REASON characters;
+    ValueError otherwise (run-time windows are held to the same)."""
+    if not text.strip():
+        raise ValueError("a window needs a reason (what is done, a change ticket)")
+    if len(text) > MAX_REASON:
+        raise ValueError(f"the reason is too long: at most {MAX_REASON} characters")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") for c in text):
+        raise ValueError("the reason holds a control character or line break: one line of text")
+    return text
 
 
 def zone(name: str) -> ZoneInfo:

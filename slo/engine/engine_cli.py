@@ -25,7 +25,7 @@ import threading
 
 from collector.command import FAILED, OK, CommandError, host_port, parse_host_port
 from slo import durations, importers
-from slo.spec import SpecError
+from slo.spec import SpecError, check_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "have, every 5 min (less often for a long canary), in the background: the decision "
                              "log then covers canaries that started before the engine; times already judged are "
                              "skipped (with --once: before the tick)")
+    parser.add_argument("--alertmanager", metavar="URL",
+                        help="Alertmanager's URL: a maintenance window started through the API (`mcp-slo "
+                             "maintenance start`) gets a matching silence there, expired when it ends")
     backend = add_backend_arguments(parser)
     backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
     backend.add_argument("--max-response-size", default="64MiB", metavar="SIZE",
@@ -115,8 +118,17 @@ def build(args: argparse.Namespace):
     options = backend_options(args, timeout=per_query, retries=args.retries,
                               max_response_bytes=parse_size(args.max_response_size, "--max-response-size"))
     history = _duration(args.judge_history, "--judge-history") if args.judge_history else 0.0
+    alertmanager = _url(args.alertmanager, "--alertmanager") if args.alertmanager else None
     store = Store(args.store, retention_seconds=durations.parse(args.retention))
-    return Engine(spec, Backend(options), store, interval=interval, timeout=timeout, judge_history=history), host, port
+    return Engine(spec, Backend(options), store, interval=interval, timeout=timeout, judge_history=history,
+                  alertmanager=alertmanager), host, port
+
+
+def _url(text: str, option: str) -> str:
+    try:
+        return check_url(text).rstrip("/")
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def _duration(text: str, option: str) -> float:

@@ -34,6 +34,7 @@ from slo.engine.backend import Backend, BackendError
 from slo.canary.collect import comparisons, find_pairs
 from slo.canary.judge import judge
 from slo.evaluate import Evaluation, TickTimeout, evaluate
+from slo.maintenance import Window, active
 from slo.plan import plan
 from slo.results import CanaryDecision, Evaluated
 from slo.spec import Spec
@@ -68,9 +69,10 @@ class Health:
 class Engine:
     def __init__(self, spec: Spec, backend: Backend, store: Store, *, interval: float = 30.0,
                  timeout: float | None = None, now: Callable[[], float] = time.time,
-                 judge_history: float = 0.0):
+                 judge_history: float = 0.0, alertmanager: str | None = None):
         """`judge_history`: seconds of the canaries' past that `start` judges, once, in the
-        background (0: none)."""
+        background (0: none). `alertmanager`: its URL, where run-time maintenance windows
+        get their silences (slo.engine.maintenance_api); None: no silences."""
         if interval <= 0:
             raise ValueError("the interval must be positive")
         if not judge_history >= 0:
@@ -84,6 +86,7 @@ class Engine:
         self.timeout = timeout if timeout is not None else 0.8 * interval
         self.now = now
         self.history_seconds = judge_history
+        self.alertmanager = alertmanager
         self.health = Health(started_at=now())
         self._lock = threading.Lock()  # one tick at a time, whoever calls it
         self._history_lock = threading.Lock()  # one judge_history at a time: each sees what the last wrote
@@ -243,6 +246,12 @@ class Engine:
 
     def snapshot(self) -> Snapshot | None:
         return self.store.latest()
+
+    def maintenance(self, at: float | None = None) -> list[Window]:
+        """The maintenance windows on at `at` (default now): the spec's planned ones and the
+        run-time ones kept in the store."""
+        at = self.now() if at is None else at
+        return active(self.spec.maintenance, at) + [r.window() for r in self.store.maintenance_records(active_at=at)]
 
     def canaries(self, snapshot: Snapshot | None = None) -> list[Evaluated[CanaryDecision]]:
         """The canary decisions of the latest tick (older ones are history)."""

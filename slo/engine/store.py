@@ -8,6 +8,9 @@
     store.canary_latest()                                 # [Evaluated(CanaryDecision, ...)], one per pair
     store.canary_history("filesystem", since=t, limit=1000)  # its decisions since t, oldest first
     store.canary_times(since, until)                      # when canaries were judged, oldest first
+    store.open_maintenance(...)                           # a run-time maintenance window (kept forever)
+    store.end_maintenance(window_id, at, by)              # ends it early
+    store.maintenance_records(active_at=t)                # the windows, newest first (active at t)
 
 One writer (the engine), any number of readers (the HTTP API in threads, the dashboard in
 another process). The file is in WAL mode: readers never block the writer and each read runs
@@ -29,9 +32,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
+from slo.maintenance import Window
 from slo.results import CanaryDecision, Evaluated, SLOResult, ToolTraffic
 
 T = TypeVar("T")
@@ -69,6 +74,47 @@ class Snapshot:
             except ValueError as exc:
                 raise StoreError(f"tick {self.tick_id}: {what} {i} is not readable: {exc}") from None
         return out
+
+
+@dataclass(frozen=True)
+class MaintenanceRecord:
+    """A run-time maintenance window as kept: its scope and mode, who opened it, when and why,
+    when it ends (or was ended, and by whom), and the Alertmanager silence made for it
+    (`silence`: {"id": ..., "error": ...})."""
+
+    id: int
+    services: tuple[str, ...]
+    tools: tuple[str, ...]
+    slos: tuple[str, ...]
+    mode: str
+    reason: str
+    opened_by: str
+    opened_at: float
+    starts_at: float
+    ends_at: float
+    ended_at: float | None = None
+    ended_by: str | None = None
+    silence: dict | None = None
+
+    @property
+    def until(self) -> float:
+        """When it stops: its planned end, or when it was ended early."""
+        return self.ends_at if self.ended_at is None else min(self.ends_at, self.ended_at)
+
+    def active(self, at: float) -> bool:
+        return self.starts_at <= at < self.until
+
+    def window(self) -> Window:
+        """The record as a slo.maintenance.Window, for an active record (its end is after its
+        start); named unplanned-ID."""
+        return Window(name=f"unplanned-{self.id}", reason=self.reason, mode=self.mode, services=self.services,
+                      tools=self.tools, slos=self.slos, start=_utc(self.starts_at), end=_utc(self.until))
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "services": list(self.services), "tools": list(self.tools), "slos": list(self.slos),
+                "mode": self.mode, "reason": self.reason, "opened_by": self.opened_by, "opened_at": self.opened_at,
+                "starts_at": self.starts_at, "ends_at": self.ends_at, "ended_at": self.ended_at,
+                "ended_by": self.ended_by, "silence": self.silence}
 
 
 # Schema migrations: step i takes the file from version i to i + 1 (PRAGMA user_version).
@@ -113,6 +159,22 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX canary_by_pair ON canary_decisions (service, baseline, canary, evaluated_at)",
         "CREATE INDEX canary_by_time ON canary_decisions (evaluated_at)",
+    ),
+    (
+        # Run-time maintenance windows (`mcp-slo maintenance start`): every one is kept, never
+        # pruned, with who opened and ended it and why; body holds the scope, mode, reason and
+        # the Alertmanager silence made for it.
+        """CREATE TABLE maintenance (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            opened_at REAL NOT NULL,
+            opened_by TEXT NOT NULL,
+            starts_at REAL NOT NULL,
+            ends_at REAL NOT NULL,
+            ended_at REAL,
+            ended_by TEXT,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX maintenance_by_end ON maintenance (ends_at)",
     ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -302,6 +364,61 @@ class Store:
                               (float(since), float(until))).fetchall()
         return [at for (at,) in rows]
 
+    # -- maintenance windows opened at run time ------------------------------------------------
+
+    def open_maintenance(self, *, services: Iterable[str], tools: Iterable[str] = (), slos: Iterable[str] = (),
+                         mode: str, reason: str, opened_by: str, opened_at: float, ends_at: float) -> MaintenanceRecord:
+        """Keep a run-time window starting at `opened_at`; returns it with its id."""
+        at, end = _finite_time(opened_at), _finite_time(ends_at)
+        if end <= at:
+            raise StoreError(f"a maintenance window must end after it starts ({end!r} <= {at!r})")
+        body = {"services": list(services), "tools": list(tools), "slos": list(slos), "mode": mode,
+                "reason": reason, "silence": None}
+        text = _dumps(body, "maintenance")
+        with self._write() as db:
+            window_id = db.execute(
+                "INSERT INTO maintenance (opened_at, opened_by, starts_at, ends_at, body) VALUES (?, ?, ?, ?, ?)",
+                (at, opened_by, at, end, text)).lastrowid
+        return self.maintenance_record(window_id)
+
+    def end_maintenance(self, window_id: int, at: float, by: str) -> tuple[MaintenanceRecord | None, bool]:
+        """End a window at `at`: (the record, True), or (the record, False) when it had ended
+        already, or (None, False) when there is no such window."""
+        at = _finite_time(at)
+        with self._write() as db:
+            changed = db.execute("UPDATE maintenance SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL"
+                                 " AND ends_at > ?", (at, by, int(window_id), at)).rowcount
+        return self.maintenance_record(window_id), bool(changed)
+
+    def set_maintenance_silence(self, window_id: int, silence: dict) -> None:
+        """Note the Alertmanager silence made for a window (its id, or the error)."""
+        with self._write() as db:
+            row = db.execute("SELECT body FROM maintenance WHERE id = ?", (int(window_id),)).fetchone()
+            if row is None:
+                raise StoreError(f"no maintenance window {window_id}")
+            body = {**json.loads(row[0]), "silence": silence}
+            db.execute("UPDATE maintenance SET body = ? WHERE id = ?", (_dumps(body, "maintenance"), int(window_id)))
+
+    def maintenance_record(self, window_id: int) -> MaintenanceRecord | None:
+        with self._read() as db:
+            rows = db.execute(f"SELECT {_MAINTENANCE_COLUMNS} FROM maintenance WHERE id = ?", (int(window_id),)).fetchall()
+        found = _maintenance(rows)
+        return found[0] if found else None
+
+    def maintenance_records(self, active_at: float | None = None, limit: int | None = None) -> list[MaintenanceRecord]:
+        """Run-time windows, newest first: all of them, or those active at `active_at`."""
+        sql, args = f"SELECT {_MAINTENANCE_COLUMNS} FROM maintenance", []
+        if active_at is not None:
+            sql += " WHERE starts_at <= ? AND ends_at > ? AND (ended_at IS NULL OR ended_at > ?)"
+            args += [float(active_at)] * 3
+        sql += " ORDER BY opened_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, int(limit)))
+        with self._read() as db:
+            rows = db.execute(sql, args).fetchall()
+        return _maintenance(rows)
+
     def close(self) -> None:
         """Close every connection; reads and writes raise StoreError afterwards. Idempotent."""
         with self._write_lock, self._pool_lock:
@@ -428,6 +545,28 @@ def _evaluated(rows: Iterable[tuple[int, float, str]], read: Callable[[dict], T]
         except ValueError as exc:  # json's errors are ValueErrors too
             raise StoreError(f"{what} row {row_id} is not readable: {exc}") from None
     return out
+
+
+_MAINTENANCE_COLUMNS = "id, opened_at, opened_by, starts_at, ends_at, ended_at, ended_by, body"
+
+
+def _maintenance(rows: Iterable[tuple]) -> list[MaintenanceRecord]:
+    """Rows of _MAINTENANCE_COLUMNS as records; StoreError naming a row that does not read."""
+    out = []
+    for window_id, opened_at, opened_by, starts_at, ends_at, ended_at, ended_by, body in rows:
+        try:
+            fields = json.loads(body)
+            out.append(MaintenanceRecord(
+                id=window_id, opened_at=opened_at, opened_by=opened_by, starts_at=starts_at, ends_at=ends_at,
+                ended_at=ended_at, ended_by=ended_by, services=tuple(fields["services"]), tools=tuple(fields["tools"]),
+                slos=tuple(fields["slos"]), mode=fields["mode"], reason=fields["reason"], silence=fields["silence"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"maintenance window row {window_id} is not readable: {exc!r}") from None
+    return out
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 def _finite_time(value: float) -> float:
