@@ -33,7 +33,7 @@ import yaml
 from slo.engine.api import BackgroundServer, create_app
 from slo.engine.backend import Backend, BackendOptions
 from slo.engine.scheduler import Engine
-from slo.spec import Spec
+from slo.spec import Spec, parse
 from slo.engine.store import Store
 from tests.conftest import running_stack
 from tests.support import free_port, wait_until
@@ -59,10 +59,11 @@ def document(kind: str) -> dict:
 
 
 def rollout_args() -> dict[str, str]:
-    """The analysis arguments of the page's Rollout steps."""
+    """The analysis arguments of the page's Rollout steps, over the template's defaults."""
     (steps,) = [d["strategy"]["canary"]["steps"] for d in documents() if isinstance(d, dict) and "strategy" in d]
     (analysis,) = [s["analysis"] for s in steps if "analysis" in s]
-    return {a["name"]: a["value"] for a in analysis["args"]}
+    defaults = {a["name"]: a["value"] for a in document("AnalysisTemplate")["spec"]["args"] if "value" in a}
+    return defaults | {a["name"]: a["value"] for a in analysis["args"]}
 
 
 def at(url: str, engine_url: str) -> str:
@@ -74,8 +75,11 @@ def at(url: str, engine_url: str) -> str:
 
 
 def _condition(expression: str, result) -> bool:
-    """The conditions the recipes use: result == "x" or result != "x" (anything else would need
-    Argo's expression language, which this model does not have: keep the page simple)."""
+    """The conditions the recipes use: result == "x" or result != "x", or several joined by
+    || (anything else would need Argo's expression language, which this model does not
+    have: keep the page simple)."""
+    if "||" in expression:
+        return any(_condition(part, result) for part in expression.split("||"))
     match = re.fullmatch(r'\s*result\s*(==|!=)\s*"([^"]*)"\s*', expression)
     assert match, f"the model reads result == \"...\" or result != \"...\", not {expression!r}"
     return (result == match[2]) == (match[1] == "==")
@@ -154,11 +158,12 @@ class ArgoMetric:
         return "Running"
 
 
-def argo_metric(engine_url: str) -> ArgoMetric:
+def argo_metric(engine_url: str, **args: str) -> ArgoMetric:
+    """The page's metric with the page's Rollout args (`args` change some, as a Rollout would)."""
     template = document("AnalysisTemplate")
     (metric,) = template["spec"]["metrics"]
     url = metric["provider"]["web"]["url"]
-    for name, value in rollout_args().items():
+    for name, value in (rollout_args() | args).items():
         url = url.replace(f"{{{{args.{name}}}}}", value)
     assert "{{" not in url, url
     return ArgoMetric(metric, at(url, engine_url))
@@ -222,9 +227,9 @@ class Engines:
     decision per verdict, or no tick for two intervals and more (stale). `budget`: the share
     of the error budget its availability SLO has left (<= 0: exhausted)."""
 
-    def __init__(self, tmp_path: Path, spec: Spec | None = None):
+    def __init__(self, tmp_path: Path, spec: Spec | None = None, budget: float | None = 0.5):
         self.clock = time.time()
-        self.budget: float | None = 0.5
+        self.budget = budget
         backend = Backend(BackendOptions(url=f"http://127.0.0.1:{free_port()}", timeout=0.5, retries=0))
         self.engine = Engine(spec or Spec(), backend, Store(tmp_path / "engine.db"), interval=INTERVAL,
                              now=lambda: self.clock)
@@ -259,6 +264,18 @@ class Engines:
 @pytest.fixture
 def engines(tmp_path) -> Iterator[Engines]:
     made = Engines(tmp_path)
+    yield made
+    made.close()
+
+
+FREEZE = parse({"defaults": {"error_budget_policy": "freeze"}})
+
+
+@pytest.fixture
+def frozen(tmp_path) -> Iterator[Engines]:
+    """An engine under `defaults.error_budget_policy: freeze` whose service has overspent
+    its availability budget by a fifth: a release freeze."""
+    made = Engines(tmp_path, spec=FREEZE, budget=-0.2)
     yield made
     made.close()
 
@@ -400,6 +417,37 @@ def test_the_gate_refuses_what_it_cannot_pass(engines):
     engines.show("promote")
     answer = httpx.get(f"{engines.url}/api/v1/gate/{SERVICE}?pass=promote,maybe", timeout=5)
     assert answer.status_code == 400 and "pass takes verdicts" in answer.json()["error"]
+
+
+# --- a release freeze (error_budget_policy: freeze, a budget exhausted) ------------------------
+
+
+def test_argo_fails_a_frozen_release_at_once_and_measures_a_fix_as_any_release(frozen):
+    frozen.show("promote")
+    metric = argo_metric(frozen.url)
+    assert metric.measure() == "Failed" and metric.phase == "Failed"
+    metric = argo_metric(frozen.url, fix="true")  # the fix release's Rollout args
+    while metric.phase == "Running":
+        metric.measure()
+    assert metric.phase == "Successful"
+    frozen.show("rollback")
+    assert argo_metric(frozen.url, fix="true").measure() == "Failed"
+
+
+def test_flagger_rolls_a_frozen_release_back_and_promotes_a_fix(frozen):
+    canary = run_flagger(frozen, ["promote"] * 20)
+    assert canary.phase == "Failed" and {status for _, status in canary.calls} == {423}
+    canary = flagger(frozen)
+    for hook in canary.spec["spec"]["analysis"]["webhooks"]:  # as the page says, for the fix release
+        hook["url"] += "&fix=true" if "?" in hook["url"] else "?fix=true"
+    run_flagger(frozen, ["inconclusive"] * 6 + ["promote"] * 20, canary)
+    assert canary.phase == "Succeeded" and canary.failed_checks == 0
+
+
+def test_the_pages_policy_example_is_a_valid_spec():
+    (example,) = [d for d in documents() if isinstance(d, dict) and "defaults" in d]
+    spec = parse(example, DOC.name)
+    assert [spec.error_budget_policy_for(s) for s in ("search", SERVICE)] == ["none", "freeze"]
 
 
 # --- on a real stack ------------------------------------------------------------------------------

@@ -21,9 +21,7 @@ from slo.results import SLOResult
 from slo.spec import SpecError, parse
 from tests import binaries
 from tests.support import wait_until
-from tests.test_gate_recipes import SERVICE, Engines
-
-FREEZE = parse({"defaults": {"error_budget_policy": "freeze"}})
+from tests.test_gate_recipes import FREEZE, SERVICE, Engines
 
 
 def result(service: str, slo: str, remaining: float | None, tool: str | None = None) -> SLOResult:
@@ -37,11 +35,11 @@ def result(service: str, slo: str, remaining: float | None, tool: str | None = N
 def test_a_freeze_holds_while_any_slo_of_the_service_has_no_budget_left():
     results = [result("fs", "availability", 0.4), result("fs", "latency", -0.35),
                result("fs", "availability", 0.0, tool="write_file"), result("other", "latency", -1.0)]
-    frozen = freeze_of(FREEZE, "fs", results)
-    assert [(r.tool, r.slo) for r in frozen.exhausted] == [(None, "latency"), ("write_file", "availability")]
-    assert "'fs'" in frozen.reason and "latency -35.0% left over 30d" in frozen.reason
-    assert "write_file availability 0.0% left" in frozen.reason and "?fix=true" in frozen.reason
-    assert frozen.to_json()["exhausted"][0] == {"slo": "latency", "tool": None, "window": "30d",
+    held = freeze_of(FREEZE, "fs", results)
+    assert [(r.tool, r.slo) for r in held.exhausted] == [(None, "latency"), ("write_file", "availability")]
+    assert "'fs'" in held.reason and "latency -35.0% left over 30d" in held.reason
+    assert "write_file availability 0.0% left" in held.reason and "?fix=true" in held.reason
+    assert held.to_json()["exhausted"][0] == {"slo": "latency", "tool": None, "window": "30d",
                                                 "error_budget_remaining": -0.35}
     # budget left, or unknown (no traffic): no freeze
     assert freeze_of(FREEZE, "fs", [result("fs", "availability", 0.01), result("fs", "latency", None)]) is None
@@ -80,10 +78,8 @@ def test_a_fix_is_marked_by_the_query_or_the_header():
 
 @pytest.fixture
 def frozen(tmp_path) -> Iterator[Engines]:
-    """An engine under `defaults.error_budget_policy: freeze` whose service has overspent
-    its availability budget by a fifth."""
-    made = Engines(tmp_path, spec=FREEZE)
-    made.budget = -0.2
+    """A release freeze: the availability budget overspent by a fifth (test_gate_recipes.frozen)."""
+    made = Engines(tmp_path, spec=FREEZE, budget=-0.2)
     yield made
     made.close()
 
@@ -135,9 +131,8 @@ def test_no_freeze_with_budget_left_or_under_policy_none(frozen, tmp_path):
     answer = gate(frozen)
     assert answer.status_code == 200 and answer.json()["frozen"] is False and "freeze" not in answer.json()
     (tmp_path / "none").mkdir()
-    none = Engines(tmp_path / "none")  # the default policy: today's behaviour, budget or not
+    none = Engines(tmp_path / "none", budget=-5.0)  # the default policy: today's behaviour, budget or not
     try:
-        none.budget = -5.0
         none.show("promote")
         assert gate(none).status_code == 200 and gate(none).json()["verdict"] == "promote"
     finally:
