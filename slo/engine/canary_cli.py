@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     worst = "rollback" if "rollback" in verdicts else "inconclusive" if "inconclusive" in verdicts else "promote"
     if frozen is not None:
         if args.fix:
-            print(f"{args.service}: a fix release: the release freeze does not hold it ({frozen.reason})")
+            print(f"{args.service}: a fix release: the release freeze does not hold it ({frozen.explain('--fix')})")
         elif worst != "rollback":
             print(f"{args.service}: FROZEN: {frozen.explain('--fix')}")
             return FAILED
