@@ -233,3 +233,12 @@ def test_maintenance_command_against_the_api(engine, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["maintenance", "start", "--service", "x", "--reason", "y"])  # no --for
     assert exc.value.code == 2
+
+
+def test_engine_refuses_a_bad_alertmanager_url(tmp_path, capsys):
+    spec_file = tmp_path / "slo.yaml"
+    spec_file.write_text("version: 1\n")
+    assert cli.main(["engine", "--config", str(spec_file), "--store", str(tmp_path / "s.db"), "--once",
+                     "--alertmanager", "ftp://am:9093"]) == 2
+    assert capsys.readouterr().err.startswith("mcp-slo engine: --alertmanager: 'ftp://am:9093' is not an http://")
+    assert not (tmp_path / "s.db").exists()

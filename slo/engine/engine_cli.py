@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alertmanager", metavar="URL",
                         help="Alertmanager's URL: a maintenance window started through the API (`mcp-slo "
                              "maintenance start`) gets a matching silence there, expired when it ends")
+    # `mcp-slo serve` adds the dashboard's --alertmanager (its alerts page) after these options:
+    # the later one replaces this one, same name and destination, so one URL serves both
+    parser.conflict_handler = "resolve"
     backend = add_backend_arguments(parser)
     backend.add_argument("--retries", type=int, default=1, help="retries per query (default 1)")
     backend.add_argument("--max-response-size", default="64MiB", metavar="SIZE",
