@@ -272,10 +272,15 @@ class Window(BaseModel):
             return
         # croniter's next is strictly after its start: a second earlier includes `after` itself
         schedule = croniter(self.cron, begin - timedelta(seconds=1))
+        previous = None
         while True:
-            at = schedule.get_next(datetime).timestamp()
-            if at >= after:
-                yield at
+            moment = schedule.get_next(datetime)
+            wall = moment.replace(tzinfo=None)
+            # croniter fires twice in the hour a DST change repeats (01:30 EDT, then 01:30 EST):
+            # a wall-clock schedule runs once, as dateutil's RRULEs do
+            if wall != previous and moment.timestamp() >= after:
+                yield moment.timestamp()
+            previous = wall
 
 
 def check_reason(text: str) -> str:

@@ -58,6 +58,16 @@ def test_cron_and_rrule_windows_in_the_spring_forward_gap():
         assert all(b - a == 1200 for a, b in got)
 
 
+def test_cron_and_rrule_windows_run_once_in_the_repeated_hour():
+    """01:30 comes twice on November 7, 2027 in New York (EDT, then EST): once is enough."""
+    since, until = ts("2027-11-06T00:00:00+00:00"), ts("2027-11-09T00:00:00+00:00")
+    cron = window(cron="30 1 * * *", duration="2h", timezone="America/New_York")  # 2h: no overlap refused
+    rule = window(rrule="FREQ=DAILY", start="2027-11-06T01:30:00", duration="2h", timezone="America/New_York")
+    for w in (cron, rule):
+        assert [maintenance.rfc3339(a, w.zone) for a, _ in w.occurrences(since, until)] == [
+            "2027-11-06T01:30:00-04:00", "2027-11-07T01:30:00-04:00", "2027-11-08T01:30:00-05:00"]
+
+
 def test_occurrence_going_on_at_the_start_of_a_range_is_included():
     w = window(cron="0 1 * * *", duration="2h")
     got = w.occurrences(ts("2027-01-01T02:00:00+00:00"), ts("2027-01-01T02:30:00+00:00"))
