@@ -92,7 +92,8 @@ MAX_FOR = 86400
 MAX_DURATION = 365 * 86400
 MAX_YAML_DEPTH = 50  # the deepest key path of any supported format is under 10
 URL_FIELDS = ("service", "slo", "tool")  # the placeholders of runbook_url and dashboard_url
-RESERVED_LABELS = frozenset({"severity", "service", "slo", "tier", "window", "tool", "alertname"})  # mcp-slo sets them
+# the alert labels mcp-slo sets (tuned_for: alerts.rules.TUNED_FOR)
+RESERVED_LABELS = frozenset({"severity", "service", "slo", "tier", "window", "tool", "alertname", "tuned_for"})
 MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.9999
 RECEIVERS = ("page", "ticket", "release")  # Alertmanager's receivers (alerts.alertmanager)
 
