@@ -3,7 +3,12 @@
 Routes, first match wins:
   - canary alerts (alertname MCPCanaryRegression, or any alert labelled
     receiver="release") -> "release", the release managers;
-  - severity="page" -> "page", the on-call, notified fast and reminded hourly;
+  - an alert labelled receiver="page" or "ticket" -> that receiver, with its timing: a
+    tier's `labels: {receiver: ...}` in the spec (alerting.tiers, or one SLO's
+    alerts.tiers) sends it there whatever its severity (these routes are written only
+    when the spec sets such a label);
+  - severity="page" -> "page", the on-call, notified fast and reminded hourly (a tier whose
+    severity an SLO overrides follows its new severity);
   - severity="ticket" -> "ticket", the ticket queue, batched and reminded daily;
   - anything else -> "default", which also files tickets, so no alert is lost.
 Alerts are grouped by alertname, service and slo, and a ticket is inhibited
@@ -22,6 +27,7 @@ import yaml
 
 from alerts import rules
 from alerts.output import comment
+from slo.plan import plan
 from slo.spec import Spec
 
 CANARY_ALERT = rules.CANARY_ALERT
@@ -59,6 +65,8 @@ def config(spec: Spec, page: Timing = PAGE, ticket: Timing = TICKET, release: Ti
             "routes": [
                 {"receiver": "release", "matchers": [f'alertname="{CANARY_ALERT}"'], **release.fields()},
                 {"receiver": "release", "matchers": ['receiver="release"'], **release.fields()},
+                *({"receiver": name, "matchers": [f'receiver="{name}"'], **timing.fields()}
+                  for name, timing in (("page", page), ("ticket", ticket)) if name in _receiver_labels(spec)),
                 {"receiver": "page", "matchers": ['severity="page"'], **page.fields()},
                 {"receiver": "ticket", "matchers": ['severity="ticket"'], **ticket.fields()},
             ],
@@ -74,6 +82,15 @@ def config(spec: Spec, page: Timing = PAGE, ticket: Timing = TICKET, release: Ti
             _receiver("release", urls.release),
         ],
     }
+
+
+def _receiver_labels(spec: Spec) -> set[str]:
+    """The values of the `receiver` label the spec gives any alert (alerting.labels, a tier's
+    labels, or an objective's changes to a tier)."""
+    labels = [spec.alerting.labels, *(t.labels for t in spec.alerting.tiers)]
+    for po in plan(spec).objectives:
+        labels += [t.labels for tier in spec.alerting.tiers if (t := po.objective.alert_tier(tier)) is not None]
+    return {x["receiver"] for x in labels if "receiver" in x}
 
 
 def _receiver(name: str, url: str | None) -> dict[str, Any]:

@@ -19,15 +19,16 @@ Groups:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 import yaml
 
 from alerts.output import comment
 from slo import promql
-from slo.plan import Plan, plan
+from slo.plan import Plan, PlannedObjective, ScaledTier, plan
 from slo.promql import SLI
-from slo.spec import Spec, url_template
+from slo.spec import Alerting, Objective, Spec, url_template
 
 BURN_ALERT = "MCPSLOErrorBudgetBurn"
 EXHAUSTED_ALERT = "MCPSLOErrorBudgetExhausted"
@@ -40,6 +41,7 @@ SLO_GROUP = "mcp-slo"
 HOURLY_GROUP = "mcp-slo-hourly"
 HOURLY_INTERVAL = promql.duration(promql.HOURLY_WINDOW)  # one sample per window: they tile time
 
+TUNED_FOR = "tuned_for"  # the label telling apart an SLO's burn alerts with its own `for` or links
 EXHAUSTED_FOR = "30m"  # the remaining budget must stay at or below zero this long
 
 
@@ -126,23 +128,87 @@ def hourly_rules() -> list[dict]:
             _record(promql.HOURLY_TIME, promql.now())]
 
 
-def alert_rules(spec: Spec, p: Plan) -> list[dict]:
+def _links(a: Alerting, o: Objective) -> dict[str, str]:
+    """An objective's runbook and dashboard annotations: its own templates, else the spec's."""
+    alerts = o.alerts
+    return {"runbook_url": link(alerts.runbook_url or a.runbook_url, f"{o.name}.alerts.runbook_url"),
+            "dashboard_url": link(alerts.dashboard_url or a.dashboard_url, f"{o.name}.alerts.dashboard_url")}
+
+
+def _tuned_for(pos: list[PlannedObjective]) -> str:
+    """The SLOs of `pos` as the TUNED_FOR label has them: service[/tool]:slo, or *:slo for the
+    services no other scope names."""
+    def who(po: PlannedObjective) -> str:
+        sc = po.scope
+        return ("|".join(sc.include) or "*") + (f"/{sc.tool}" if sc.tool else "") + f":{po.objective.name}"
+
+    return ",".join(who(po) for po in pos)
+
+
+def _selections(objectives: list[PlannedObjective], window: str, setting) -> list[tuple[object, str, str | None]]:
+    """(setting, the SLOs it covers as a `promql.slo_selection`, their TUNED_FOR label or
+    None) for every distinct `setting(objective)` of `objectives` (those of one SLO window)
+    but None (no alert): one rule per distinct setting, not per SLO. The most common setting
+    covers every SLO of the window but the others (no TUNED_FOR), so a spec without per-SLO
+    changes has one rule per tier."""
+    groups: dict[object, list[PlannedObjective]] = {}
+    for po in objectives:
+        groups.setdefault(setting(po.objective), []).append(po)
+    if not groups:
+        return []
+    common = max(groups, key=lambda k: len(groups[k]))
+
+    def scopes(pos: list[PlannedObjective]) -> list[list[str]]:
+        return [po.scope.recorded_matchers(po.objective.name) for po in pos]
+
+    out = []
+    for key, pos in groups.items():
+        if key is None:
+            continue
+        if key == common:
+            others = [other for k, group in groups.items() if k != common for other in group]
+            out.append((key, promql.slo_selection(window, scopes(others), rest=True), None))
+        else:
+            out.append((key, promql.slo_selection(window, scopes(pos)), _tuned_for(pos)))
+    return out
+
+
+def _tell_apart(rules: list[tuple[dict, str | None]]) -> list[dict]:
+    """The rules, those with the same alert and labels as another (an SLO's own `for` or
+    links) labelled TUNED_FOR: promtool flags rules alike but for their expression."""
+    count: dict[tuple, int] = {}
+    for rule, _ in rules:
+        key = (rule["alert"], tuple(sorted(rule["labels"].items())))
+        count[key] = count.get(key, 0) + 1
+    for rule, tuned in rules:
+        if tuned is not None and count[rule["alert"], tuple(sorted(rule["labels"].items()))] > 1:
+            rule["labels"][TUNED_FOR] = tuned
+    return [rule for rule, _ in rules]
+
+
+def burn_alert_rules(spec: Spec, p: Plan, w: int) -> list[dict]:
+    """The burn-rate alerts of the SLOs with the window `w`: per tier, one rule per distinct
+    setting (the tier as each objective's alerts change it, and its links)."""
     a = spec.alerting
-    extra = {k: _go_literal(v) for k, v in a.labels.items()}
-    links = {"runbook_url": link(a.runbook_url, "alerting.runbook_url"),
-             "dashboard_url": link(a.dashboard_url, "alerting.dashboard_url")}
+    window = promql.duration(w)
+    objectives = [po for po in p.objectives if po.objective.window_seconds == w]
     rules = []
-    for w in p.slo_windows:
-        window = promql.duration(w)
-        for st in p.tiers[w]:
-            t = st.tier
-            long_, short = promql.duration(st.long_window), promql.duration(st.short_window)
-            rules.append({
+    for st in p.tiers[w]:
+        long_, short = promql.duration(st.long_window), promql.duration(st.short_window)
+
+        def setting(o: Objective, st: ScaledTier = st) -> tuple | None:
+            t = o.alert_tier(st.tier)
+            return None if t is None else (t, tuple(_links(a, o).items()))
+
+        alike = []
+        for (t, links), slos, tuned in _selections(objectives, window, setting):
+            alike.append(({
                 "alert": BURN_ALERT,
                 "expr": promql.burn_alert(burn=t.burn_rate, long_window=st.long_window, short_window=st.short_window,
-                                          slo_window=window, min_events=a.min_events),
+                                          slos=slos, min_events=a.min_events, z=a.z),
                 "for": t.for_,
-                "labels": {"severity": t.severity, "tier": t.name, "window": window, **extra},
+                "labels": {"severity": t.severity, "tier": t.name, "window": window,
+                           **{k: _go_literal(v) for k, v in (a.labels | t.labels).items()}},
                 "annotations": {
                     "summary": f"{_who()}: {{{{ $labels.slo }}}} error budget burning over "
                                f"{promql.number(t.burn_rate)}x ({t.severity}, {t.name})",
@@ -151,24 +217,51 @@ def alert_rules(spec: Spec, p: Plan) -> list[dict]:
                         f"{{{{ $value | printf \"%.1f\" }}}}x the sustainable rate over the last {long_}, and at over "
                         f"{promql.number(t.burn_rate)}x over the last {short}. At {promql.number(t.burn_rate)}x, "
                         f"{_percent(st.budget_spent)} of the budget goes in {long_}."),
-                    **links,
+                    **dict(links),
                 },
-            })
-        if a.budget_exhausted_alert:
-            rules.append({
-                "alert": EXHAUSTED_ALERT,
-                "expr": promql.budget_exhausted(slo_window=w, min_events=a.min_events),
-                "for": EXHAUSTED_FOR,
-                "labels": {"severity": "ticket", "window": window, **extra},  # never a page: a young service's window holds little
-                "annotations": {
-                    "summary": f"{_who()}: {{{{ $labels.slo }}}} error budget of the last {window} is spent",
-                    "description": (
-                        f"The {{{{ $labels.slo }}}} SLO of {_who()} has spent its whole error budget for the last "
-                        f"{window} ({{{{ $value | humanizePercentage }}}} remaining). Freeze risky changes until it "
-                        "recovers; the window may hold little traffic for a young service."),
-                    **links,
-                },
-            })
+            }, tuned))
+        rules += _tell_apart(alike)
+    return rules
+
+
+def exhausted_alert_rules(spec: Spec, p: Plan, w: int) -> list[dict]:
+    """The budget-exhausted tickets of the SLOs with the window `w` whose alerts are on."""
+    a = spec.alerting
+    if not a.budget_exhausted_alert:
+        return []
+    window = promql.duration(w)
+    objectives = [po for po in p.objectives if po.objective.window_seconds == w]
+
+    def setting(o: Objective) -> tuple | None:
+        return tuple(_links(a, o).items()) if o.alerts.enabled else None
+
+    return _tell_apart([({
+        "alert": EXHAUSTED_ALERT,
+        "expr": promql.budget_exhausted(slo_window=w, min_events=a.min_events, slos=slos),
+        "for": EXHAUSTED_FOR,
+        "labels": {"severity": "ticket", "window": window, **_extra(a)},  # never a page: a young service's window holds little
+        "annotations": {
+            "summary": f"{_who()}: {{{{ $labels.slo }}}} error budget of the last {window} is spent",
+            "description": (
+                f"The {{{{ $labels.slo }}}} SLO of {_who()} has spent its whole error budget for the last "
+                f"{window} ({{{{ $value | humanizePercentage }}}} remaining). Freeze risky changes until it "
+                "recovers; the window may hold little traffic for a young service."),
+            **dict(links),
+        },
+    }, tuned) for links, slos, tuned in _selections(objectives, window, setting)])
+
+
+def _extra(a: Alerting) -> dict[str, str]:
+    return {k: _go_literal(v) for k, v in a.labels.items()}
+
+
+def alert_rules(spec: Spec, p: Plan) -> list[dict]:
+    a = spec.alerting
+    extra = _extra(a)
+    rules = []
+    for w in p.slo_windows:
+        rules += burn_alert_rules(spec, p, w)
+        rules += exhausted_alert_rules(spec, p, w)
     rules.append({
         "alert": CANARY_ALERT,
         "expr": promql.canary_rollback(),
@@ -211,6 +304,8 @@ def merge(rules: Iterable[dict]) -> list[dict]:
     index: dict[tuple, int] = {}
     for rule in rules:
         key = (rule.get("record"), rule.get("alert"), tuple(sorted(rule.get("labels", {}).items())))
+        if "alert" in rule:  # alerts of the same labels but their own `for` or links stay apart (no series clash)
+            key += (json.dumps({k: v for k, v in rule.items() if k != "expr"}, sort_keys=True),)
         if key not in index:
             index[key] = len(out)
             out.append(dict(rule))

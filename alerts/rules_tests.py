@@ -20,8 +20,21 @@ each scenario checks the alerts of each objective:
 - `quiet-hour`: one bad call in a quiet hour (fewer calls than `alerting.min_events` in
   the fastest page tier's windows, but few enough that the bad call alone would page
   without the guard: `quiet_hour_control` checks that) raises no page from that tier.
+- `significance`: at one call a minute (`QUIET`), a single bad call after a busy hour never
+  pages although the fastest page tier's long window holds `min_events` and its ratio is
+  over the threshold (`significance_control` checks that rules without the guard page on
+  it); and a full outage pages within `page_within` at that traffic (5 minutes at 99.9%).
+  The busy side, the Workbook's timings unchanged, is `outage`: the scenarios' traffic is
+  `BUSY` calls a minute, where the guard delays no page (tests/test_alert_policy.py).
+- `alert-policy`: for objectives whose `alerts` change the spec's, an outage long enough for
+  every tier: a tier turned off never fires, a changed one fires with its own severity and
+  labels, an objective with its alerts off raises none while its error ratio is recorded.
 - `absent-data`: a named service without data raises `MCPSLOAbsentData` after
   `alerting.absent_for`, a ticket, with its annotations.
+
+Each objective's tiers are the spec's as its `alerts` change them (`tiers`); with the
+significance guard on, a long window's crossing is where the Wilson lower bound of its error
+ratio passes the threshold (`reach`).
 
 For latency objectives a bad call is one slower than the threshold (histogram buckets on
 both sides of it are fed), so the same scenarios show that a latency SLO alerts when the
@@ -51,9 +64,9 @@ from itertools import accumulate
 
 from alerts import rules
 from collector import names, semconv
-from slo import durations, promql, schema
+from slo import durations, promql, schema, significance
 from slo.plan import ScaledTier, plan, scale_tiers
-from slo.spec import Objective, Spec
+from slo.spec import Objective, ObjectiveAlerts, Spec
 
 MINUTE = 60
 WARMUP = 60  # minutes of healthy traffic before each incident
@@ -61,7 +74,7 @@ VERSION = "v1"
 CANCELLED_SHARE = 1.5  # cancelled calls per call that finished: if they counted as good, 2x would look like 0.8x
 NOISE_METHOD = "tools/list"  # always fails, always slow: outside every tools/call SLI
 NOISE_PER_MINUTE = 50.0
-SCENARIOS = ("outage", "recovery", "burn-2x", "burn-0.5x", "quiet-hour", "absent-data")
+SCENARIOS = ("outage", "recovery", "burn-2x", "burn-0.5x", "quiet-hour", "significance", "alert-policy", "absent-data")
 
 
 # --- what is tested ------------------------------------------------------------------------
@@ -152,8 +165,28 @@ def _for(st: ScaledTier) -> int:
     return math.ceil(durations.parse(st.tier.for_) / MINUTE)
 
 
-def tiers(spec: Spec, o: Objective, severity: str) -> list[ScaledTier]:
-    return [st for st in scale_tiers(spec.alerting.tiers, o.window_seconds) if st.tier.severity == severity]
+def tiers(spec: Spec, o: Objective, severity: str | None = None) -> list[ScaledTier]:
+    """The tiers of `severity` (any: None) that alert for `o`, as its alerts change them."""
+    own = [t for tier in spec.alerting.tiers if (t := o.alert_tier(tier)) is not None]
+    return [st for st in scale_tiers(own, o.window_seconds) if severity in (None, st.tier.severity)]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The significance guard as a scenario meets it: steady `per_minute` calls, the spec's z
+    (None: no guard) and min_events."""
+
+    per_minute: float
+    z: float | None
+    min_events: int
+
+    @classmethod
+    def of(cls, spec: Spec, per_minute: float | None = None) -> Guard:
+        return cls(per_minute or calls_per_minute(spec), spec.alerting.z, spec.alerting.min_events)
+
+    def can_fire(self, st: ScaledTier) -> bool:
+        """The long window holds min_events."""
+        return self.per_minute * _minutes(st.long_window) >= self.min_events
 
 
 # A tier whose burn rate is within this factor of the burn a scenario makes may fire or
@@ -177,11 +210,13 @@ def may_fire(st: ScaledTier, o: Objective, burn: float) -> bool:
 
 
 def page_tiers(spec: Spec, o: Objective) -> list[ScaledTier]:
-    """The page tiers a full outage triggers."""
-    return [st for st in tiers(spec, o, "page") if must_fire(st, o, math.inf)]
+    """The page tiers a full outage of busy traffic triggers."""
+    guard = Guard.of(spec)
+    return [st for st in tiers(spec, o, "page")
+            if must_fire(st, o, math.inf) and fires_after_outage(o, st, guard) is not None]
 
 
-def reach(window: int, share: float) -> int:
+def reach(window: int, share: float, guard: Guard | None = None, ratio: float = 1.0) -> int | None:
     """Minutes from the start of a sustained burn (after `WARMUP` healthy minutes) until the
     error ratio over `window` (seconds) exceeds `share` (0 < share < 1) of the burn's own
     error ratio.
@@ -192,27 +227,48 @@ def reach(window: int, share: float) -> int:
     L minutes of data, the ratio is k / (WARMUP + k) of the burn's, over `share` after
     floor(WARMUP x share / (1 - share)) + 1 minutes. Windows over 3d add up hourly
     averages of the 5m rates, up to an hour behind.
+
+    With a `guard` whose z is set, the Wilson lower bound (slo.significance) of the window's
+    error ratio (`ratio`, the burn's own, times the share of the window it fills) over the
+    window's events (steady traffic: calls a minute x the minutes of data) must pass too; None
+    when it never does.
     """
     length = _minutes(window)
     full = math.floor(share * length + 1e-9) + 1
-    if window <= promql.LONGEST_RAW_WINDOW:
-        return full
-    young = math.floor(WARMUP * share / (1 - share) + 1e-9) + 1
-    behind = 5 + (_minutes(promql.HOURLY_WINDOW) if window > promql.LONGEST_BASE_WINDOW else 0)
-    return behind + (young if WARMUP + young <= length else full)
+    raw = window <= promql.LONGEST_RAW_WINDOW
+    behind = 0 if raw else 5 + (_minutes(promql.HOURLY_WINDOW) if window > promql.LONGEST_BASE_WINDOW else 0)
+    if raw:
+        plain = full
+    else:
+        young = math.floor(WARMUP * share / (1 - share) + 1e-9) + 1
+        plain = behind + (young if WARMUP + young <= length else full)
+    if guard is None or guard.z is None:
+        return plain
+    for k in range(1, length + 1):
+        minutes = min(length, WARMUP + k)  # of data in the window
+        events = guard.per_minute * (minutes if raw else length)  # a raw rate extrapolates no further than its data
+        if significance.wilson_lower(ratio * k / minutes, events, guard.z) > share * ratio * (1 + 1e-9):
+            return max(plain, behind + k)
+    return None
 
 
-def fires_after_outage(o: Objective, st: ScaledTier) -> int:
+def fires_after_outage(o: Objective, st: ScaledTier, guard: Guard | None = None) -> int | None:
     """Minutes from the start of a full outage (after `WARMUP` healthy minutes) to the tier
-    firing: both windows over burn x budget (`reach`), then the tier's `for`."""
+    firing: both windows over burn x budget (`reach`, the long one significantly with a
+    `guard`), then the tier's `for`; None if the guard holds it back."""
     share = st.tier.burn_rate * o.error_budget
-    return max(reach(st.long_window, share), reach(st.short_window, share)) + _for(st)
+    if guard is not None and not guard.can_fire(st):
+        return None
+    long_ = reach(st.long_window, share, guard)
+    return None if long_ is None else max(long_, reach(st.short_window, share)) + _for(st)
 
 
-def page_within(spec: Spec, o: Objective) -> tuple[int, ScaledTier] | None:
-    """Minutes from the start of a full outage to the first page, and its tier; None if no
-    page tier can fire."""
-    return min(((fires_after_outage(o, st), st) for st in page_tiers(spec, o)), key=lambda x: x[0], default=None)
+def page_within(spec: Spec, o: Objective, per_minute: float | None = None) -> tuple[int, ScaledTier] | None:
+    """Minutes from the start of a full outage at `per_minute` calls a minute (default: the
+    scenarios' busy traffic) to the first page, and its tier; None if no page tier can fire."""
+    guard = Guard.of(spec, per_minute)
+    timed = [(t, st) for st in page_tiers(spec, o) if (t := fires_after_outage(o, st, guard)) is not None]
+    return min(timed, key=lambda x: x[0], default=None)
 
 
 def resolve_within(spec: Spec, o: Objective) -> int:
@@ -227,8 +283,14 @@ def fires_within(spec: Spec, o: Objective, severity: str, burn: float) -> int | 
     tier of `severity` fires, with 30 to spare; None if no such tier is clearly below `burn`.
     Both windows reach the tier's burn rate (`reach`), five more minutes for the rates to
     settle, then the tier's `for`."""
-    times = [max(reach(st.long_window, st.tier.burn_rate / burn), reach(st.short_window, st.tier.burn_rate / burn))
-             + 5 + _for(st) for st in tiers(spec, o, severity) if must_fire(st, o, burn)]
+    guard, ratio = Guard.of(spec), _reachable(o, burn) * o.error_budget
+    times = []
+    for st in tiers(spec, o, severity):
+        if must_fire(st, o, burn):
+            share = st.tier.burn_rate / _reachable(o, burn)
+            long_ = reach(st.long_window, share, guard, ratio)
+            if long_ is not None:
+                times.append(max(long_, reach(st.short_window, share)) + 5 + _for(st))
     return min(times) + 30 if times else None
 
 
@@ -266,12 +328,16 @@ def quiet_calls_per_hour(spec: Spec, o: Objective) -> int | None:
     return per_hour
 
 
+BUSY = 1000  # calls a minute: the significance guard keeps the Workbook's timings (docs/alerting.md)
+
+
 def calls_per_minute(spec: Spec) -> float:
-    """Enough traffic for the low-traffic guard to pass on every long window."""
+    """Enough traffic for the low-traffic guard to pass on every long window, and busy enough
+    for the significance guard to change no timing."""
     shortest = min((st.long_window for c in cases(spec) for st in scale_tiers(spec.alerting.tiers,
                                                                                      c.objective.window_seconds)),
                    default=3600)
-    return float(max(100, math.ceil(2 * spec.alerting.min_events / (shortest / MINUTE))))
+    return float(max(BUSY, math.ceil(2 * spec.alerting.min_events / (shortest / MINUTE))))
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -480,11 +546,19 @@ def _any(expr: str) -> str:
 
 
 def alert_labels(spec: Spec, case: Case, st: ScaledTier) -> str:
-    """The full label set of a burn-rate alert's ALERTS series."""
-    labels = {"__name__": "ALERTS", "alertname": rules.BURN_ALERT, "alertstate": "firing",
+    """The full label set of a burn-rate alert's ALERTS series but its name and
+    `rules.TUNED_FOR` (which the rules add to tell apart SLOs with their own `for` or links)."""
+    labels = {"alertname": rules.BURN_ALERT, "alertstate": "firing",
               **{k: v for k, v in case.labels().items() if v}, "severity": st.tier.severity,
-              "tier": st.tier.name, "window": promql.duration(case.objective.window_seconds), **spec.alerting.labels}
+              "tier": st.tier.name, "window": promql.duration(case.objective.window_seconds), **spec.alerting.labels,
+              **st.tier.labels}
     return "{" + ", ".join(promql.matcher(k, "=", v) for k, v in labels.items()) + "}"
+
+
+def fires_as(spec: Spec, case: Case, st: ScaledTier, minute: int) -> dict:
+    """The tier `st` of `case` fires at `minute` with exactly its labels (`alert_labels`)."""
+    expr = f"max without ({rules.TUNED_FOR}) ({firing(case, rules.BURN_ALERT, tier=st.tier.name)})"
+    return expect(expr, minute, True, labels=alert_labels(spec, case, st))
 
 
 def _describe(subjects: list[Subject]) -> str:
@@ -508,8 +582,7 @@ def outage(spec: Spec, subjects: list[Subject]) -> dict | None:
         checks += [
             expect(firing(case), WARMUP, False),
             expect(_any(firing(case, rules.BURN_ALERT, severity="page")), WARMUP + within, True),
-            expect(firing(case, rules.BURN_ALERT, tier=first.tier.name), WARMUP + within, True,
-                   labels=alert_labels(spec, case, first)),
+            fires_as(spec, case, first, WARMUP + within),
         ]
     traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(length, {"availability": 1, "latency": 1})
                for i in range(len(subjects))}
@@ -521,7 +594,8 @@ def recovery(spec: Spec, subjects: list[Subject]) -> dict | None:
     relevant = [c for s in subjects for c in s.cases.values() if page_tiers(spec, c.objective)]
     if not relevant:
         return None
-    length = max(fires_after_outage(c.objective, st) for c in relevant for st in page_tiers(spec, c.objective)) + 2
+    guard = Guard.of(spec)
+    length = max(fires_after_outage(c.objective, st, guard) for c in relevant for st in page_tiers(spec, c.objective)) + 2
     stop = WARMUP + length
     after = max(resolve_within(spec, c.objective) for c in relevant)
     checks = []
@@ -539,11 +613,14 @@ def recovery(spec: Spec, subjects: list[Subject]) -> dict | None:
 BURN = 2.0  # the burn-2x scenario's burn rate
 
 
+def _exhausted_alert(spec: Spec, o: Objective) -> bool:
+    return spec.alerting.budget_exhausted_alert and o.alerts.enabled
+
+
 def _burn_horizon(spec: Spec, subjects: list[Subject]) -> int:
     o = [c.objective for s in subjects for c in s.cases.values()]
     times = [fires_within(spec, x, severity, BURN) for x in o for severity in ("page", "ticket")]
-    if spec.alerting.budget_exhausted_alert:
-        times += [exhausted_within(x, _reachable(x, BURN)) for x in o]
+    times += [exhausted_within(x, _reachable(x, BURN)) for x in o if _exhausted_alert(spec, x)]
     return WARMUP + max([t for t in times if t is not None] or [12 * 60])
 
 
@@ -562,7 +639,7 @@ def burn_2x(spec: Spec, subjects: list[Subject]) -> dict:
                 checks.append(expect(promql.ever(firing(case, severity="page"), horizon * MINUTE), horizon, False))
             if ticket_within(spec, o, BURN) is not None:
                 checks.append(expect(_any(firing(case, rules.BURN_ALERT, severity="ticket")), horizon, True))
-            if spec.alerting.budget_exhausted_alert and exhausted_within(o, _reachable(o, BURN)) is not None:
+            if _exhausted_alert(spec, o) and exhausted_within(o, _reachable(o, BURN)) is not None:
                 checks.append(expect(_any(firing(case, rules.EXHAUSTED_ALERT, severity="ticket")), horizon, True))
     traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(
         horizon - WARMUP, {k: min(1.0, BURN * c.objective.error_budget) for k, c in s.cases.items()})
@@ -605,6 +682,89 @@ def quiet_hour(spec: Spec, subjects: list[Subject], expect_page: bool = False) -
                   subjects, traffic, checks)
 
 
+QUIET = 1.0  # calls a minute of the significance scenario's quiet service
+
+
+def stray_error_matters(spec: Spec, o: Objective) -> bool:
+    """One bad call in the fastest page tier's long window at `QUIET` calls a minute passes
+    min_events and that tier's threshold: the significance guard alone holds the page back."""
+    fastest = quiet_tier(spec, o)
+    if fastest is None:
+        return False
+    events = QUIET * _minutes(fastest.long_window)
+    return events >= spec.alerting.min_events and 1 / events > fastest.tier.burn_rate * o.error_budget
+
+
+def significance_guard(spec: Spec, subjects: list[Subject], expect_page: bool = False) -> list[dict]:
+    """At one call a minute: a single bad call after a busy hour never pages, though the
+    fastest page tier's long window holds min_events and its ratio is over the threshold (with
+    `expect_page`, for rules without the guard: it pages); and a full outage pages within
+    `page_within` at that traffic (5 minutes at 99.9% with the Workbook tiers). The busy side,
+    the Workbook's timings, is the `outage` scenario at `BUSY` calls a minute."""
+    stray = [c for s in subjects for c in s.cases.values() if stray_error_matters(spec, c.objective)]
+    out = []
+    if stray:
+        end = WARMUP + 120
+        checks = [expect(promql.ever(firing(c, rules.BURN_ALERT, severity="page"), end * MINUTE), end, expect_page)
+                  for c in stray]
+        traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).quiet(120, int(QUIET * 60), bad_at=90)
+                   for i in range(len(subjects))}
+        title = f"one bad call at {QUIET:g} call a minute after a busy hour: "
+        out.append(_group(spec, title + ("a page without the significance guard" if expect_page else "no page"),
+                          subjects, traffic, checks))
+    if expect_page:
+        return out
+    timed = [(c, p) for s in subjects for c in s.cases.values() if (p := page_within(spec, c.objective, QUIET))]
+    if timed:
+        length = max(within for _, (within, _) in timed) + 5
+        checks = [expect(_any(firing(c, rules.BURN_ALERT, severity="page")), WARMUP + within, True)
+                  for c, (within, _) in timed]
+        traffic = {i: Traffic(QUIET).run(WARMUP).run(length, {"availability": 1, "latency": 1})
+                   for i in range(len(subjects))}
+        out.append(_group(spec, f"every call bad at {QUIET:g} call a minute: a page within "
+                          + ", ".join(f"{w}m ({c.short_name})" for c, (w, _) in timed), subjects, traffic, checks))
+    return out
+
+
+def significance_control(spec: Spec, rule_file: str) -> str:
+    """The stray-error input expecting a page, for rules generated with `confidence: 0`."""
+    return suite(rule_file, [g for subjects in packed(spec) for g in significance_guard(spec, subjects, expect_page=True)])
+
+
+def alert_policy(spec: Spec, subjects: list[Subject]) -> dict | None:
+    """An outage long enough for every tier to fire, for the objectives whose `alerts` change
+    the spec's: a tier turned off never fires, a changed one fires with its own severity and
+    labels, an objective with its alerts off raises none while its error ratio is recorded."""
+    changed = [c for s in subjects for c in s.cases.values() if c.objective.alerts != ObjectiveAlerts()]
+    if not changed:
+        return None
+    guard = Guard.of(spec)
+    every = {c.short_name: scale_tiers(spec.alerting.tiers, c.objective.window_seconds) for c in changed}
+    own = {c.short_name: tiers(spec, c.objective) for c in changed}
+    times = [t for c in changed for st in every[c.short_name] + own[c.short_name]
+             if (t := fires_after_outage(c.objective, st, guard)) is not None]
+    end = WARMUP + max(times, default=60) + 2
+    checks = []
+    for case in changed:
+        fires = {st.tier.name: st for st in own[case.short_name]}
+        for st in every[case.short_name]:
+            if st.tier.name not in fires:
+                checks.append(expect(promql.ever(firing(case, rules.BURN_ALERT, tier=st.tier.name), end * MINUTE),
+                                     end, False))
+        for st in fires.values():
+            if must_fire(st, case.objective, math.inf) and fires_after_outage(case.objective, st, guard) is not None:
+                checks.append(fires_as(spec, case, st, end))
+        if not case.objective.alerts.enabled:
+            checks.append(expect(promql.ever(firing(case), end * MINUTE), end, False))
+            ratio = promql.selector(promql.recorded(promql.ERROR_RATIO, promql.BASE_WINDOW),
+                                    [promql.matcher(k, "=", v) for k, v in case.labels().items()])
+            checks.append(expect(_any(ratio), end, True))  # every call bad: its SLI is still recorded
+    traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(end - WARMUP, {"availability": 1, "latency": 1})
+               for i in range(len(subjects))}
+    return _group(spec, f"every call bad for {end - WARMUP}m: per-SLO alert settings "
+                  "(tiers off, severity, for and labels changed, alerts off)", subjects, traffic, checks)
+
+
 def absent_data(spec: Spec, service: str) -> dict:
     """No series for `service` while the other named services report."""
     minutes = math.ceil(durations.parse(spec.alerting.absent_for) / MINUTE)
@@ -617,8 +777,8 @@ def absent_data(spec: Spec, service: str) -> dict:
             "summary": f"{service}: no MCP metrics in Prometheus",
             "description": (f"Prometheus has had no MCP operation series for {service} for {a.absent_for}: its SLOs "
                             "cannot be evaluated. Is the exporter or proxy running, and is it scraped?"),
-            "runbook_url": a.runbook_url.format(service=service, slo="absent-data"),
-            "dashboard_url": a.dashboard_url.format(service=service, slo="absent-data"),
+            "runbook_url": a.runbook_url.format(service=service, slo="absent-data", tool=""),
+            "dashboard_url": a.dashboard_url.format(service=service, slo="absent-data", tool=""),
         },
     }
     return {
@@ -636,8 +796,10 @@ def scenario(spec: Spec, name: str) -> list[dict]:
     """The test groups of one scenario."""
     if name == "absent-data":
         return [absent_data(spec, s) for s in spec.services]
+    if name == "significance":
+        return [g for subjects in packed(spec) for g in significance_guard(spec, subjects)]
     build = {"outage": outage, "recovery": recovery, "burn-2x": burn_2x, "burn-0.5x": burn_half,
-             "quiet-hour": quiet_hour}[name]
+             "quiet-hour": quiet_hour, "alert-policy": alert_policy}[name]
     return [g for subjects in packed(spec) if (g := build(spec, subjects)) is not None]
 
 

@@ -24,9 +24,10 @@ import numpy as np
 from alerts.rules import BURN_ALERT, EXHAUSTED_ALERT, EXHAUSTED_FOR
 from collector import names
 from demo.history import History
-from slo import durations, promql
+from slo import durations, promql, significance
 from slo.plan import Plan
 from slo.promql import SLI, Scope
+from slo.spec import Objective
 
 INTERVAL = 60  # the rule groups' interval (seconds), as in the generated rules
 SPARSE_STEP = 240  # older samples: within Prometheus's 5m lookback, so instant queries find one
@@ -60,6 +61,7 @@ def record(history: History, p: Plan) -> list[Recorded]:
     # mcp-slo-objectives: objective, info and error budget wherever a scope's services are found
     budgets: dict[Labels, np.ndarray] = {}
     windows_of: dict[Labels, str] = {}
+    objective_of: dict[Labels, Objective] = {}  # for its alert settings
     for po in p.objectives:
         o = po.objective
         for key, seen in raw.discovered(po.scope).items():
@@ -72,6 +74,7 @@ def record(history: History, p: Plan) -> list[Recorded]:
             add(promql.INFO, _with(key, **info), np.where(seen, 1.0, np.nan))
             budgets[slo_key] = 1 - objective
             windows_of[slo_key] = info["window"]
+            objective_of[slo_key] = o
     for key, budget in budgets.items():
         add(promql.ERROR_BUDGET, key, budget)
 
@@ -111,7 +114,7 @@ def record(history: History, p: Plan) -> list[Recorded]:
                     with np.errstate(divide="ignore", invalid="ignore"):
                         remaining[key] = 1 - ratio / budgets[key]
                     add(promql.BUDGET_REMAINING, key, remaining[key])
-    out += _alerts(p, at, rates, ratios, budgets, windows_of, remaining)
+    out += _alerts(p, at, rates, ratios, budgets, objective_of, remaining)
 
     # mcp-slo-hourly
     for name, by_key in hourly.items():
@@ -122,13 +125,14 @@ def record(history: History, p: Plan) -> list[Recorded]:
     return out
 
 
-def _alerts(p: Plan, at: np.ndarray, rates, ratios, budgets, windows_of, remaining) -> list[Recorded]:
+def _alerts(p: Plan, at: np.ndarray, rates, ratios, budgets, objective_of, remaining) -> list[Recorded]:
     """ALERTS over the history, as the burn-rate and budget-exhausted rules would have raised
     them (pending until their `for` has passed, then firing): one sample per rule instant
     while active, with the rules' labels; and ALERTS_FOR_STATE (when each became active), from
     which Prometheus restores an alert's `for` at start, so an alert active at the end of the
     history fires at once. The canary and absent-data alerts need the live engine and
-    scrapes: none in the history."""
+    scrapes: none in the history. Each SLO's alert settings apply (tiers off or changed,
+    alerts off), and the significance guard (slo.significance) as the rules have it."""
     alerting = p.spec.alerting
     out = []
 
@@ -137,7 +141,7 @@ def _alerts(p: Plan, at: np.ndarray, rates, ratios, budgets, windows_of, remaini
         for key, on in active.items():
             since = _active_since(on, at)
             firing = on & (at - since >= hold_ms)
-            every = {**dict(key), **labels, **alerting.labels}
+            every = {**dict(key), **alerting.labels, **labels}
             for state, mask in (("pending", on & ~firing), ("firing", firing)):
                 if mask.any():
                     out.append(Recorded("ALERTS", _with((("alertname", name), ("alertstate", state)), **every),
@@ -146,24 +150,31 @@ def _alerts(p: Plan, at: np.ndarray, rates, ratios, budgets, windows_of, remaini
                 out.append(Recorded("ALERTS_FOR_STATE", _with((("alertname", name),), **every),
                                     at[on] / 1000.0, since[on] / 1000.0))
 
+    z = alerting.z
     for w in p.slo_windows:
         window = promql.duration(w)
-        keys = [k for k in budgets if windows_of[k] == window]
+        keys = [k for k in budgets if promql.duration(objective_of[k].window_seconds) == window]
         for st in p.tiers[w]:
             long_, short = ratios.get(st.long_window, {}), ratios.get(st.short_window, {})
             totals = rates.get((promql.SLI_TOTAL, st.long_window), {})
-            active = {}
             for key in (k for k in keys if k in long_ and k in short and k in totals):
-                with np.errstate(invalid="ignore"):
-                    active[key] = ((long_[key] / budgets[key] > st.tier.burn_rate)
-                                   & (short[key] / budgets[key] > st.tier.burn_rate)
-                                   & (totals[key] * st.long_window >= alerting.min_events))
-            alert(BURN_ALERT, active, st.tier.for_, severity=st.tier.severity, tier=st.tier.name, window=window)
+                tier = objective_of[key].alert_tier(st.tier)
+                if tier is None:
+                    continue
+                events = totals[key] * st.long_window
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    on = ((long_[key] / budgets[key] > tier.burn_rate)
+                          & (short[key] / budgets[key] > tier.burn_rate)
+                          & (events >= alerting.min_events))
+                    if z is not None:
+                        on &= significance.wilson_lower(long_[key], events, z) / budgets[key] > tier.burn_rate
+                alert(BURN_ALERT, {key: on}, tier.for_, severity=tier.severity, tier=tier.name, window=window,
+                      **tier.labels)
         if alerting.budget_exhausted_alert:
             totals = rates.get((promql.SLI_TOTAL, w), {})
             with np.errstate(invalid="ignore"):
                 spent = {k: (remaining[k] <= 0) & (totals[k] * w >= alerting.min_events)
-                         for k in keys if k in remaining and k in totals}
+                         for k in keys if k in remaining and k in totals and objective_of[k].alerts.enabled}
             alert(EXHAUSTED_ALERT, spent, EXHAUSTED_FOR, severity="ticket", window=window)
     return out
 

@@ -20,6 +20,8 @@ from tests import binaries
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "slo.yaml"
 COMMITTED = ROOT / "demo" / "data" / "rules" / "mcp-slo.yml"
+# the example changes no SLO's alerts: no alert-policy suite (tests/test_alert_policy.py has one)
+EXAMPLE_SCENARIOS = tuple(n for n in rules_tests.SCENARIOS if n != "alert-policy")
 
 
 def window_spec(window: str, service_window: str | None = None) -> spec.Spec:
@@ -167,6 +169,7 @@ def test_alert_labels_and_annotations():
         assert r["annotations"]["runbook_url"] == "https://runbooks.example.com/mcp-slo/{{ $labels.slo }}#{{ $labels.service }}"
         assert r["annotations"]["dashboard_url"] == "http://127.0.0.1:8050/services/{{ $labels.service }}"
         assert ">= 50" in r["expr"]  # the low-traffic guard
+        assert "sqrt(mcp_slo:error_ratio:rate" in r["expr"] and "1.64485362695 *" in r["expr"]  # the significance guard
     exhausted = [r for r in all_rules if r.get("alert") == rules.EXHAUSTED_ALERT]
     assert [r["labels"]["severity"] for r in exhausted] == ["ticket"]
     absent = [r for r in all_rules if r.get("alert") == rules.ABSENT_ALERT]
@@ -248,13 +251,19 @@ def test_generated_promtool_suites_pass(tmp_path):
     two at a time."""
     example = importers.load(EXAMPLE).spec
     files = _write_suites(tmp_path, example)
-    assert sorted(files) == sorted(f"{n}.test.yml" for n in rules_tests.SCENARIOS)
+    assert sorted(files) == sorted(f"{n}.test.yml" for n in EXAMPLE_SCENARIOS)
     files += _write_suites(tmp_path, window_spec("7d"), prefix="7d-", scenarios=("outage", "recovery", "absent-data"))
 
-    unguarded = example.model_copy(update={"alerting": example.alerting.model_copy(update={"min_events": 0})})
+    unguarded = example.model_copy(update={"alerting": example.alerting.model_copy(update={"min_events": 0,
+                                                                                          "confidence": 0})})
     (tmp_path / "unguarded.yml").write_text(rules.render(rules.rule_groups(unguarded)))
     (tmp_path / "quiet-hour-unguarded.test.yml").write_text(rules_tests.quiet_hour_control(example, "unguarded.yml"))
     files.append("quiet-hour-unguarded.test.yml")
+    # min_events holds but the significance guard is off: the stray error pages
+    insignificant = example.model_copy(update={"alerting": example.alerting.model_copy(update={"confidence": 0})})
+    (tmp_path / "insignificant.yml").write_text(rules.render(rules.rule_groups(insignificant)))
+    (tmp_path / "significance-off.test.yml").write_text(rules_tests.significance_control(example, "insignificant.yml"))
+    files.append("significance-off.test.yml")
 
     # the biggest suites first, so the two at a time finish together
     files.sort(key=lambda f: -(tmp_path / f).stat().st_size)
@@ -284,7 +293,7 @@ def test_the_rules_command(tmp_path, capsys):
     manifest = yaml.safe_load((out / "mcp-slo-prometheusrule.yaml").read_text())
     assert manifest["metadata"]["labels"]["prometheus"] == "k8s"
     assert cli.main(["rules", "--config", str(EXAMPLE), "--out", str(out), "--tests"]) == 0
-    assert sorted(p.name for p in (out / "tests").iterdir()) == sorted(f"{n}.test.yml" for n in rules_tests.SCENARIOS)
+    assert sorted(p.name for p in (out / "tests").iterdir()) == sorted(f"{n}.test.yml" for n in EXAMPLE_SCENARIOS)
     assert "../mcp-slo.yml" in (out / "tests" / "outage.test.yml").read_text()
     capsys.readouterr()
 
