@@ -540,11 +540,15 @@ def slo_selection(slo_window: str, scopes: Sequence[Sequence[str]] = (), *, rest
     return f"({every} unless {ON_SLO} ({' or '.join(picked)}))"
 
 
-def burn_alert(*, burn: float, long_window: float, short_window: float, slos: str, min_events: int,
-               z: float | None = None) -> str:
-    """Multiwindow burn-rate condition for the SLOs `slos` (`slo_selection`); with `z`, the
-    long window's burn must be significant (`significant_burn`). Its value is the burn rate
-    over the long window."""
+def burn_alert(*, burn: float, long_window: float, short_window: float, min_events: int,
+               slo_window: str | None = None, slos: str | None = None, z: float | None = None) -> str:
+    """Multiwindow burn-rate condition for the SLOs `slos` (`slo_selection`; default: every
+    SLO with the window `slo_window`); with `z`, the long window's burn must be significant
+    (`significant_burn`). Its value is the burn rate over the long window."""
+    if slos is None:
+        if slo_window is None:
+            raise ValueError("burn_alert needs slos or slo_window")
+        slos = slo_selection(slo_window, rest=True)
     parts = [
         f"(\n  {burn_rate(long_window)} > {number(burn)}\nand {ON_SLO}\n  {burn_rate(short_window)} > {number(burn)}\n)",
     ]
