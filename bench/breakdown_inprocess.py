@@ -45,7 +45,8 @@ class NullRecorder(Recorder):
     def begin(self) -> float:
         return 0.0
 
-    def end(self, method: str, tool: str, status: str, started: float) -> None:
+    def end(self, method: str, tool: str, status: str, started: float, error: object = None,
+            trace: tuple[str, str] | None = None, protocol: str | None = None) -> None:
         pass
 
 

@@ -61,12 +61,13 @@ def test_the_healthy_canaries_are_promoted_on_the_first_tick(healthy_stack):
                 if d.evaluated_at >= healthy_stack.engine.health.started_at]
         first = live[0]  # the engine's first tick (the decisions before it are its past, judged)
         # Its age: from the canary's first sample (one history step before its first calls) to
-        # that tick, measured at the age query's resolution (max_lookback / AGE_STEPS, rounded older).
+        # that tick, as the age query sees it: the first step of its subquery (max_lookback /
+        # AGE_STEPS, aligned to multiples of it) that has the series, so up to one step younger.
         steps = healthy_stack.history.timestamps
-        since_born = first.evaluated_at - born(healthy_stack)
+        since_first = first.evaluated_at - born(healthy_stack) + float(steps[-1] - steps[-2])
         assert first.result.verdict == "promote", first
-        assert since_born - 1 <= first.result.canary_age_seconds <= since_born + float(steps[-1] - steps[-2]) \
-            + 24 * 3600 / AGE_STEPS + 1, (first, since_born)
+        assert since_first - 24 * 3600 / AGE_STEPS - 1 <= first.result.canary_age_seconds <= since_first + 1, \
+            (first, since_first)
         errors = next(m for m in d["metrics"] if m["name"] == "errors" and m["tool"] is None)
         assert errors["sequential"]["planned_information"] >= 1 and errors["rejected_by"] is None
     gate = httpx.get(f"{healthy_stack.engine_url}/api/v1/gate/filesystem", timeout=5)

@@ -74,7 +74,9 @@ def prometheus() -> Prometheus:
 @pytest.fixture
 def engine(prometheus, tmp_path):
     clock = [BORN + 2 * HOUR]
-    engine = Engine(Spec(), prometheus, Store(tmp_path / "engine.db"), interval=30, now=lambda: clock[0])
+    # mcp-slo's metrics only: the stand-in Prometheus answers their queries
+    engine = Engine(Spec(metrics="mcp-slo"), prometheus, Store(tmp_path / "engine.db"), interval=30,
+                    now=lambda: clock[0])
     engine.clock = clock
     yield engine
     engine.stop()
@@ -163,7 +165,7 @@ def test_no_canary_nothing_to_judge(engine, prometheus):
 def started(prometheus: Prometheus, tmp_path, interval: float = 30.0) -> Iterator[Engine]:
     """An engine started 2h into the canary's life, judging its past day; its ticks never come
     (they run on the scheduler's clock, and the engine's is in the future)."""
-    engine = Engine(Spec(), prometheus, Store(tmp_path / "engine.db"), interval=interval,
+    engine = Engine(Spec(metrics="mcp-slo"), prometheus, Store(tmp_path / "engine.db"), interval=interval,
                     now=lambda: BORN + 2 * HOUR, judge_history=86400)
     engine.start()
     try:
@@ -198,9 +200,9 @@ def test_the_history_to_judge_is_never_negative(prometheus, tmp_path):
 
 def test_the_queries_are_the_ticks(prometheus):
     """The fake answers the canary queries the engine sends (the same expressions as a tick's)."""
-    assert prometheus.query(promql.version_first_seen(86400, 300), BORN + 600)[1].value == 600
-    assert prometheus.query(promql.version_status_counts(300), BORN + 600)
-    assert prometheus.query(promql.version_bucket_counts(300), BORN + 600)
+    assert prometheus.query(promql.version_first_seen(86400, 300, "mcp-slo"), BORN + 600)[1].value == 600
+    assert prometheus.query(promql.version_status_counts(300, "mcp-slo"), BORN + 600)
+    assert prometheus.query(promql.version_bucket_counts(300, "mcp-slo"), BORN + 600)
 
 
 # --- mcp-slo engine --judge-history -------------------------------------------------------------

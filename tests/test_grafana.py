@@ -312,7 +312,8 @@ def engine_metrics() -> set[str]:
         canaries=lambda _s: [Evaluated(CanaryDecision(service="s", baseline="v1", canary="v2", verdict="promote",
                                                        score=90, reason="", metrics=(), window="1h",
                                                        canary_age_seconds=3600.0), 0.0)],
-        health=Health(started_at=0.0, last_success_at=0.0, last_duration=1.0, last_queries=3))
+        health=Health(started_at=0.0, last_success_at=0.0, last_duration=1.0, last_queries=3),
+        spec=spec.parse({}), maintenance=lambda: [])
     return {s.name for f in text_string_to_metric_families(registry_text(registry_for(engine))) for s in f.samples}
 
 
@@ -352,8 +353,9 @@ ALERTS_DEADLINE = 240
 
 
 def substitute(expr: str) -> str:
-    """`expr` as Grafana would send it, with VALUES for the variables (an unknown one: KeyError)."""
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", lambda m: VALUES[m.group(1) or m.group(2)], expr)
+    """`expr` as Grafana would send it, with VALUES for the variables (an unknown one: KeyError).
+    label_replace's "$1" is not a variable (Grafana leaves names no variable has alone)."""
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)", lambda m: VALUES[m.group(1) or m.group(2)], expr)
 
 
 def ask(url: str, expr: str, ranged: bool) -> tuple[str, object] | None:
