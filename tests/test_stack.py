@@ -3,6 +3,8 @@ samples arriving, and the regression scenario's canary measurably worse."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
 import pytest
@@ -50,8 +52,10 @@ def test_thirty_days_of_history_with_the_scenario_error_ratio(regression_stack):
 
 def test_the_canary_history_starts_two_hours_ago(regression_stack):
     url = regression_stack.prometheus_url
-    assert binaries.query(url, 'mcp_operations_total{version="v2"} offset 150m') == []
-    assert binaries.query(url, 'mcp_operations_total{version="v2"} offset 100m') != []
+    # minutes before the history's end (the stack may have served other tests for a while since)
+    since_end = int(time.time() - regression_stack.history.timestamps[-1])
+    assert binaries.query(url, f'mcp_operations_total{{version="v2"}} offset {150 * 60 + since_end}s') == []
+    assert binaries.query(url, f'mcp_operations_total{{version="v2"}} offset {100 * 60 + since_end}s') != []
 
 
 def test_live_samples_keep_arriving_without_resets(regression_stack):
