@@ -105,8 +105,8 @@ def test_overrides_merge_key_by_key():
 
 @pytest.mark.parametrize("alerts, message", [
     ({"tiers": {"page-fastt": {"enabled": False}}},
-     "services.x.objectives.0.alerts.tiers: unknown tier 'page-fastt'; the tiers are page-fast, page-slow, "
-     "ticket-fast, ticket-slow (alerting.tiers)"),
+     ("services.x.objectives.0.alerts.tiers: unknown tier 'page-fastt'; the tiers are page-fast, page-slow, "
+      "ticket-fast, ticket-slow (alerting.tiers)")),
     ({"tiers": {"ticket-fast": {"severity": "page"}}},
      "services.x.objectives.0.alerts.tiers.ticket-fast: short_window 2h of a page tier is too long: at most 1h"),
     ({"tiers": {"page-fast": {"labels": {"tier": "x"}}}}, "label 'tier' is reserved"),
