@@ -5,7 +5,7 @@ target_info.
 
     python tests/servers/otel_server.py MCP_PORT METRICS_PORT SERVICE VERSION ERROR_EVERY SLOW_EVERY
 
-`work` fails (isError) on every ERROR_EVERY-th call and sleeps 0.6 s on every SLOW_EVERY-th
+`work` fails (isError) on every ERROR_EVERY-th call and sleeps 1.2 s on every SLOW_EVERY-th
 (0: never), counted per process, so a run's outcomes are fixed by the number of calls.
 """
 
@@ -69,7 +69,7 @@ def main(mcp_port: int, metrics_port: int, service: str, version: str, error_eve
         """Works; fails or is slow on some calls."""
         i = next(calls)
         if slow_every and i % slow_every == 0:
-            await anyio.sleep(0.6)
+            await anyio.sleep(1.2)
         if error_every and i % error_every == 0:
             raise ToolError("failed on purpose")
         return f"done {n}"
