@@ -182,6 +182,7 @@ def test_start_list_and_end_a_runtime_window(engine):
     ({"service": "se arch", "duration": "1h", "reason": "x"}, 400, "service: "),
     ({"service": "search", "duration": "1h", "reason": "x", "until": 3}, 400, "unknown field 'until'"),
     (["search"], 400, "JSON object"),
+    ({"service": "search", "duration": "1h", "reason": "x" * 70_000}, 400, "larger than 64 KiB"),
 ])
 def test_bad_start_requests(engine, body, status, error):
     client = TestClient(create_app(engine))

@@ -107,9 +107,17 @@ def routes(engine: Engine) -> list[Route]:
 # --- requests ---------------------------------------------------------------------------------
 
 
+MAX_BODY = 64 * 1024  # a start request is a few hundred bytes; never hold more than this
+
+
 async def _body(request: Request) -> dict:
+    raw = bytearray()
+    async for chunk in request.stream():  # read while it arrives, refused past the bound
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise BadRequest(f"the body is larger than {MAX_BODY // 1024} KiB")
     try:
-        body = json.loads(await request.body() or b"null")
+        body = json.loads(bytes(raw) or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not JSON") from None
     if not isinstance(body, dict):
