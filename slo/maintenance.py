@@ -45,7 +45,8 @@ import itertools
 import re
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -361,7 +362,89 @@ def _overlap(xs: list[Interval], ys: list[Interval]) -> float | None:
     return None
 
 
-def rfc3339(ts: float, tz: ZoneInfo | timezone = UTC) -> str:
-    """`ts` as RFC 3339 in `tz` (UTC: with Z), to the second."""
-    text = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+def rfc3339(ts: float, tz: ZoneInfo | timezone = UTC, timespec: str = "seconds") -> str:
+    """`ts` as RFC 3339 in `tz` (UTC: with Z), to the second (or `timespec`)."""
+    text = datetime.fromtimestamp(ts, tz).isoformat(timespec=timespec)
     return text.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One occurrence of a window, [start, end) in unix seconds: a planned window's (its name)
+    or a run-time window's (`id` and `opened_by`; named unplanned-ID as the engine names it).
+    The engine's API answers these (GET /api/v1/maintenance's `occurrences`), the dashboard
+    reads them back with `from_json`."""
+
+    start: float
+    end: float
+    name: str
+    mode: str
+    reason: str
+    services: tuple[str, ...]
+    tools: tuple[str, ...] = ()
+    slos: tuple[str, ...] = ()
+    id: int | None = None  # a run-time window's; None: a planned one
+    opened_by: str | None = None
+
+    @property
+    def planned(self) -> bool:
+        return self.id is None
+
+    def active(self, at: float) -> bool:
+        return self.start <= at < self.end
+
+    def covers(self, service: str, slo: str, tool: str = "") -> bool:
+        """The scope contract of `Window.covers`."""
+        if service not in self.services or (self.slos and slo not in self.slos):
+            return False
+        return not self.tools or tool in self.tools
+
+    def to_json(self) -> dict:
+        return {"start": rfc3339(self.start, timespec="auto"), "end": rfc3339(self.end, timespec="auto"),
+                "name": self.name, "id": self.id, "planned": self.planned, "mode": self.mode,
+                "services": list(self.services), "tools": list(self.tools), "slos": list(self.slos),
+                "reason": self.reason, "opened_by": self.opened_by}
+
+    @classmethod
+    def from_json(cls, body: Mapping) -> Occurrence:
+        """`to_json`'s form read back; ValueError naming what is wrong."""
+        def names(key: str) -> tuple[str, ...]:
+            value = body.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{key} is not a list of names")
+            return tuple(value)
+
+        start, end = _instant(body.get("start"), "start"), _instant(body.get("end"), "end")
+        mode, window_id = body.get("mode"), body.get("id")
+        if mode not in MODES:
+            raise ValueError(f"mode is not one of {', '.join(MODES)}: {str(mode)[:40]!r}")
+        if window_id is not None and (isinstance(window_id, bool) or not isinstance(window_id, int)):
+            raise ValueError(f"id is not a number: {str(window_id)[:40]!r}")
+        name, reason, opened_by = body.get("name"), body.get("reason"), body.get("opened_by")
+        if not isinstance(name, str) or not isinstance(reason, str) or not isinstance(opened_by, str | None):
+            raise ValueError("name, reason and opened_by must be text")  # noqa: TRY004 - callers catch ValueError
+        if end <= start or not names("services"):
+            raise ValueError("an occurrence ends after it starts and names its services")
+        return cls(start, end, name, mode, reason, names("services"), names("tools"), names("slos"), window_id,
+                   opened_by)
+
+
+def planned_occurrences(windows: Iterable[Window], since: float, until: float,
+                        limit: int = MAX_OCCURRENCES) -> list[Occurrence]:
+    """The occurrences of the (planned) `windows` overlapping [since, until), at most `limit`
+    per window, by start."""
+    found = [Occurrence(a, b, w.name, w.mode, w.reason, w.services, w.tools, w.slos)
+             for w in windows for a, b in w.occurrences(since, until, limit=limit)]
+    return sorted(found, key=lambda o: (o.start, o.name))
+
+
+def _instant(text: Any, key: str) -> float:
+    if not isinstance(text, str):
+        raise ValueError(f"{key} is not an RFC 3339 time: {str(text)[:40]!r}")  # noqa: TRY004 - callers catch ValueError
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{key} is not an RFC 3339 time: {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{key} has no offset: {text[:40]!r}")
+    return moment.timestamp()

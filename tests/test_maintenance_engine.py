@@ -202,6 +202,61 @@ def test_alertmanager_down_keeps_the_window_and_says_so(tmp_path):
         assert ("search", "availability", "", "silence") in gauge(client)
 
 
+def test_listing_gives_every_occurrence_over_a_range(engine):
+    """By default the last 30 days to a day ahead: the planned windows' occurrences and the
+    run-time windows overlapping it, by start, each with its scope and reason."""
+    client = TestClient(create_app(engine))
+    engine.clock.now = NOW - 3 * 86400  # a run-time window three days ago, ended after 10 minutes
+    opened = client.post("/api/v1/maintenance", json={"service": "filesystem", "tools": ["write_file"],
+                                                      "duration": "1h", "reason": "swap", "mode": "exclude"},
+                         headers={"X-MCP-SLO-User": "ann"}).json()
+    engine.clock.now += 600
+    client.delete(f"/api/v1/maintenance/{opened['id']}")
+    engine.clock.now = NOW
+    body = client.get("/api/v1/maintenance").json()
+    assert (body["since"], body["until"]) == ("2026-12-16T08:00:00Z", "2027-01-16T08:00:00Z")
+    assert len(body["planned"]) == 2 and len(body["runtime"]) == 1  # the existing fields stay
+    found = body["occurrences"]
+    nightly = [o for o in found if o["name"] == "nightly"]
+    assert len(nightly) == 31 and nightly[0]["start"] == "2026-12-17T02:00:00Z"  # Dec 17 to Jan 16, 02:00
+    assert nightly[-1] == {"start": "2027-01-16T02:00:00Z", "end": "2027-01-16T03:00:00Z", "name": "nightly",
+                           "id": None, "planned": True, "mode": "silence", "services": ["search"], "tools": [],
+                           "slos": [], "reason": "backup", "opened_by": None}
+    runtime = next(o for o in found if not o["planned"])
+    assert runtime == {"start": "2027-01-12T08:00:00Z", "end": "2027-01-12T08:10:00Z",
+                       "name": f"unplanned-{opened['id']}", "id": opened["id"], "planned": False, "mode": "exclude",
+                       "services": ["filesystem"], "tools": ["write_file"], "slos": [], "reason": "swap",
+                       "opened_by": "ann"}
+    assert [o["start"] for o in found] == sorted(o["start"] for o in found)
+    assert next(o for o in found if o["name"] == "planned-now")["slos"] == ["latency"]
+
+    # a range of its own, in RFC 3339 or unix seconds: only what overlaps it
+    since, until = "2027-01-12T08:05:00Z", str(NOW - 3 * 86400 + 3600)
+    names = [o["name"] for o in client.get("/api/v1/maintenance", params={"since": since, "until": until})
+             .json()["occurrences"]]
+    assert names == [f"unplanned-{opened['id']}"]  # over at 08:10, not at its planned 09:00
+    later = client.get("/api/v1/maintenance", params={"since": "2027-01-12T08:10:00+00:00", "until": until})
+    assert later.json()["occurrences"] == []  # half open: it ended at 08:10
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"since": "yesterday"}, "since: not RFC 3339 or unix seconds: 'yesterday'"),
+    ({"until": "2027-01-15T08:00:00"}, "until: an RFC 3339 time needs its offset"),
+    ({"since": "nan"}, "since: not a finite time"),
+    ({"since": str(NOW), "until": str(NOW)}, "must be after since"),
+    ({"since": str(NOW - 91 * 86400), "until": str(NOW)}, "at most 90d, ask for a shorter range"),
+    ({"since": str(NOW - 20 * 86400), "until": str(NOW)}, "more than 10 maintenance occurrences"),
+])
+def test_a_bad_or_too_large_range_is_refused(engine, monkeypatch, params, error):
+    from slo.engine import maintenance_api
+
+    monkeypatch.setattr(maintenance_api, "MAX_OCCURRENCES", 10)  # 20 nightly ones in 20 days
+    client = TestClient(create_app(engine))
+    answer = client.get("/api/v1/maintenance", params=params)
+    assert answer.status_code == 400 and error in answer.json()["error"], answer.text
+    assert len(client.get("/api/v1/maintenance", params={"since": str(NOW - 5 * 86400)}).json()["occurrences"]) == 7
+
+
 # --- the command ------------------------------------------------------------------------------
 
 

@@ -1,8 +1,12 @@
 """The engine's maintenance API: planned windows (the spec's) and run-time ones (the store's).
 
-    GET    /api/v1/maintenance        {"planned": [...], "runtime": [...]}: the spec's windows with
-                                      their current or next occurrence, and every run-time window
-                                      (active and past, newest first) with who opened it and why
+    GET    /api/v1/maintenance        {"planned": [...], "runtime": [...], "occurrences": [...]}: the
+                                      spec's windows with their current or next occurrence, every
+                                      run-time window (active and past, newest first) with who
+                                      opened it and why, and every occurrence of either between
+    GET    ...?since=T&until=T        since and until (RFC 3339 or unix seconds; default the last
+                                      30 days to a day ahead; at most 90 days and MAX_OCCURRENCES
+                                      occurrences, else 400), by start: what the dashboard shades
     POST   /api/v1/maintenance        start a run-time window now: {"service": "fs", "tools": [...],
                                       "slos": [...], "duration": "2h", "reason": "...", "mode":
                                       "silence" (default) or "exclude"}; 201 with the window
@@ -25,7 +29,9 @@ import binascii
 import json
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.requests import Request
@@ -33,16 +39,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from slo import durations, maintenance
-from slo.engine.answers import jsonable, rfc3339
-from slo.engine.scheduler import Engine
+from slo.engine.answers import jsonable, parse_time, rfc3339
 from slo.engine.store import MaintenanceRecord
+from slo.maintenance import Occurrence, Window
 from slo.spec import MAX_DURATION, NAME, SLO_NAME, printable
+
+if TYPE_CHECKING:  # only for annotations: the dashboard imports `listing` without the scheduler
+    from slo.engine.scheduler import Engine
 
 log = logging.getLogger(__name__)
 
 USER_HEADER = "X-MCP-SLO-User"
 ALERTMANAGER_TIMEOUT = 5.0
 MAX_USER = 200
+DAY = 86400
+LOOKBACK, LOOKAHEAD = 30 * DAY, DAY  # the occurrences' default range around now
+MAX_RANGE = 90 * DAY
+MAX_OCCURRENCES = 5000  # in one answer: an hourly window over 90 days is 2,160
 
 
 class BadRequest(ValueError):
@@ -52,11 +65,13 @@ class BadRequest(ValueError):
 def routes(engine: Engine) -> list[Route]:
     """The maintenance routes for the engine's app (slo.engine.api registers them)."""
 
-    async def listing(request: Request) -> Response:
+    async def list_windows(request: Request) -> Response:
         now = engine.now()
-        planned = [planned_item(w, now) for w in engine.spec.maintenance]
-        runtime = [record_item(r, now) for r in engine.store.maintenance_records()]
-        return _json({"planned": planned, "runtime": runtime})
+        try:
+            since, until = occurrence_range(request.query_params, now)
+            return _json(listing(engine.spec.maintenance, engine.store.maintenance_records(), now, since, until))
+        except BadRequest as exc:
+            return _json({"error": str(exc)}, 400)
 
     async def start(request: Request) -> Response:
         try:
@@ -98,7 +113,7 @@ def routes(engine: Engine) -> list[Route]:
         return _json(record_item(record, now))
 
     return [
-        Route("/api/v1/maintenance", listing, methods=["GET"]),
+        Route("/api/v1/maintenance", list_windows, methods=["GET"]),
         Route("/api/v1/maintenance", start, methods=["POST"]),
         Route("/api/v1/maintenance/{window_id}", end, methods=["POST", "DELETE"]),
     ]
@@ -192,7 +207,55 @@ def user_of(request: Request) -> str:
     return printable(user[:MAX_USER]) or "unknown"
 
 
+def occurrence_range(params: Mapping[str, str], now: float) -> tuple[float, float]:
+    """(since, until) of a listing's ?since=&until= (RFC 3339 or unix seconds), by default the
+    last LOOKBACK to LOOKAHEAD ahead of `now`; BadRequest unless since < until within MAX_RANGE."""
+    bounds = []
+    for key, default in (("since", now - LOOKBACK), ("until", now + LOOKAHEAD)):
+        text = params.get(key)
+        try:
+            bounds.append(default if text is None else parse_time(text))
+        except ValueError as exc:
+            raise BadRequest(f"{key}: {printable(str(exc)[:120])}") from None
+    since, until = bounds
+    if until <= since:
+        raise BadRequest(f"until ({rfc3339(until)}) must be after since ({rfc3339(since)})")
+    if until - since > MAX_RANGE:
+        raise BadRequest(f"since to until is {durations.format(until - since)}: at most "
+                         f"{durations.format(MAX_RANGE)}, ask for a shorter range")
+    return since, until
+
+
 # --- answers ----------------------------------------------------------------------------------
+
+
+def listing(planned: Sequence[Window], records: Sequence[MaintenanceRecord], now: float, since: float,
+            until: float) -> dict:
+    """The answer of GET /api/v1/maintenance (StoreSource builds the same from the store);
+    BadRequest when the range holds more than MAX_OCCURRENCES occurrences."""
+    return {"planned": [planned_item(w, now) for w in planned], "runtime": [record_item(r, now) for r in records],
+            "since": rfc3339(since), "until": rfc3339(until),
+            "occurrences": [o.to_json() for o in occurrences(planned, records, since, until)]}
+
+
+def occurrences(planned: Sequence[Window], records: Sequence[MaintenanceRecord], since: float,
+                until: float) -> list[Occurrence]:
+    """Every occurrence of the planned windows and every run-time window overlapping
+    [since, until), by start; BadRequest past MAX_OCCURRENCES."""
+    found = maintenance.planned_occurrences(planned, since, until, limit=MAX_OCCURRENCES + 1)
+    found += [record_occurrence(r) for r in records if r.starts_at < until and r.until > max(since, r.starts_at)]
+    if len(found) > MAX_OCCURRENCES:
+        raise BadRequest(f"more than {MAX_OCCURRENCES} maintenance occurrences between {rfc3339(since)} and "
+                         f"{rfc3339(until)}: ask for a shorter range")
+    return sorted(found, key=lambda o: (o.start, o.name))
+
+
+def record_occurrence(r: MaintenanceRecord) -> Occurrence:
+    """A run-time window as an occurrence: from its start to its end (or when it was ended)."""
+    return Occurrence(r.starts_at, r.until, f"unplanned-{r.id}", r.mode, r.reason, r.services, r.tools, r.slos,
+                      r.id, r.opened_by)
+
+
 
 
 def planned_item(w: maintenance.Window, now: float) -> dict:
