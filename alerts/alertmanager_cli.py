@@ -2,15 +2,17 @@
 configuration for an SLO spec (any format `mcp-slo validate` accepts).
 
 On a bad spec: the errors on stderr, exit 2, and FILE is left as it was (the
-file is written whole to a temporary name, then renamed over FILE)."""
+file is written whole to a temporary name, then renamed over FILE). A maintenance window
+Alertmanager cannot mute (alerts.mute) gets one line on stderr; the file is written anyway."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from alerts import alertmanager
+from alerts import alertmanager, mute
 from alerts.output import write_atomically
 from collector.command import OK, CommandError
 from slo import importers
@@ -27,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
         spec = importers.load(args.config).spec
     except SpecError as exc:
         raise CommandError(f"invalid spec, nothing written\n{exc}") from None
-    text = alertmanager.render(spec, source=args.config)
+    now = time.time()
+    for line in mute.refusals(spec.maintenance, now):
+        print(line, file=sys.stderr)
+    text = alertmanager.render(spec, source=args.config, now=now)
     if args.out is None:
         sys.stdout.write(text)
         return OK
