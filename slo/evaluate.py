@@ -8,7 +8,9 @@ Prometheus has, it never goes back to the spec.
 1. discovery: which services, versions and tools have MCP series;
 2. the SLI rates of every window: the recording rules' series in one query when
    Prometheus has them, otherwise one raw query per window missing from them;
-3. the per-tool breakdown: request rates by status and duration buckets (5m).
+3. with `exclude` maintenance windows in a window of an SLO series: that window from the
+   raw counters, and the events of each window's interval, taken out (slo.exclusion);
+4. the per-tool breakdown: request rates by status and duration buckets (5m).
 
 Everything else is arithmetic here (`assess`), on plain numbers, so tests can check it
 without Prometheus. A number that cannot be known (no traffic, NaN) is None, never 0 or
@@ -17,18 +19,24 @@ without Prometheus. A number that cannot be known (no traffic, NaN) is None, nev
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from slo import promql
+from slo import exclusion, promql
+from slo.exclusion import Excluded
+from slo.maintenance import Window, active
 from slo.query import Querier, Sample
 from slo.plan import Plan, ScaledTier
 # the statuses are defined with the results; importers of slo.evaluate find them here too
 from slo.results import (CRITICAL, EXHAUSTED, NO_DATA, OK, STATUSES, WARNING, AlertState, SLOResult,  # noqa: F401
                          ToolTraffic)
+from slo.significance import wilson_lower
 from slo.spec import Objective
+
+log = logging.getLogger(__name__)
 
 STATUS_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, EXHAUSTED: 3, NO_DATA: 4}  # mcp_slo_status's value
 
@@ -94,9 +102,25 @@ def error_ratio(valid: float | None, bad: float | None) -> float | None:
     return min(max((bad or 0.0) / valid, 0.0), 1.0)  # a counter reset can make a rate briefly negative
 
 
+def significant(valid: float | None, bad: float | None, window: int, threshold: float, z: float) -> bool:
+    """The significance guard of a tier (slo.significance, as promql.significant_burn): the
+    Wilson lower bound of the error ratio of the window's events is over `threshold`."""
+    ratio = error_ratio(valid, bad)
+    if ratio is None:
+        return False
+    return wilson_lower(ratio, valid * window, z) > threshold
+
+
 def assess(instance: Instance, windows: Mapping[int, tuple[float | None, float | None]], tiers: list[ScaledTier],
-           min_events: int, versions: Iterable[str] = ()) -> SLOResult:
-    """The result of one SLO from its (valid, bad) rates per window (seconds)."""
+           min_events: int, versions: Iterable[str] = (), *, z: float | None = None, silenced: bool = False,
+           excluded: Excluded = exclusion.NOTHING) -> SLOResult:
+    """The result of one SLO from its (valid, bad) rates per window (seconds), what the
+    exclude windows took out of them over the SLO window (`excluded`, for the record).
+
+    Its alert states follow the generated rules (promql.burn_alert): the tiers as the SLO's
+    alert settings have them (a tier it turns off is absent; alerts off: none), the low-traffic
+    guard (`min_events`), the significance guard (`z`, None: off) and, with `silenced`, a
+    maintenance window on now that holds every alert of the SLO back."""
     o = instance.objective
     w = int(o.window_seconds)
     budget = o.error_budget
@@ -116,13 +140,20 @@ def assess(instance: Instance, windows: Mapping[int, tuple[float | None, float |
 
     alerts = []
     for st in tiers:
+        tier = o.alert_tier(st.tier)  # the SLO's own severity and `for`; None: off for this SLO
+        if tier is None:
+            continue
         long_, short = burn.get(st.long_window), burn.get(st.short_window)
+        over = long_ is not None and short is not None and long_ > tier.burn_rate and short > tier.burn_rate
         enough = events_in(st.long_window) >= min_events
-        firing = long_ is not None and short is not None and long_ > st.tier.burn_rate and short > st.tier.burn_rate
-        alerts.append(AlertState(tier=st.tier.name, severity=st.tier.severity, burn_rate_threshold=st.tier.burn_rate,
+        sure = z is None or significant(*windows.get(st.long_window, (None, None)), st.long_window,
+                                        tier.burn_rate * budget, z)
+        alerts.append(AlertState(tier=tier.name, severity=tier.severity, burn_rate_threshold=tier.burn_rate,
                                  long_window=promql.duration(st.long_window),
                                  short_window=promql.duration(st.short_window),
-                                 firing=bool(firing and enough), low_traffic=bool(firing and not enough)))
+                                 firing=bool(over and enough and sure and not silenced),
+                                 low_traffic=bool(over and not enough), for_=tier.for_,
+                                 insignificant=bool(over and not sure), silenced=silenced))
 
     if ratio is None:
         status = NO_DATA
@@ -166,6 +197,9 @@ def assess(instance: Instance, windows: Mapping[int, tuple[float | None, float |
         status=status,
         time_to_exhaustion_seconds=exhaustion,
         versions=tuple(versions),
+        excluded_seconds=excluded.seconds,
+        excluded_events=excluded.events,
+        excluded_bad_events=excluded.bad_events,
     )
 
 
@@ -241,18 +275,31 @@ def read_recorded(samples: list[Sample], windows: Iterable[int]) -> Rates:
     return rates
 
 
-def read_raw(samples: list[Sample], window: int, rates: Rates) -> None:
-    """Fold a raw_slis result (event counts of the parts total, bad or good) into `rates`."""
+def raw_counts(samples: list[Sample]) -> dict[Key, tuple[float | None, float | None]]:
+    """(valid, bad) events per SLO series of a raw_slis result (counts of the parts total,
+    bad or good)."""
     parts: dict[Key, dict[str, float]] = {}
     for s in samples:
-        parts.setdefault(_key(s.labels), {})[s.labels.get("part", "")] = s.value / window
+        parts.setdefault(_key(s.labels), {})[s.labels.get("part", "")] = s.value
+    out = {}
     for key, p in parts.items():
         valid = p.get("total")
         if "good" in p:
             bad = valid - p["good"] if valid is not None else None
         else:
             bad = p.get("bad", 0.0 if valid is not None else None)
-        rates.setdefault(key, {})[window] = (valid, bad)
+        out[key] = (valid, bad)
+    return out
+
+
+def _per_second(counts: tuple[float | None, float | None], window: int) -> tuple[float | None, float | None]:
+    return tuple(c / window if c is not None else None for c in counts)
+
+
+def read_raw(samples: list[Sample], window: int, rates: Rates) -> None:
+    """Fold a raw_slis result (event counts of the parts total, bad or good) into `rates`."""
+    for key, counts in raw_counts(samples).items():
+        rates.setdefault(key, {})[window] = _per_second(counts, window)
 
 
 class Deadline:
@@ -264,10 +311,44 @@ class Deadline:
             raise TickTimeout(f"the tick ran out of time before {what}")
 
 
+def _exclude(backend: Querier, plan: Plan, todo: list[Instance], maintenance: Sequence[Window], windows: list[int],
+             raw_already: list[int], rates: Rates, at: float, limit: Deadline) -> tuple[dict, dict]:
+    """Take the exclude windows' events out of `rates` (slo.exclusion): returns what was taken
+    out per series and window, and the tick's meta about it."""
+    found, left_in = exclusion.cuts(maintenance, [i.key for i in todo], windows, at)
+    slis = {k: sli for k in found if (sli := exclusion.series_sli(plan.slis, k)) is not None}
+    found = {k: per for k, per in found.items() if k in slis}
+    if left_in:
+        log.warning("%d maintenance intervals are left in the SLOs' numbers: at most %d are taken out per tick",
+                    left_in, exclusion.MAX_INTERVALS)
+    if not found:
+        return {}, {"excluded_intervals": 0, "excluded_intervals_left_in": left_in} if left_in else {}
+
+    def read(slis_: list[promql.SLI], seconds: int, when: float) -> dict[Key, tuple[float | None, float | None]]:
+        limit.check("the excluded events")
+        return raw_counts(backend.query(promql.raw_slis(slis_, seconds), when))
+
+    # the windows an interval falls in, from the raw counters (unless read so already): the
+    # recorded rates may have left a window out already
+    for w in sorted({w for per in found.values() for w in per} - set(raw_already)):
+        keys = [k for k, per in found.items() if w in per]
+        counted = read([slis[k] for k in keys], w, at)
+        for k in keys:
+            rates.setdefault(k, {})[w] = _per_second(counted.get(k, (None, None)), w)
+    measured = exclusion.measure(found, slis, read)
+    meta = {"excluded_intervals": len(measured), "excluded_intervals_left_in": left_in}
+    return exclusion.subtract(rates, found, measured), meta
+
+
 def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline: float | None = None,
-             now: Callable[[], float] = time.time) -> Evaluation:
+             now: Callable[[], float] = time.time, maintenance: Sequence[Window] | None = None) -> Evaluation:
     """Evaluate every SLO of `plan` (slo.plan.plan(spec)) at time `at` (default now); raises
-    slo.engine.backend.BackendError or TickTimeout, never returns half a tick."""
+    slo.engine.backend.BackendError or TickTimeout, never returns half a tick.
+
+    `maintenance`: the windows in force (the engine adds its run-time ones); default the
+    spec's planned ones. Their `exclude` intervals are left out of the numbers, and a window
+    on at `at` holds the alerts of the SLOs it covers back."""
+    windows_in_force = plan.spec.maintenance if maintenance is None else maintenance
     started = time.monotonic()
     at = now() if at is None else at
     limit = Deadline(deadline)
@@ -296,12 +377,16 @@ def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline:
     for w in missing:  # no recording rules for this window (yet): the raw counters
         limit.check(f"the raw {promql.duration(w)} SLIs")
         read_raw(backend.query(promql.raw_slis(plan.slis, w), at), w, rates)
+    excluded, exclusion_meta = _exclude(backend, plan, todo, windows_in_force, windows, missing, rates, at, limit)
 
+    on_now = active(windows_in_force, at)
     results = []
     for i in todo:
-        tiers = plan.tiers[int(i.objective.window_seconds)]
-        results.append(assess(i, rates.get(i.key, {}), tiers, plan.spec.alerting.min_events,
-                              versions=sorted(services.get(i.service, ()))))
+        slo_window = int(i.objective.window_seconds)
+        results.append(assess(i, rates.get(i.key, {}), plan.tiers[slo_window], plan.spec.alerting.min_events,
+                              versions=sorted(services.get(i.service, ())), z=plan.spec.alerting.z,
+                              silenced=any(w.covers(i.service, i.objective.name, i.tool) for w in on_now),
+                              excluded=excluded.get(i.key, {}).get(slo_window, exclusion.NOTHING)))
 
     limit.check("the per-tool breakdown")
     tools = tool_rows(backend.query(promql.tool_status_rates(TOOL_WINDOW, schema=plan.schema), at),
@@ -309,5 +394,6 @@ def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline:
     meta = {"duration_seconds": time.monotonic() - started, "queries": backend.queries - queries_before,
             "services": len(services), "slos": len(results),
             "raw_windows": [promql.duration(w) for w in missing],
-            "source": "recording rules" if not missing else ("raw" if len(missing) == len(windows) else "mixed")}
+            "source": "recording rules" if not missing else ("raw" if len(missing) == len(windows) else "mixed"),
+            **exclusion_meta}
     return Evaluation(evaluated_at=at, slos=results, tools=tools, meta=meta)

@@ -50,7 +50,8 @@ def _read_numbers(body: Mapping, key: str) -> dict[str, float | None]:
 
 @dataclass(frozen=True, slots=True)
 class AlertState:
-    """One burn-rate tier of an SLO: its thresholds and whether it fires now."""
+    """One burn-rate tier of an SLO, as the SLO's alert settings have it (its severity and
+    `for` overridden per SLO), and whether it fires now. A tier the SLO turns off has none."""
 
     tier: str
     severity: str  # "page" or "ticket"
@@ -59,11 +60,15 @@ class AlertState:
     short_window: str  # "5m"
     firing: bool
     low_traffic: bool  # it would fire, but the long window has too few events to trust
+    for_: str = ""  # how long the rule's condition must hold before Prometheus fires it, "2m"
+    insignificant: bool = False  # it would fire, but the burn is not significant at the spec's confidence
+    silenced: bool = False  # it would fire, but a maintenance window (silence or exclude) is on
 
     def to_json(self) -> dict:
         return {"tier": self.tier, "severity": self.severity, "burn_rate_threshold": _number(self.burn_rate_threshold),
                 "long_window": self.long_window, "short_window": self.short_window,
-                "firing": self.firing, "low_traffic": self.low_traffic}
+                "firing": self.firing, "low_traffic": self.low_traffic, "for": self.for_,
+                "insignificant": self.insignificant, "silenced": self.silenced}
 
     @classmethod
     def from_json(cls, body: Mapping) -> AlertState:
@@ -72,7 +77,9 @@ class AlertState:
         return cls(tier=_read_text(body, "tier"), severity=_read_text(body, "severity"),
                    burn_rate_threshold=_read_number(body, "burn_rate_threshold"),
                    long_window=_read_text(body, "long_window"), short_window=_read_text(body, "short_window"),
-                   firing=bool(body.get("firing")), low_traffic=bool(body.get("low_traffic")))
+                   firing=bool(body.get("firing")), low_traffic=bool(body.get("low_traffic")),
+                   for_=_read_text(body, "for", ""), insignificant=bool(body.get("insignificant")),
+                   silenced=bool(body.get("silenced")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +108,11 @@ class SLOResult:
     status: str  # one of STATUSES
     time_to_exhaustion_seconds: float | None  # None: never, at the last hour's burn rate
     versions: tuple[str, ...] = ()  # the service's versions with MCP series
+    # what the exclude maintenance windows took out of the SLO window (slo.exclusion): their
+    # time, and the valid and bad events in it, which the numbers above count neither way
+    excluded_seconds: float = 0.0
+    excluded_events: float | None = 0.0
+    excluded_bad_events: float | None = 0.0
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -131,6 +143,9 @@ class SLOResult:
             "status": self.status,
             "time_to_exhaustion_seconds": _number(self.time_to_exhaustion_seconds),
             "versions": list(self.versions),
+            "excluded_seconds": _number(self.excluded_seconds),
+            "excluded_events": _number(self.excluded_events),
+            "excluded_bad_events": _number(self.excluded_bad_events),
         }
 
     @classmethod
@@ -149,12 +164,15 @@ class SLOResult:
         if not isinstance(alerts, list) or not isinstance(versions, list):
             raise ValueError("alerts and versions must be lists")
         numbers = {k: _read_number(body, k) for k in _NUMBERS}
+        # a row written before the excluded keys: nothing was excluded
+        excluded = {k: _read_number(body, k) for k in ("excluded_events", "excluded_bad_events") if k in body}
         return cls(service=_read_text(body, "service"), tool=tool or None, slo=_read_text(body, "slo"),
                    kind=_read_text(body, "kind", ""), description=_read_text(body, "description", ""),
                    window=_read_text(body, "window", ""),
                    sli_windows=_read_numbers(body, "sli_windows"), burn_rates=_read_numbers(body, "burn_rates"),
                    alerts=tuple(AlertState.from_json(a) for a in alerts), status=status,
-                   versions=tuple(str(v) for v in versions), **numbers)
+                   versions=tuple(str(v) for v in versions), **numbers,
+                   excluded_seconds=_read_number(body, "excluded_seconds") or 0.0, **excluded)
 
 
 _NUMBERS = ("objective", "threshold", "sli", "error_budget_remaining", "error_budget_consumed", "events", "bad_events",

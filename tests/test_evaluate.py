@@ -4,13 +4,16 @@ time to exhaustion, histogram quantiles, and the parsing of batched query result
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
+from slo import durations, exclusion
 from slo import evaluate as ev
-from slo.query import Sample
+from slo.maintenance import Window, rfc3339
 from slo.plan import plan, scale_tiers
-from slo.spec import WORKBOOK_TIERS, Objective
+from slo.query import Sample
+from slo.spec import WORKBOOK_TIERS, Objective, ObjectiveAlerts
 
 DAY = 86400
 AVAILABILITY = Objective(name="availability", kind="availability", target=99.9, window="30d")
@@ -139,3 +142,189 @@ def test_instances_cover_discovered_and_named_services(tmp_path):
     assert ("newcomer", "", "availability") in keys and ("newcomer", "", "latency") in keys  # the defaults
     assert ("filesystem", "", "availability") in keys  # named, even when not discovered (no_data)
     assert ("filesystem", "write_file", "availability") in keys  # per tool
+
+
+# --- the error-budget policy: per-SLO alert settings, the guards, maintenance ---------------
+
+
+def tiers_of(r: dict) -> dict[str, dict]:
+    return {a["tier"]: a for a in r["alerts"]}
+
+
+OUTAGE = {**steady(10.0, 0.0), 300: (10.0, 10.0), 3600: (10.0, 0.2)}  # 100% over 5m, 20% over 1h: page-fast
+
+
+def test_per_slo_alert_settings_show_in_the_alert_states():
+    tuned = AVAILABILITY.model_copy(update={"alerts": ObjectiveAlerts.model_validate(
+        {"tiers": {"page-slow": {"enabled": False}, "page-fast": {"severity": "ticket", "for": "5m"}}})})
+    r = ev.assess(ev.Instance("fs", "", tuned), OUTAGE, TIERS, 50).to_json()
+    states = tiers_of(r)
+    assert set(states) == {"page-fast", "ticket-fast", "ticket-slow"}  # page-slow is off for this SLO
+    assert states["page-fast"]["severity"] == "ticket" and states["page-fast"]["for"] == "5m"
+    assert states["page-fast"]["firing"] and states["ticket-fast"]["for"] == "1h"
+    assert r["status"] == ev.WARNING  # a ticket now: no page, so not critical
+
+
+def test_an_slo_with_alerts_off_has_no_alert_states_but_its_numbers():
+    quiet = AVAILABILITY.model_copy(update={"alerts": ObjectiveAlerts(enabled=False)})
+    r = ev.assess(ev.Instance("fs", "", quiet), OUTAGE, TIERS, 50).to_json()
+    assert r["alerts"] == [] and r["status"] == ev.OK
+    assert r["burn_rates"]["5m"] == pytest.approx(1000.0) and r["sli"] == pytest.approx(1.0)
+
+
+def test_the_significance_guard_holds_back_an_insignificant_burn():
+    # one call a minute, one failed in the hour (1/60 = 16.7x a 0.1% budget), the last 5m all bad
+    sparse = {**steady(1 / 60, 0.0), 300: (1 / 60, 1 / 60), 3600: (1 / 60, 1 / 3600)}
+    guarded = ev.assess(ev.Instance("fs", "", AVAILABILITY), sparse, TIERS, 50, z=1.645).to_json()
+    page = tiers_of(guarded)["page-fast"]
+    assert not page["firing"] and page["insignificant"] and not page["low_traffic"]  # 60 events: enough
+    assert guarded["status"] != ev.CRITICAL
+    unguarded = ev.assess(ev.Instance("fs", "", AVAILABILITY), sparse, TIERS, 50).to_json()
+    assert tiers_of(unguarded)["page-fast"]["firing"]  # as the rules without the guard
+    # with traffic the same ratio is significant: the guard holds nothing back
+    busy = ev.assess(ev.Instance("fs", "", AVAILABILITY), {**sparse, 300: (20.0, 20.0), 3600: (20.0, 20 / 60)},
+                     TIERS, 50, z=1.645).to_json()
+    assert tiers_of(busy)["page-fast"]["firing"] and not tiers_of(busy)["page-fast"]["insignificant"]
+
+
+def test_the_guard_is_the_rules_wilson_bound():
+    """Three minutes of outage at one call a minute: lower bound 2.01% > 1.44% (slo.significance)."""
+    assert ev.significant(1 / 60, 3 / 3600, 3600, 14.4 * 0.001, 1.645)
+    assert not ev.significant(1 / 60, 2 / 3600, 3600, 14.4 * 0.001, 1.645)  # 1.11%
+    assert not ev.significant(0.0, 0.0, 3600, 0.0144, 1.645) and not ev.significant(None, None, 3600, 0.0144, 1.645)
+
+
+def test_a_maintenance_window_on_now_silences_the_slo():
+    r = ev.assess(ev.Instance("fs", "", AVAILABILITY), OUTAGE, TIERS, 50, silenced=True).to_json()
+    assert r["alerts"] and all(a["silenced"] and not a["firing"] for a in r["alerts"])
+    assert r["status"] == ev.OK and r["burn_rates"]["5m"] == pytest.approx(1000.0)  # the numbers stay
+    exhausted = ev.assess(ev.Instance("fs", "", AVAILABILITY), steady(10.0, 0.002), TIERS, 50, silenced=True)
+    assert exhausted.status == ev.EXHAUSTED  # a silence holds alerts back, not the budget's state
+
+
+# --- exclude windows: the arithmetic ----------------------------------------------------------
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+KEY = ("fs", "", "availability")
+
+
+def window(**fields) -> Window:
+    return Window(name="w", reason="r", mode="exclude", services=["fs"], **fields)
+
+
+def test_cuts_clip_each_window_and_share_intervals():
+    one_off = window(start=rfc3339(NOW - 7200), end=rfc3339(NOW - 1800))  # 2h ago to 30m ago
+    found, left_in = exclusion.cuts([one_off], [KEY, ("other", "", "availability")], WINDOWS, NOW)
+    assert left_in == 0 and set(found) == {KEY}
+    assert 300 not in found[KEY] and 1800 not in found[KEY]  # over before the 30m window
+    assert found[KEY][3600] == [(NOW - 1800, 1800)]  # the first half of the 1h window
+    assert found[KEY][DAY] == found[KEY][30 * DAY] == [(NOW - 1800, 5400)]
+    silence = one_off.model_copy(update={"mode": "silence"})
+    assert exclusion.cuts([silence], [KEY], WINDOWS, NOW) == ({}, 0)  # silence windows keep the events
+
+
+def test_a_daily_window_in_a_30d_slo_is_30_intervals_and_the_cap_keeps_the_newest():
+    nightly = window(cron="0 3 * * *", duration="1h")
+    found, left_in = exclusion.cuts([nightly], [KEY], [30 * DAY], NOW)
+    assert len(found[KEY][30 * DAY]) == 30 and left_in == 0
+    capped, left_in = exclusion.cuts([nightly], [KEY], [30 * DAY], NOW, limit=10)
+    assert left_in == 20 and len(capped[KEY][30 * DAY]) == 10
+    assert min(end for end, _ in capped[KEY][30 * DAY]) > NOW - 11 * DAY  # the newest ten
+
+
+def test_subtract_keeps_rate_times_window_equal_to_the_remaining_events():
+    rates = {KEY: {3600: (10.0, 1.0), 300: (None, None)}}
+    found = {KEY: {3600: [(NOW - 600, 600)], 300: [(NOW, 300)]}}
+    measured = {(NOW - 600, 600): {KEY: (6000.0, 3000.0)}, (NOW, 300): {}}
+    taken = exclusion.subtract(rates, found, measured)
+    assert rates[KEY][3600] == pytest.approx(((36000 - 6000) / 3600, (3600 - 3000) / 3600))
+    assert taken[KEY][3600] == exclusion.Excluded(600.0, 6000.0, 3000.0)
+    assert rates[KEY][300] == (None, None) and taken[KEY][300].events is None  # unknown stays unknown
+    # Prometheus's extrapolation can exclude a little more than the window holds: never negative
+    rates = {KEY: {3600: (1.0, 0.5)}}
+    exclusion.subtract(rates, {KEY: {3600: [(NOW, 3600)]}}, {(NOW, 3600): {KEY: (3700.0, 1900.0)}})
+    assert rates[KEY][3600] == (0.0, 0.0)
+
+
+def test_series_sli_narrows_the_plans_sli_to_one_series():
+    from slo import importers
+
+    p = plan(importers.load("examples/slo.yaml").spec)
+    sli = exclusion.series_sli(p.slis, ("newcomer", "", "availability"))
+    assert sli.scope.include == ("newcomer",) and sli.scope.tool is None and sli.kind == "availability"
+    tool = exclusion.series_sli(p.slis, ("filesystem", "write_file", "availability"))
+    assert tool.scope.include == ("filesystem",) and tool.scope.tool == "write_file"
+    assert exclusion.series_sli(p.slis, ("filesystem", "write_file", "no-such-slo")) is None
+
+
+class Counters:
+    """A Prometheus stand-in for evaluate: fs's valid events at 10/s, its bad ones at 1/s from
+    two hours ago to one hour ago (the outage an exclude window covers), none otherwise; and
+    recorded rates that already leave the outage out, as the rules do while the engine's
+    maintenance gauge is on."""
+
+    OUTAGE = (NOW - 7200, NOW - 3600)
+
+    def __init__(self):
+        self.queries = 0
+        self.asked: list[tuple[str, float]] = []
+
+    def overlap(self, start: float, end: float) -> float:
+        return max(0.0, min(end, self.OUTAGE[1]) - max(start, self.OUTAGE[0]))
+
+    def query(self, expr: str, at: float | None = None) -> list[Sample]:
+        self.queries += 1
+        self.asked.append((expr, at))
+        fs = {"service": "fs"}
+        if expr.startswith("{__name__"):  # the recorded rates, the outage left out already
+            out = []
+            for name, window in re.findall(r"(mcp_slo:sli_(?:total|bad)):rate(\w+)", expr):
+                w = durations.parse(window)
+                value = 10.0 * (w - self.overlap(at - w, at)) / w if name.endswith("total") else 0.0
+                out.append(Sample({"__name__": f"{name}:rate{window}", **fs, "slo": "availability"}, value))
+            return out
+        if expr.startswith("count_over_time"):
+            return [Sample({}, 720.0)]  # the hourly rules have run for 30 days
+        if "increase(" in expr:  # raw_slis: counts over the window ending at `at`
+            w = durations.parse(re.search(r"\[(\w+)\]", expr).group(1))
+            counts = {"total": 10.0 * w, "bad": self.overlap(at - w, at)}
+            return [Sample({**fs, "slo": slo, "part": part}, counts[part])
+                    for slo, part in re.findall(r'"slo", "(\w+)", "", ""\), "part", "(\w+)"', expr)]
+        if "version" in expr:  # discovery
+            return [Sample({**fs, "version": "v1", "tool": "read"}, 1.0)]
+        return []  # the per-tool breakdown
+
+
+FS_SPEC = {"version": 1, "defaults": {"objectives": [{"name": "availability", "kind": "availability", "target": 99.9}]},
+           "alerting": {"min_events": 0}}
+
+
+def test_evaluate_takes_an_exclude_windows_events_out_once():
+    from slo import spec
+
+    p = plan(spec.parse(FS_SPEC))
+    outage = window(start=rfc3339(Counters.OUTAGE[0]), end=rfc3339(Counters.OUTAGE[1]))
+    backend = Counters()
+    (r,) = ev.evaluate(backend, p, NOW, maintenance=[outage]).slos
+    # read from the raw counters where the window falls (not the recorded rates, which may
+    # already leave it out), then the outage's events taken out: none bad remain
+    assert r.events == pytest.approx(10.0 * (30 * DAY - 3600)) and r.bad_events == 0.0 and r.sli == 1.0
+    assert (r.excluded_seconds, r.excluded_events, r.excluded_bad_events) == (3600.0, 36000.0, 3600.0)
+    assert r.burn_rates["6h"] == 0.0 and r.burn_rates["5m"] == 0.0
+    # one query per distinct interval, at its end, over its length
+    assert [(at, re.search(r"\[(\w+)\]", e).group(1)) for e, at in backend.asked if at != NOW] == [(NOW - 3600, "1h")]
+
+    plain = Counters()
+    (kept,) = ev.evaluate(plain, p, NOW, maintenance=[]).slos
+    assert kept.events == pytest.approx(10.0 * (30 * DAY - 3600)) and kept.excluded_seconds == 0.0  # the recorded
+    assert plain.queries < backend.queries
+    assert (ev.evaluate(Counters(), p, NOW).slos[0]) == kept  # the spec has no windows: the same
+
+
+def test_a_window_on_now_silences_the_slos_it_covers():
+    from slo import spec
+
+    p = plan(spec.parse(FS_SPEC))
+    now_on = window(start=rfc3339(NOW - 60), end=rfc3339(NOW + 3600)).model_copy(update={"mode": "silence"})
+    (r,) = ev.evaluate(Counters(), p, NOW, maintenance=[now_on]).slos
+    assert r.alerts and all(a.silenced for a in r.alerts) and r.excluded_seconds == 0.0

@@ -11,6 +11,7 @@ import pytest
 from collector.names import DEFAULT_BUCKETS
 from slo import evaluate as ev
 from slo.canary.judge import Comparison, Counts, judge
+from slo.exclusion import Excluded
 from slo.plan import scale_tiers
 from slo.query import Sample
 from slo.results import AlertState, CanaryDecision, Evidence, Side, SLOResult, ToolTraffic
@@ -25,8 +26,9 @@ AVAILABILITY = Objective(name="availability", kind="availability", target=99.9, 
 SLO_KEYS = ["service", "tool", "slo", "kind", "description", "objective", "window", "threshold", "sli",
             "error_budget_remaining", "error_budget_consumed", "events", "bad_events", "error_budget_events",
             "error_budget_events_remaining", "sli_windows", "burn_rates", "alerts", "status",
-            "time_to_exhaustion_seconds", "versions"]
-ALERT_KEYS = ["tier", "severity", "burn_rate_threshold", "long_window", "short_window", "firing", "low_traffic"]
+            "time_to_exhaustion_seconds", "versions", "excluded_seconds", "excluded_events", "excluded_bad_events"]
+ALERT_KEYS = ["tier", "severity", "burn_rate_threshold", "long_window", "short_window", "firing", "low_traffic", "for",
+              "insignificant", "silenced"]
 
 
 def result(ratio: float | None = 0.002, tool: str = "") -> SLOResult:
@@ -36,7 +38,7 @@ def result(ratio: float | None = 0.002, tool: str = "") -> SLOResult:
 
 def test_an_alert_state_reads_back_as_written():
     alert = AlertState(tier="page-fast", severity="page", burn_rate_threshold=14.4, long_window="1h",
-                       short_window="5m", firing=True, low_traffic=False)
+                       short_window="5m", firing=False, low_traffic=False, for_="2m", insignificant=True, silenced=True)
     body = alert.to_json()
     assert list(body) == ALERT_KEYS
     assert AlertState.from_json(json.loads(json.dumps(body))) == alert
@@ -75,6 +77,21 @@ def test_the_api_answer_and_an_old_stores_row_read_back():
     assert SLOResult.from_json(api) == result()
     old = SLOResult.from_json({"service": "fs", "slo": "availability", "tool": None, "status": "ok", "sli": 0.99})
     assert old.sli == 0.99 and old.versions == () and old.alerts == () and old.to_json()["events"] is None
+    assert (old.excluded_seconds, old.excluded_events, old.excluded_bad_events) == (0.0, 0.0, 0.0)  # none then
+    alert = AlertState.from_json({"tier": "page-fast", "severity": "page", "burn_rate_threshold": 14.4,
+                                  "long_window": "1h", "short_window": "5m", "firing": True, "low_traffic": False})
+    assert alert.for_ == "" and not alert.insignificant and not alert.silenced
+
+
+def test_excluded_events_read_back():
+    r = ev.assess(ev.Instance("fs", "", AVAILABILITY), {w: (10.0, 0.02) for w in WINDOWS}, TIERS, 50,
+                  excluded=Excluded(7200.0, 72000.0, 7200.0), silenced=True)
+    body = json.loads(json.dumps(r.to_json(), allow_nan=False))
+    assert body["excluded_seconds"] == 7200.0 and body["excluded_events"] == 72000.0
+    assert body["excluded_bad_events"] == 7200.0 and all(a["silenced"] for a in body["alerts"])
+    assert SLOResult.from_json(body) == r
+    unknown = SLOResult.from_json({**body, "excluded_events": None, "excluded_bad_events": None})
+    assert unknown.excluded_events is None and unknown.to_json()["excluded_bad_events"] is None
 
 
 @pytest.mark.parametrize("bad, says", [

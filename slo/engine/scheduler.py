@@ -103,7 +103,8 @@ class Engine:
             h.last_attempt_at = started = self.now()
             began = time.monotonic()
             try:
-                result = evaluate(self.backend, self.plan, started, deadline=self.timeout)
+                result = evaluate(self.backend, self.plan, started, deadline=self.timeout,
+                                  maintenance=self.maintenance_windows(started))
                 decisions = self._judge_canaries(result.evaluated_at)
                 result.meta["canaries"] = len(decisions)
                 self.store.write_tick(result.evaluated_at, result.slos, result.tools, result.meta)
@@ -252,6 +253,15 @@ class Engine:
         run-time ones kept in the store."""
         at = self.now() if at is None else at
         return active(self.spec.maintenance, at) + [r.window() for r in self.store.maintenance_records(active_at=at)]
+
+    def maintenance_windows(self, at: float) -> list[Window]:
+        """The windows a tick at `at` applies: the spec's planned ones, and the run-time ones
+        kept in the store that overlap the tick's longest window (a record ended before it
+        started has no time to leave out)."""
+        since = at - max(self.plan.windows)
+        kept = [r.window() for r in self.store.maintenance_records()
+                if r.until > r.starts_at and r.until > since and r.starts_at < at]
+        return [*self.spec.maintenance, *kept]
 
     def canaries(self, snapshot: Snapshot | None = None) -> list[Evaluated[CanaryDecision]]:
         """The canary decisions of the latest tick (older ones are history)."""
