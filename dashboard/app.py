@@ -59,7 +59,7 @@ ENVIRONMENT = {
     "MCP_SLO_HEADERS": "extra HTTP headers, NAME:VALUE, one per line (--header)",
     "MCP_SLO_CA_FILE": "a CA bundle to verify their certificates (--ca-file)",
     "MCP_SLO_INSECURE_SKIP_VERIFY": "true: do not verify TLS certificates (--insecure-skip-verify)",
-    "MCP_SLO_CONFIG": "the SLO spec (optional)",
+    "MCP_SLO_CONFIG": "the SLO spec (optional; with MCP_SLO_STORE, where the planned maintenance windows come from)",
     "MCP_SLO_AUTH_USERS": "a users file: basic auth on every page but /healthz (see dashboard.auth)",
     "MCP_SLO_OIDC_ISSUER": "or OpenID Connect: the issuer URL (with MCP_SLO_OIDC_CLIENT_ID, and the client "
                            "secret and session key in MCP_SLO_OIDC_CLIENT_SECRET and MCP_SLO_SESSION_KEY)",
@@ -103,12 +103,15 @@ def healthz() -> flask.Response | None:
     return None
 
 
-def make_source(engine_url: str | None = None, store: str | None = None, interval: float = 30.0) -> Source:
-    """An EngineSource, or a StoreSource when `store` is given; ValueError for bad values."""
+def make_source(engine_url: str | None = None, store: str | None = None, interval: float = 30.0,
+                spec: Any = None) -> Source:
+    """An EngineSource, or a StoreSource when `store` is given (with the planned maintenance
+    windows of `spec`, the SLO spec, if any: the store has only the run-time ones); ValueError
+    for bad values."""
     if engine_url and store:
         raise ValueError("read from the engine's API or from its store, not both")
     if store:
-        return StoreSource(store, interval=interval)
+        return StoreSource(store, interval=interval, planned=spec.maintenance if spec is not None else ())
     return EngineSource(engine_url or DEFAULT_ENGINE_URL)
 
 
@@ -147,13 +150,13 @@ def metrics_from_env(environ: Mapping[str, str]) -> Metrics:
 def app_from_env(environ: Mapping[str, str] = os.environ) -> dash.Dash:
     """The app of `server_from_env`."""
     interval = environ.get("MCP_SLO_ENGINE_INTERVAL") or "30s"
-    try:
-        seconds = durations.parse(interval)
-        source = make_source(environ.get("MCP_SLO_ENGINE_URL"), environ.get("MCP_SLO_STORE"), seconds)
-    except ValueError as exc:
-        raise ValueError(f"MCP_SLO_ENGINE_URL / MCP_SLO_STORE / MCP_SLO_ENGINE_INTERVAL: {exc}") from exc
     spec_path = environ.get("MCP_SLO_CONFIG")
     spec = importers.load(spec_path).spec if spec_path else None
+    try:
+        seconds = durations.parse(interval)
+        source = make_source(environ.get("MCP_SLO_ENGINE_URL"), environ.get("MCP_SLO_STORE"), seconds, spec)
+    except ValueError as exc:
+        raise ValueError(f"MCP_SLO_ENGINE_URL / MCP_SLO_STORE / MCP_SLO_ENGINE_INTERVAL: {exc}") from exc
     auth = AuthConfig(users_file=environ.get("MCP_SLO_AUTH_USERS"), oidc_issuer=environ.get("MCP_SLO_OIDC_ISSUER"),
                       oidc_client_id=environ.get("MCP_SLO_OIDC_CLIENT_ID"))
     return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec,

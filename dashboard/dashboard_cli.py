@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine_cli.add_backend_arguments(parser)  # the engine's: `mcp-slo serve` has them from the engine
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"serve the dashboard here (default {DEFAULT_LISTEN})")
-    parser.add_argument("--config", metavar="SPEC", help="the SLO spec (any format `validate` accepts)")
+    parser.add_argument("--config", metavar="SPEC", help="the SLO spec (any format `validate` accepts); with "
+                        "--store, where the planned maintenance windows come from")
     parser.add_argument("--interval", default="30s",
                         help="with --store: the engine's --interval, to tell stale results (default 30s)")
 
@@ -81,8 +82,8 @@ def build(args: argparse.Namespace):
     from slo import durations, importers
 
     host, port = parse_host_port(args.listen, "--listen")
-    source = make_source(args.engine, args.store, durations.parse(args.interval))
     spec = importers.load(args.config).spec if args.config else None
+    source = make_source(args.engine, args.store, durations.parse(args.interval), spec)
     return build_app(source, args, spec), host, port
 
 

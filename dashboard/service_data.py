@@ -16,6 +16,8 @@ Grafana shows alert annotations (see `fired_shapes`). Lines that are not measure
 (objectives, thresholds) carry `"meta": "reference"`. The latency chart marks the exemplars
 Prometheus kept of the service's requests (their trace ids, see `read_exemplars`): the slowest
 few of each slice of the range, so a busy service draws a few hundred markers, not thousands.
+The maintenance windows covering the service are shaded across the charts, a fill per mode
+(dashboard.maintenance_data.shapes).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from dashboard import overview_data
+from dashboard import maintenance_data, overview_data
 from dashboard.colors import SEVERITY_COLORS
 from dashboard.formatting import (
     NONE,
@@ -42,6 +44,7 @@ from dashboard.prometheus import Exemplar, Metrics, step_for
 from dashboard.source import SLOs, SourceError
 from dashboard.url_state import shell_settings
 from slo import durations, evaluate, promql
+from slo.maintenance import Occurrence
 from slo.query import Sample, Series
 from slo.schema import AUTO, MCP_SLO, OTEL, RESOURCE_JOIN, TOOL, includes
 
@@ -421,10 +424,12 @@ def active_figure(active: Answer, tr: TimeRange) -> dict:
 
 def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange,
             fired: Iterable[tuple[float, float, str]] = (),
-            exemplars: list[Exemplar] | SourceError = ()) -> dict[str, dict]:
+            exemplars: list[Exemplar] | SourceError = (), service: str = "",
+            maintenance: Iterable[Occurrence] = ()) -> dict[str, dict]:
     """Every chart of the page (GRAPHS) from `read`'s answers, with the spans during which an
-    alert of the service fired (alerts_data.spans: start, end, severity) shaded, and the
-    latency chart's `exemplars` (read_exemplars)."""
+    alert of the service fired (alerts_data.spans: start, end, severity) marked, the
+    `maintenance` occurrences covering `service` shaded, and the latency chart's `exemplars`
+    (read_exemplars)."""
     missing = prometheus_down(answers.values()) or SourceError("missing", "not read")
 
     def get(name: str) -> Answer:
@@ -435,9 +440,11 @@ def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange,
            "latency": latency_figure(get("latency"), rows, tr, exemplars), "heatmap": heatmap_figure(get("heatmap"), tr),
            "active": active_figure(get("active"), tr)}
     fired = list(fired)
+    windows = maintenance_data.shapes(maintenance, service)
     for figure in out.values():
-        if fired and figure["data"]:
-            figure["layout"]["shapes"] = [*fired_shapes(fired, figure["layout"]), *figure["layout"].get("shapes", ())]
+        if (fired or windows) and figure["data"]:
+            figure["layout"]["shapes"] = [*windows, *fired_shapes(fired, figure["layout"]),
+                                          *figure["layout"].get("shapes", ())]
     return out
 
 

@@ -7,6 +7,7 @@
     data.canaries()   # [Evaluated(CanaryDecision, ...), ...] of GET /api/v1/canaries
     data.canary_history("filesystem", since=t)   # its logged decisions since t, oldest first
     data.status()     # Status of the latest evaluation (age, stale, why)
+    data.maintenance(since, until)   # Maintenance: the windows' occurrences (GET /api/v1/maintenance)
 
 Every read gives the typed results of slo.results, or a SourceError. Both sources read the
 same JSON (slo.engine.answers shapes it for the API and for StoreSource) with the same
@@ -14,22 +15,27 @@ same JSON (slo.engine.answers shapes it for the API and for StoreSource) with th
 unreachable engine, an answer that is not JSON or not the engine's, or a store that cannot
 be read come back as a `SourceError` whose message the page can show as it is (it names the
 engine's URL without credentials, or the store's path). No read reaches Prometheus.
+StoreSource knows the planned maintenance windows only when it is given them (the spec's,
+`mcp-slo dashboard --store PATH --config SPEC`); the run-time ones are in the store.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from slo.engine import answers
+from dashboard.maintenance_data import Maintenance, from_listing
+from slo.engine import answers, maintenance_api
 from slo.engine.store import Store, StoreError
+from slo.maintenance import Window
 from slo.results import CanaryDecision, Evaluated, SLOResult
 
 T = TypeVar("T")
@@ -39,6 +45,9 @@ Decisions = list[Evaluated[CanaryDecision]]
 
 DEFAULT_TIMEOUT = 5.0  # seconds for the engine's answer (2 to connect): a page waits for it
 DEFAULT_TTL = 5.0  # seconds a read is reused by every callback
+# the maintenance windows CachedSource reads: the longest chart range (30d) and a step before,
+# and a day past now (within the engine's 90 days)
+MAINTENANCE_BACK, MAINTENANCE_AHEAD = 31 * 86400, 86400
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class Source(Protocol):
     def canary_history(self, service: str, since: float | None = None) -> Decisions | SourceError: ...
 
     def status(self) -> Status | SourceError: ...
+
+    def maintenance(self, since: float, until: float) -> Maintenance | SourceError: ...
 
 
 def typed(items: Any, read: Callable[[Mapping], T]) -> list[Evaluated[T]]:
@@ -159,6 +170,20 @@ class EngineSource:
             return self._bad("/readyz", "is not a JSON object")
         return Status.from_readyz(body, time.monotonic())
 
+    def maintenance(self, since: float, until: float) -> Maintenance | SourceError:
+        """The maintenance windows' occurrences overlapping [since, until) (unix seconds), and
+        each planned window's current or next one."""
+        path = "/api/v1/maintenance"
+        body = self._get(path, ok=(200, 400), params={"since": repr(float(since)), "until": repr(float(until))})
+        if isinstance(body, SourceError):
+            return body
+        if isinstance(body, dict) and isinstance(body.get("error"), str):  # a 400: too long a range
+            return SourceError("http", f"{self.description} refused {path}: {body['error'][:200]}")
+        try:
+            return from_listing(body)
+        except ValueError as exc:
+            return self._bad(path, str(exc))
+
     def close(self) -> None:
         self._client.close()
 
@@ -208,12 +233,14 @@ class StoreSource:
     missed ticks of `interval` seconds. The engine's last error is not in the store either.
     """
 
-    def __init__(self, path: str | os.PathLike, *, interval: float = 30.0, now: Callable[[], float] = time.time):
+    def __init__(self, path: str | os.PathLike, *, interval: float = 30.0, now: Callable[[], float] = time.time,
+                 planned: Sequence[Window] = ()):
         if not interval > 0:
             raise ValueError(f"the engine's interval must be positive, got {interval!r}")
         self.path = os.fspath(path)
         self.stale_after = 2 * interval + 0.8 * interval  # as Engine.stale_after with the default timeout
         self.now = now
+        self.planned = tuple(planned)  # the spec's maintenance windows: the store has the run-time ones only
         self.description = f"the store {self.path}"
         self._store: Store | None = None
         self._lock = threading.Lock()
@@ -249,6 +276,14 @@ class StoreSource:
             at = None if tick is None else tick[1]
             body, _ = answers.readiness(answers.evaluation_state(at, self._stale(at, now), now), None)
             return Status.from_readyz(body, time.monotonic())
+
+        return self._read(read)
+
+    def maintenance(self, since: float, until: float) -> Maintenance | SourceError:
+        """As EngineSource.maintenance, from the store and the planned windows given."""
+        def read(store: Store) -> Maintenance:
+            body = maintenance_api.listing(self.planned, store.maintenance_records(), self.now(), since, until)
+            return from_listing(answers.jsonable(body))
 
         return self._read(read)
 
@@ -357,6 +392,18 @@ class CachedSource:
 
     def status(self) -> Status | SourceError:
         return self.cache.get("status", self.source.status)
+
+    def maintenance(self, since: float, until: float) -> Maintenance | SourceError:
+        """The windows are read over the widest range a page shows (MAINTENANCE_BACK to
+        MAINTENANCE_AHEAD around now, hour-aligned) once per TTL and cut to [since, until) here,
+        as canary_history is; a range outside it is read as asked."""
+        hour = math.floor(time.time() / 3600) * 3600
+        wide = (hour - MAINTENANCE_BACK, hour + MAINTENANCE_AHEAD)
+        read = self.cache.get("maintenance", lambda: (wide, self.source.maintenance(*wide)))
+        (read_since, read_until), answer = read
+        if not read_since <= since < until <= read_until:
+            return self.source.maintenance(since, until)
+        return answer if isinstance(answer, SourceError) else answer.between(since, until)
 
     def clear(self) -> None:
         """Forget everything: the next reads go to the source."""

@@ -265,7 +265,7 @@ def test_serve_gives_its_dashboard_the_engines_credentials(tmp_path, proxies):
                                      "...service-charts.style...service-sli.figure...service-budget.figure"
                                      "...service-burn.figure...service-requests.figure...service-latency.figure"
                                      "...service-heatmap.figure...service-active.figure...service-tools.children"
-                                     "...service-alerts.children...service-fired.children..",
+                                     "...service-alerts.children...service-fired.children...service-maintenance.children..",
                                 [{"id": "url", "property": "pathname", "value": "/services/filesystem"},
                                  {"id": "url", "property": "search", "value": ""},
                                  {"id": "tick", "property": "n_intervals", "value": 0}])

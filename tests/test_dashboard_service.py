@@ -18,6 +18,7 @@ import pytest
 from dashboard import service_data as sd
 from dashboard.app import create_app
 from dashboard.colors import SEVERITY_COLORS
+from dashboard.maintenance_data import Maintenance
 from dashboard.pages import service as page
 from dashboard.prometheus import MAX_POINTS, Metrics
 from dashboard.source import EngineSource, SLOs, SourceError, Status, typed
@@ -319,11 +320,17 @@ def test_the_alerts_of_the_service_firing_and_pages_first_with_safe_runbook_link
 class FakeSource:
     description = "the engine at http://engine.test:8080"
 
-    def __init__(self, slos, evaluated_at: str | None = "2027-01-15T08:00:00Z"):
+    def __init__(self, slos, evaluated_at: str | None = "2027-01-15T08:00:00Z", maintenance=None):
         self._slos, self.evaluated_at = slos, evaluated_at
+        self._maintenance = maintenance if maintenance is not None else Maintenance((), ())
+        self.maintenance_asked: list[tuple[float, float]] = []
 
     def slos(self):
         return self._slos
+
+    def maintenance(self, since, until):
+        self.maintenance_asked.append((since, until))
+        return self._maintenance
 
     def status(self):
         return Status(self.evaluated_at, 12.0, self.evaluated_at is None, None, None, time.monotonic())
@@ -402,7 +409,7 @@ def test_the_page_draws_the_engines_numbers_the_charts_the_tools_and_the_alerts(
     marked = [(s["x0"], s["x1"], s["fillcolor"]) for s in rects(r.figures["sli"]) if s["y0"] == 1]
     assert marked == [(ms(NOW - 7200), ms(NOW), SEVERITY_COLORS["ticket"]),
                       (ms(NOW - 3600), ms(NOW - 3000), SEVERITY_COLORS["page"])]
-    assert len(r.outputs()) == 4 + len(sd.GRAPHS) + 3
+    assert len(r.outputs()) == 4 + len(sd.GRAPHS) + 4
 
 
 def test_an_unknown_service_says_so_and_asks_prometheus_nothing():
@@ -462,7 +469,7 @@ def test_the_callback_answers_through_dashs_protocol():
     out = dispatch(client, app, output, {"url.pathname": "/services/filesystem", "url.search": "",
                                          "tick.n_intervals": 1})
     assert set(out) == {"service-header", "service-notices", "service-body", "service-charts", "service-tools",
-                        "service-alerts", "service-fired", *(f"service-{g}" for g in sd.GRAPHS)}
+                        "service-alerts", "service-fired", "service-maintenance", *(f"service-{g}" for g in sd.GRAPHS)}
     assert out["service-burn"]["figure"]["data"][0]["name"] == "1h"
     assert "critical" in json.dumps(out["service-header"])
 

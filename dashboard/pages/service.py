@@ -2,7 +2,8 @@
 objective, the error budget, burn rates against the alert tiers, requests by status, latency
 estimates (with the slowest traced requests: Prometheus's exemplars), duration buckets and
 operations in flight over the shell's time range (Prometheus), marked where an alert of the
-service fired; its tools; its firing and pending alerts with their runbooks, and the alerts
+service fired and shaded where a maintenance window covered it (the engine's windows, a fill
+per mode, listed above the charts when one is on now, with the next planned one); its tools; its firing and pending alerts with their runbooks, and the alerts
 that fired within the range.
 
 The URL holds the whole state: the service in the path (/services/<service>, as the overview's
@@ -21,10 +22,11 @@ from urllib.parse import unquote
 from dash import Input, Output, dcc, html
 
 from dashboard import alerts_data
+from dashboard import maintenance_data as md
 from dashboard import service_data as sd
 from dashboard.colors import SEVERITY_COLORS, STATUS_COLORS
 from dashboard.components import empty_state, no_services, notice
-from dashboard.formatting import NONE
+from dashboard.formatting import NONE, fmt_duration, fmt_time
 from dashboard.overview_data import STATUS_LABELS
 from dashboard.prometheus import Metrics
 from dashboard.source import SLOs, Source, SourceError
@@ -38,6 +40,7 @@ CHARTS_STYLE = {"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minm
 WIDE = {"burn", "heatmap"}  # charts across the whole width
 CARD = {"border": "1px solid #e0e0e0", "borderRadius": ".3rem", "padding": ".35rem .6rem", "fontSize": ".85rem"}
 EPISODES = 10  # the newest alert episodes listed here; the alerts page lists them all
+MAINTENANCE_AHEAD = 60.0  # seconds past now the windows are read for: those on now are in
 
 
 def layout(service: str | None = None, **_: Any) -> html.Div:
@@ -48,6 +51,7 @@ def layout(service: str | None = None, **_: Any) -> html.Div:
         html.Div(id="service-header", children=html.H2(name or "Service")),
         html.Div(id="service-notices"),
         html.Div(id="service-body", children=[
+            html.Div(id="service-maintenance"),
             html.Div(id="service-charts", style=CHARTS_STYLE, children=[
                 html.Div(dcc.Graph(id=f"service-{g}", config={"displaylogo": False}),
                          style={"gridColumn": "1 / -1"} if g in WIDE else None) for g in sd.GRAPHS]),
@@ -77,12 +81,13 @@ class Rendered(NamedTuple):
     tools: Any = None
     alerts: Any = None
     fired: Any = None  # the alerts that fired within the range
+    maintenance: Any = None  # the maintenance windows on now and the next planned one
 
     def outputs(self) -> tuple:
         figures = self.figures or {}
         return (self.header, self.notices, self.body_style, self.charts_style,
                 *(figures.get(g, {"data": [], "layout": {}}) for g in sd.GRAPHS), self.tools, self.alerts,
-                self.fired)
+                self.fired, self.maintenance)
 
 
 def render(data: Source, metrics: Metrics, pathname: str | None, search: str | None,
@@ -111,6 +116,10 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     header = html.Div([html.H2(service, style={"margin": ".5rem 0 .2rem"}), back, slo_cards(rows)])
 
     tr = sd.time_range(search, now)
+    # the engine's windows: a slow or bad answer is said above the charts, drawn unshaded
+    windows = data.maintenance(tr.start, now + MAINTENANCE_AHEAD)
+    occurrences = () if isinstance(windows, SourceError) else windows.occurrences
+    listed = maintenance_list(windows, service, now)
     schema = metrics.schema
     answers = sd.read(metrics, sd.chart_queries(service, rows, tr, schema), tr)
     down = sd.prometheus_down(answers.values())
@@ -118,7 +127,7 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
         notes.append(empty_state("Prometheus is unreachable" if down.kind == "unreachable" else "No Prometheus",
                                  f"{down.message}. The charts, tools and alerts come from Prometheus; the SLO "
                                  "numbers above are the engine's latest evaluation."))
-        return Rendered(header, notes, SHOWN, HIDDEN, sd.figures(answers, rows, tr), None, None)
+        return Rendered(header, notes, SHOWN, HIDDEN, sd.figures(answers, rows, tr), None, None, None, listed)
     if not any(sd.has_data(a) for a in answers.values()):
         notes.append(notice(f"Prometheus has no data for {service} in the last {tr.name}: is it scraped, and are "
                             "the rules of `mcp-slo rules` loaded? Recorded series start when the rules do."))
@@ -128,9 +137,9 @@ def render(data: Source, metrics: Metrics, pathname: str | None, search: str | N
     fired = alerts_data.read_episodes(metrics, tr.start, now, service)
     spans = [] if isinstance(fired, SourceError) else alerts_data.spans(fired, now)
     exemplars = sd.read_exemplars(metrics, service, tr, schema)
-    return Rendered(header, notes, SHOWN, CHARTS_STYLE, sd.figures(answers, rows, tr, spans, exemplars),
-                    tool_table(tools),
-                    alert_list(alerts, service), fired_list(fired, service, tr.name, search))
+    return Rendered(header, notes, SHOWN, CHARTS_STYLE,
+                    sd.figures(answers, rows, tr, spans, exemplars, service, occurrences), tool_table(tools),
+                    alert_list(alerts, service), fired_list(fired, service, tr.name, search), listed)
 
 
 def register_callbacks(app, data: Source, metrics: Metrics) -> None:
@@ -138,7 +147,7 @@ def register_callbacks(app, data: Source, metrics: Metrics) -> None:
                Output("service-body", "style"), Output("service-charts", "style"),
                *(Output(f"service-{g}", "figure") for g in sd.GRAPHS),
                Output("service-tools", "children"), Output("service-alerts", "children"),
-               Output("service-fired", "children")]
+               Output("service-fired", "children"), Output("service-maintenance", "children")]
 
     @app.callback(*outputs, Input("url", "pathname"), Input("url", "search"), Input("tick", "n_intervals"))
     def on_page(pathname, search, _tick):
@@ -238,3 +247,28 @@ def fired_list(fired: list[dict] | SourceError, service: str, range_: str, searc
     link = dcc.Link("the alerts page", href="/alerts" + shell_search(search))
     return [title, html.Table(className="overview fired", children=[html.Thead(head), html.Tbody(body)]),
             html.P(["Marked above the charts (pages shaded across them). ", more, link, "."], className="muted")]
+
+
+def maintenance_list(windows: md.Maintenance | SourceError, service: str, now: float) -> Any:
+    """The service's maintenance windows on now (planned and run-time: who opened it, why) and
+    its next planned one; a notice when the engine's windows cannot be read."""
+    if isinstance(windows, SourceError):
+        return notice(f"The maintenance windows cannot be read (the charts are not shaded): {windows.message}")
+    on, upcoming = md.on_now(windows, service, now), md.next_planned(windows, service, now)
+    if not on and upcoming is None:
+        return html.P(f"No maintenance window of {service} is on now or planned.", className="muted")
+
+    def item(o, lead: str) -> html.Li:
+        opener = f" opened by {o.opened_by}" if o.opened_by else ""
+        return html.Li([lead, html.Span(o.mode, className="chip", title=md.MODE_WORDS.get(o.mode),
+                                        style={"background": md.MODE_COLORS.get(o.mode, "#9e9e9e")}),
+                        " ", html.Strong(o.name), f" on {md.scope_text(o)}, {md.when_text(o)}{opener}: {o.reason}"])
+
+    items = [item(o, "Now: ") for o in on]
+    if upcoming is not None:
+        items.append(item(upcoming, f"Next planned, in {fmt_duration(upcoming.start - now)} "
+                                    f"({fmt_time(upcoming.start)} UTC): "))
+    return html.Div(className="maintenance", children=[
+        html.H3("Maintenance"), html.Ul(items),
+        html.P("Shaded on the charts: grey where the events are left out of the SLOs (exclude), violet where "
+               "alerts are held back (silence).", className="muted")])

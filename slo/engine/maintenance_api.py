@@ -209,7 +209,7 @@ def user_of(request: Request) -> str:
 
 def occurrence_range(params: Mapping[str, str], now: float) -> tuple[float, float]:
     """(since, until) of a listing's ?since=&until= (RFC 3339 or unix seconds), by default the
-    last LOOKBACK to LOOKAHEAD ahead of `now`; BadRequest unless since < until within MAX_RANGE."""
+    last LOOKBACK to LOOKAHEAD ahead of `now`; BadRequest for a time that is not one."""
     bounds = []
     for key, default in (("since", now - LOOKBACK), ("until", now + LOOKAHEAD)):
         text = params.get(key)
@@ -217,13 +217,16 @@ def occurrence_range(params: Mapping[str, str], now: float) -> tuple[float, floa
             bounds.append(default if text is None else parse_time(text))
         except ValueError as exc:
             raise BadRequest(f"{key}: {printable(str(exc)[:120])}") from None
-    since, until = bounds
+    return bounds[0], bounds[1]
+
+
+def check_range(since: float, until: float) -> None:
+    """BadRequest unless since < until within MAX_RANGE."""
     if until <= since:
         raise BadRequest(f"until ({rfc3339(until)}) must be after since ({rfc3339(since)})")
     if until - since > MAX_RANGE:
         raise BadRequest(f"since to until is {durations.format(until - since)}: at most "
                          f"{durations.format(MAX_RANGE)}, ask for a shorter range")
-    return since, until
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -232,7 +235,8 @@ def occurrence_range(params: Mapping[str, str], now: float) -> tuple[float, floa
 def listing(planned: Sequence[Window], records: Sequence[MaintenanceRecord], now: float, since: float,
             until: float) -> dict:
     """The answer of GET /api/v1/maintenance (StoreSource builds the same from the store);
-    BadRequest when the range holds more than MAX_OCCURRENCES occurrences."""
+    BadRequest for a range `check_range` refuses or holding more than MAX_OCCURRENCES occurrences."""
+    check_range(since, until)
     return {"planned": [planned_item(w, now) for w in planned], "runtime": [record_item(r, now) for r in records],
             "since": rfc3339(since), "until": rfc3339(until),
             "occurrences": [o.to_json() for o in occurrences(planned, records, since, until)]}
