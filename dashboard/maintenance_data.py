@@ -8,7 +8,8 @@ now and next, and the shading of their occurrences on the service page's charts.
 
 An occurrence covers a service's charts when it names the service; a window that names tools
 or SLOs shades the whole chart all the same (the charts mix the service's SLOs and tools) and
-says its scope in its legend entry. The legend names each window once, with its mode and
+says its scope in its legend entry, except on the burn chart, whose panels are one SLO each:
+there it shades the panels of the SLOs it covers. The legend names each window once, with its mode and
 reason, and clicking it hides that window's shading. Plain functions, no Dash.
 """
 
@@ -110,16 +111,23 @@ def when_text(o: Occurrence) -> str:
     return f"{fmt_time(o.start)} – {fmt_time(o.end)} UTC ({fmt_duration(o.end - o.start)})"
 
 
-def shapes(occurrences: Iterable[Occurrence], service: str) -> list[dict]:
+def shapes(occurrences: Iterable[Occurrence], service: str,
+           panels: Iterable[tuple[tuple[str, str], str]] | None = None) -> list[dict]:
     """A rect across the chart's height for each occurrence covering `service`, below the
     lines, in its mode's colour; each window once in the legend (its first occurrence), named
-    by `describe` (escaped: names and reasons are not markup, see dashboard.plot_text)."""
+    by `describe` (escaped: names and reasons are not markup, see dashboard.plot_text). With
+    `panels` ((slo, tool) and its y axis, for a chart with a panel per SLO), a rect across
+    each panel of an SLO the occurrence covers (Window.covers' scope), none across the others."""
     out, named = [], set()
+    panels = None if panels is None else list(panels)
     for o in of_service(occurrences, service):
         group = f"maintenance {o.name}"
-        out.append({"type": "rect", "xref": "x", "yref": "paper", "x0": o.start * 1000, "x1": o.end * 1000,
-                    "y0": 0, "y1": 1, "fillcolor": MODE_COLORS.get(o.mode, "#9e9e9e"), "opacity": OPACITY,
-                    "line": {"width": 0}, "layer": "below", "name": plot_text(describe(o)),
-                    "legendgroup": plot_text(group), "showlegend": group not in named})
-        named.add(group)
+        refs = ["paper"] if panels is None else \
+            [f"{axis} domain" for (slo, tool), axis in panels if o.covers(service, slo, tool)]
+        for ref in refs:
+            out.append({"type": "rect", "xref": "x", "yref": ref, "x0": o.start * 1000, "x1": o.end * 1000,
+                        "y0": 0, "y1": 1, "fillcolor": MODE_COLORS.get(o.mode, "#9e9e9e"), "opacity": OPACITY,
+                        "line": {"width": 0}, "layer": "below", "name": plot_text(describe(o)),
+                        "legendgroup": plot_text(group), "showlegend": group not in named})
+            named.add(group)
     return out

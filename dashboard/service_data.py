@@ -287,13 +287,13 @@ def burn_figure(burn: Answer, rows: SLOs, tr: TimeRange) -> dict:
         return empty
     by_key = _by_key(burn)
     tiers = {(r.result.slo, r.result.tool or ""): r.result.alerts for r in rows}
-    keys = [k for k in tiers if k in by_key] + [k for k in by_key if k not in tiers]
+    keys = burn_panels(burn, rows)
     windows = sorted({labels.get("burn_window", "") for labels, _ in burn}, key=_seconds)
     colors = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(windows)}
     height = 1 / len(keys)
     traces, axes, notes = [], {}, []
     for i, key in enumerate(keys):
-        axis, top = ("y" if i == 0 else f"y{i + 1}"), 1 - i * height
+        axis, top = panel_axis(i), 1 - i * height
         series = sorted(by_key.get(key, []), key=lambda s: _seconds(s[0].get("burn_window", "")))
         for labels, points in series:
             window = labels.get("burn_window", "")
@@ -323,6 +323,18 @@ def burn_figure(burn: Answer, rows: SLOs, tr: TimeRange) -> dict:
         xaxis={"type": "date", "range": [tr.start * 1000, tr.end * 1000],
                "anchor": "y" if len(keys) == 1 else f"y{len(keys)}"},  # under the last panel
         **axes)}
+
+
+def burn_panels(burn: list[Series], rows: SLOs) -> list[Key]:
+    """The burn chart's panels, top to bottom: the engine's SLOs with series, then any other
+    SLO with series; panel i is drawn on y axis i + 1 ("y", "y2", ...)."""
+    by_key = _by_key(burn)
+    known = [(r.result.slo, r.result.tool or "") for r in rows]
+    return list(dict.fromkeys([k for k in known if k in by_key] + list(by_key)))
+
+
+def panel_axis(i: int) -> str:
+    return "y" if i == 0 else f"y{i + 1}"
 
 
 def requests_figure(requests: Answer, tr: TimeRange) -> dict:
@@ -439,9 +451,12 @@ def figures(answers: Mapping[str, Answer], rows: SLOs, tr: TimeRange,
            "burn": burn_figure(get("burn"), rows, tr), "requests": requests_figure(get("requests"), tr),
            "latency": latency_figure(get("latency"), rows, tr, exemplars), "heatmap": heatmap_figure(get("heatmap"), tr),
            "active": active_figure(get("active"), tr)}
-    fired = list(fired)
-    windows = maintenance_data.shapes(maintenance, service)
-    for figure in out.values():
+    fired, maintenance = list(fired), list(maintenance)
+    burn = get("burn")
+    # the burn chart has a panel per SLO: a window shades the panels of the SLOs it covers
+    panels = [] if isinstance(burn, SourceError) else [(k, panel_axis(i)) for i, k in enumerate(burn_panels(burn, rows))]
+    for name, figure in out.items():
+        windows = maintenance_data.shapes(maintenance, service, panels if name == "burn" else None)
         if (fired or windows) and figure["data"]:
             figure["layout"]["shapes"] = [*windows, *fired_shapes(fired, figure["layout"]),
                                           *figure["layout"].get("shapes", ())]
