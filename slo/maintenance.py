@@ -210,9 +210,7 @@ class Window(BaseModel):
     def covers(self, service: str, slo: str, tool: str = "") -> bool:
         """Whether the window applies to the SLO series (service, slo, tool); tool "" is the
         service-level series (the scope contract in the module's docstring)."""
-        if service not in self.services or (self.slos and slo not in self.slos):
-            return False
-        return not self.tools or tool in self.tools
+        return covers(self, service, slo, tool)
 
     def same_scope(self, other: Window) -> bool:
         return (set(self.services), set(self.tools), set(self.slos), self.mode) == \
@@ -294,6 +292,14 @@ def check_reason(text: str) -> str:
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") for c in text):
         raise ValueError("the reason holds a control character or line break: one line of text")
     return text
+
+
+def covers(scope: Window | Occurrence, service: str, slo: str, tool: str = "") -> bool:
+    """The scope contract (the module's docstring): whether a window's or an occurrence's
+    services, slos and tools cover the SLO series (service, slo, tool)."""
+    if service not in scope.services or (scope.slos and slo not in scope.slos):
+        return False
+    return not scope.tools or tool in scope.tools
 
 
 def zone(name: str) -> ZoneInfo:
@@ -394,10 +400,8 @@ class Occurrence:
         return self.start <= at < self.end
 
     def covers(self, service: str, slo: str, tool: str = "") -> bool:
-        """The scope contract of `Window.covers`."""
-        if service not in self.services or (self.slos and slo not in self.slos):
-            return False
-        return not self.tools or tool in self.tools
+        """As `Window.covers`."""
+        return covers(self, service, slo, tool)
 
     def to_json(self) -> dict:
         return {"start": rfc3339(self.start, timespec="auto"), "end": rfc3339(self.end, timespec="auto"),
