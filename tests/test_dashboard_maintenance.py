@@ -243,6 +243,13 @@ def test_an_engine_answer_that_is_not_the_engines_is_a_source_error():
     assert isinstance(error, SourceError) and error.kind == "bad_response"
     assert "to /api/v1/maintenance has an unreadable occurrence 0" in error.message
 
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    late = EngineSource("http://engine.test:8080", transport=httpx.MockTransport(slow)).maintenance(NOW - 60, NOW)
+    assert isinstance(late, SourceError) and late.message == (
+        "the engine at http://engine.test:8080 did not answer /api/v1/maintenance within 5s")
+
 
 # --- the page on a real engine and a real Prometheus ------------------------------------------
 
