@@ -312,7 +312,8 @@ class Deadline:
 
 
 def _exclude(backend: Querier, plan: Plan, todo: list[Instance], maintenance: Sequence[Window], windows: list[int],
-             raw_already: list[int], rates: Rates, at: float, limit: Deadline) -> tuple[dict, dict]:
+             raw_already: list[int], rates: Rates, at: float, limit: Deadline,
+             cache: exclusion.Cache | None) -> tuple[dict, dict]:
     """Take the exclude windows' events out of `rates` (slo.exclusion): returns what was taken
     out per series and window, and the tick's meta about it."""
     found, left_in = exclusion.cuts(maintenance, [i.key for i in todo], windows, at)
@@ -335,19 +336,21 @@ def _exclude(backend: Querier, plan: Plan, todo: list[Instance], maintenance: Se
         counted = read([slis[k] for k in keys], w, at)
         for k in keys:
             rates.setdefault(k, {})[w] = _per_second(counted.get(k, (None, None)), w)
-    measured = exclusion.measure(found, slis, read)
-    meta = {"excluded_intervals": len(measured), "excluded_intervals_left_in": left_in}
+    measured, reads = exclusion.measure(found, slis, read, at, cache)
+    meta = {"excluded_intervals": len(measured), "excluded_intervals_read": reads, "excluded_intervals_left_in": left_in}
     return exclusion.subtract(rates, found, measured), meta
 
 
 def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline: float | None = None,
-             now: Callable[[], float] = time.time, maintenance: Sequence[Window] | None = None) -> Evaluation:
+             now: Callable[[], float] = time.time, maintenance: Sequence[Window] | None = None,
+             excluded_cache: exclusion.Cache | None = None) -> Evaluation:
     """Evaluate every SLO of `plan` (slo.plan.plan(spec)) at time `at` (default now); raises
     slo.engine.backend.BackendError or TickTimeout, never returns half a tick.
 
     `maintenance`: the windows in force (the engine adds its run-time ones); default the
     spec's planned ones. Their `exclude` intervals are left out of the numbers, and a window
-    on at `at` holds the alerts of the SLOs it covers back."""
+    on at `at` holds the alerts of the SLOs it covers back. `excluded_cache`: the counts of
+    the intervals over, kept across ticks (slo.exclusion.Cache)."""
     windows_in_force = plan.spec.maintenance if maintenance is None else maintenance
     started = time.monotonic()
     at = now() if at is None else at
@@ -377,7 +380,8 @@ def evaluate(backend: Querier, plan: Plan, at: float | None = None, *, deadline:
     for w in missing:  # no recording rules for this window (yet): the raw counters
         limit.check(f"the raw {promql.duration(w)} SLIs")
         read_raw(backend.query(promql.raw_slis(plan.slis, w), at), w, rates)
-    excluded, exclusion_meta = _exclude(backend, plan, todo, windows_in_force, windows, missing, rates, at, limit)
+    excluded, exclusion_meta = _exclude(backend, plan, todo, windows_in_force, windows, missing, rates, at, limit,
+                                        excluded_cache)
 
     on_now = active(windows_in_force, at)
     results = []

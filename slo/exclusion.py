@@ -14,7 +14,10 @@ low-traffic and significance guards) is of the remaining events.
 
 The work is bounded: at most MAX_INTERVALS distinct intervals per tick (a daily window in a
 30d SLO is 30 of them, an hourly one 720). Beyond, the oldest are left in (their events
-count) and the tick's meta says how many.
+count) and the tick's meta says how many. An interval over for SETTLED seconds has all its
+samples: its counts are kept in a `Cache` the engine holds across ticks, so a tick asks only
+for the intervals still going on or just over (counts backfilled later into an interval
+already cached are not seen until the engine restarts).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from slo.maintenance import Window, intervals_for
 from slo.promql import SLI, Scope
 
 MAX_INTERVALS = 100
+SETTLED = 600  # seconds after an interval's end when its samples are all in (scrapes, remote write)
 
 Key = tuple[str, str, str]  # (service, tool or "", slo)
 Counts = tuple[float | None, float | None]  # (valid, bad) events
@@ -91,17 +95,46 @@ def cuts(windows: Sequence[Window], keys: Iterable[Key], tick_windows: Iterable[
     return trimmed, len(distinct) - limit
 
 
-def measure(found: Cuts, slis: Mapping[Key, SLI],
-            read: Callable[[list[SLI], int, float], dict[Key, Counts]]) -> dict[Cut, dict[Key, Counts]]:
-    """The events of every interval of `found`, for the series it covers: `read(slis, seconds,
-    at)` is the raw counts over `seconds` evaluated at `at`, one call per distinct interval."""
+class Cache:
+    """Counts of settled intervals by (end, seconds, SLI), the oldest dropped beyond `size`."""
+
+    def __init__(self, size: int = 20 * MAX_INTERVALS):
+        self.size = size
+        self._counts: dict[tuple[float, int, SLI], Counts] = {}
+
+    def get(self, end: float, seconds: int, sli: SLI) -> Counts | None:
+        return self._counts.get((end, seconds, sli))
+
+    def put(self, end: float, seconds: int, sli: SLI, counts: Counts) -> None:
+        self._counts[end, seconds, sli] = counts
+        while len(self._counts) > self.size:
+            del self._counts[next(iter(self._counts))]
+
+
+def measure(found: Cuts, slis: Mapping[Key, SLI], read: Callable[[list[SLI], int, float], dict[Key, Counts]],
+            at: float, cache: Cache | None = None) -> tuple[dict[Cut, dict[Key, Counts]], int]:
+    """The events of every interval of `found`, for the series it covers, and how many reads
+    it took: `read(slis, seconds, end)` is the raw counts over `seconds` evaluated at `end`,
+    one call per distinct interval not in `cache` (a series without events there: 0)."""
     covered: dict[Cut, set[Key]] = {}
     for key, per in found.items():
         for cs in per.values():
             for c in cs:
                 covered.setdefault(c, set()).add(key)
-    return {(end, seconds): read([slis[k] for k in sorted(keys)], seconds, end)
-            for (end, seconds), keys in sorted(covered.items())}
+    out: dict[Cut, dict[Key, Counts]] = {}
+    reads = 0
+    for (end, seconds), keys in sorted(covered.items()):
+        settled = cache is not None and end <= at - SETTLED
+        counts = {k: c for k in keys if settled and (c := cache.get(end, seconds, slis[k])) is not None}
+        if todo := sorted(keys - set(counts)):
+            got = read([slis[k] for k in todo], seconds, end)
+            reads += 1
+            for k in todo:
+                counts[k] = got.get(k, (0.0, 0.0))
+                if settled:
+                    cache.put(end, seconds, slis[k], counts[k])
+        out[end, seconds] = counts
+    return out, reads
 
 
 def subtract(rates: dict[Key, dict[int, Counts]], found: Cuts,

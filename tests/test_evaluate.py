@@ -321,6 +321,21 @@ def test_evaluate_takes_an_exclude_windows_events_out_once():
     assert (ev.evaluate(Counters(), p, NOW).slos[0]) == kept  # the spec has no windows: the same
 
 
+def test_the_counts_of_intervals_over_are_kept_across_ticks():
+    from slo import spec
+
+    p = plan(spec.parse(FS_SPEC))
+    over = window(start=rfc3339(Counters.OUTAGE[0]), end=rfc3339(Counters.OUTAGE[1]))
+    going_on = window(start=rfc3339(NOW - 120), end=rfc3339(NOW + 600)).model_copy(update={"name": "now"})
+    cache = exclusion.Cache()
+    first, second = Counters(), Counters()
+    a = ev.evaluate(first, p, NOW, maintenance=[over, going_on], excluded_cache=cache)
+    b = ev.evaluate(second, p, NOW, maintenance=[over, going_on], excluded_cache=cache)
+    assert a.slos == b.slos and a.meta["excluded_intervals"] == b.meta["excluded_intervals"] == 2
+    assert (a.meta["excluded_intervals_read"], b.meta["excluded_intervals_read"]) == (2, 1)  # the one going on
+    assert [at for _, at in second.asked if at != NOW] == []  # going on: it ends at NOW, asked at NOW
+
+
 def test_a_window_on_now_silences_the_slos_it_covers():
     from slo import spec
 

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from slo import promql
+from slo import exclusion, promql
 from slo.engine.backend import Backend, BackendError
 from slo.canary.collect import comparisons, find_pairs
 from slo.canary.judge import judge
@@ -92,6 +92,7 @@ class Engine:
         self._history_lock = threading.Lock()  # one judge_history at a time: each sees what the last wrote
         self._stopping = threading.Event()  # ends a judge_history in the background
         self._scheduler: BackgroundScheduler | None = None
+        self._excluded = exclusion.Cache()  # the counts of exclude intervals over, across ticks
 
     # --- ticks ---------------------------------------------------------------------------
 
@@ -104,7 +105,7 @@ class Engine:
             began = time.monotonic()
             try:
                 result = evaluate(self.backend, self.plan, started, deadline=self.timeout,
-                                  maintenance=self.maintenance_windows(started))
+                                  maintenance=self.maintenance_windows(started), excluded_cache=self._excluded)
                 decisions = self._judge_canaries(result.evaluated_at)
                 result.meta["canaries"] = len(decisions)
                 self.store.write_tick(result.evaluated_at, result.slos, result.tools, result.meta)
