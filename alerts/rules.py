@@ -108,8 +108,9 @@ def sli_rules(p: Plan) -> list[dict]:
     rules = []
     for w in p.windows:
         if w <= promql.LONGEST_RAW_WINDOW:
-            rules += [_record(promql.recorded(promql.SLI_TOTAL, w), sli.total_rate(w), slo=sli.slo) for sli in p.slis]
-            rules += [_record(promql.recorded(promql.SLI_BAD, w), sli.bad_rate(w), slo=sli.slo) for sli in p.slis]
+            # leaving out exclude maintenance windows: the 5m rates first, the longer ones average them then
+            for name in (promql.SLI_TOTAL, promql.SLI_BAD):
+                rules += [_record(promql.recorded(name, w), sli.recorded_rate(name, w), slo=sli.slo) for sli in p.slis]
         else:
             rules += [_record(promql.recorded(name, w), promql.averaged_rate(name, w))
                       for name in (promql.SLI_TOTAL, promql.SLI_BAD)]
@@ -204,8 +205,9 @@ def burn_alert_rules(spec: Spec, p: Plan, w: int) -> list[dict]:
         for (t, links), slos, tuned in _selections(objectives, window, setting):
             alike.append(({
                 "alert": BURN_ALERT,
-                "expr": promql.burn_alert(burn=t.burn_rate, long_window=st.long_window, short_window=st.short_window,
-                                          slos=slos, min_events=a.min_events, z=a.z),
+                "expr": promql.held_back(promql.burn_alert(burn=t.burn_rate, long_window=st.long_window,
+                                                           short_window=st.short_window, slos=slos,
+                                                           min_events=a.min_events, z=a.z)),
                 "for": t.for_,
                 "labels": {"severity": t.severity, "tier": t.name, "window": window,
                            **{k: _go_literal(v) for k, v in (a.labels | t.labels).items()}},
@@ -237,7 +239,7 @@ def exhausted_alert_rules(spec: Spec, p: Plan, w: int) -> list[dict]:
 
     return _tell_apart([({
         "alert": EXHAUSTED_ALERT,
-        "expr": promql.budget_exhausted(slo_window=w, min_events=a.min_events, slos=slos),
+        "expr": promql.held_back(promql.budget_exhausted(slo_window=w, min_events=a.min_events, slos=slos)),
         "for": EXHAUSTED_FOR,
         "labels": {"severity": "ticket", "window": window, **_extra(a)},  # never a page: a young service's window holds little
         "annotations": {
@@ -279,7 +281,7 @@ def alert_rules(spec: Spec, p: Plan) -> list[dict]:
     for service in p.services:
         rules.append({
             "alert": ABSENT_ALERT,
-            "expr": promql.absent_data(service, p.schema),
+            "expr": promql.service_held_back(promql.absent_data(service, p.schema), service),
             "for": a.absent_for,
             "labels": {"severity": "ticket", **extra},
             "annotations": {
@@ -366,8 +368,9 @@ def _raw_base_rates(p: Plan) -> Iterable[tuple[str, str, str]]:
     """(SLI_TOTAL or SLI_BAD, slo, expression) of the base-window rates from the raw metrics alone."""
     w = promql.BASE_WINDOW
     for s in p.slis:
-        yield promql.SLI_TOTAL, s.slo, s.total_rate(w)
-        yield promql.SLI_BAD, s.slo, s.bad_rate(w).replace(selector_of_total(s, w), f"({s.total_rate(w)})")
+        yield promql.SLI_TOTAL, s.slo, s.recorded_rate(promql.SLI_TOTAL, w)
+        bad = s.recorded_rate(promql.SLI_BAD, w)
+        yield promql.SLI_BAD, s.slo, bad.replace(selector_of_total(s, w), f"({s.total_rate(w)})")
 
 
 def selector_of_total(sli: SLI, window: float) -> str:

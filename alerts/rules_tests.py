@@ -75,6 +75,8 @@ CANCELLED_SHARE = 1.5  # cancelled calls per call that finished: if they counted
 NOISE_METHOD = "tools/list"  # always fails, always slow: outside every tools/call SLI
 NOISE_PER_MINUTE = 50.0
 SCENARIOS = ("outage", "recovery", "burn-2x", "burn-0.5x", "quiet-hour", "significance", "alert-policy", "absent-data")
+# maintenance windows in the rules: run for a few specs (tests/test_rules_maintenance.py), not every one
+MAINTENANCE_SCENARIOS = ("maintenance-silence", "maintenance-exclude")
 
 
 # --- what is tested ------------------------------------------------------------------------
@@ -565,8 +567,10 @@ def _describe(subjects: list[Subject]) -> str:
     return "; ".join(c.name for s in subjects for c in s.cases.values())
 
 
-def _group(spec: Spec, title: str, subjects: list[Subject], traffic: dict[int, Traffic], checks: list[dict]) -> dict:
+def _group(spec: Spec, title: str, subjects: list[Subject], traffic: dict[int, Traffic], checks: list[dict],
+           more_inputs: Sequence[dict] = ()) -> dict:
     inputs = [item for i, s in enumerate(subjects) for item in input_series(spec, s, traffic[i])]
+    inputs += more_inputs
     return {"name": f"{title} [{_describe(subjects)}]", "interval": "1m", "input_series": inputs,
             "promql_expr_test": checks}
 
@@ -768,13 +772,34 @@ def alert_policy(spec: Spec, subjects: list[Subject]) -> dict | None:
                   "(tiers off, severity, for and labels changed, alerts off)", subjects, traffic, checks)
 
 
+def _absent_minutes(spec: Spec) -> int:
+    return math.ceil(durations.parse(spec.alerting.absent_for) / MINUTE)
+
+
+def _others_reporting(spec: Spec, service: str, minutes: int) -> list[dict]:
+    """The inputs of every named service but `service` (or a discovered one), `minutes` long."""
+    others = [s for s in spec.services if s != service] or [discovered_service(spec)]
+    return [item for s in others for item in input_series(spec, Subject(s, None), Traffic(60.0).run(minutes))]
+
+
 def absent_data(spec: Spec, service: str) -> dict:
     """No series for `service` while the other named services report."""
-    minutes = math.ceil(durations.parse(spec.alerting.absent_for) / MINUTE)
-    others = [s for s in spec.services if s != service] or [discovered_service(spec)]
-    inputs = [item for s in others for item in input_series(spec, Subject(s, None), Traffic(60.0).run(minutes + 2))]
+    minutes = _absent_minutes(spec)
+    return {
+        "name": f"{service}: no data for {spec.alerting.absent_for} raises {rules.ABSENT_ALERT}, a ticket",
+        "interval": "1m",
+        "input_series": _others_reporting(spec, service, minutes + 2),
+        "alert_rule_test": [
+            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(minutes - 1), "exp_alerts": []},
+            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(minutes), "exp_alerts": [absent_alert(spec, service)]},
+        ],
+    }
+
+
+def absent_alert(spec: Spec, service: str) -> dict:
+    """The absent-data ticket of `service` as promtool expects it."""
     a = spec.alerting
-    expected = {
+    return {
         "exp_labels": {"severity": "ticket", "service": service, **a.labels},
         "exp_annotations": {
             "summary": f"{service}: no MCP metrics in Prometheus",
@@ -784,13 +809,176 @@ def absent_data(spec: Spec, service: str) -> dict:
             "dashboard_url": a.dashboard_url.format(service=service, slo="absent-data", tool=""),
         },
     }
+
+
+# --- maintenance windows ---------------------------------------------------------------------
+# The engine's gauge (promql.MAINTENANCE) as Prometheus scrapes it from two engines: 1 every
+# minute an occurrence is on, a stale marker when it ends (the engine stops exporting the
+# series), nothing otherwise. Occurrences are [start, end) in minutes.
+
+ENGINE_JOB = "mcp-slo-engine"
+ENGINES = ("engine-a:9090", "engine-b:9090")  # both export the gauge: the rules must count it once
+Occurrence = tuple[int, int]
+
+
+def _gauge_values(occurrences: Sequence[Occurrence]) -> str:
+    """promtool values: "_" before and between occurrences, 1 during one, "stale" at its end."""
+    tokens: list[str] = []
+    at = 0
+    for start, end in sorted(occurrences):
+        if start > at:
+            tokens.append(f"_x{start - at}")
+        tokens += [f"1x{end - start - 1}", "stale"]
+        at = end + 1
+    return " ".join(tokens)
+
+
+def maintenance_series(case: Case, mode: str, occurrences: Sequence[Occurrence]) -> list[dict]:
+    """The gauge of `case`'s SLO series in `mode`, with the labels the engine gives it (no
+    tool label for a service-level series) and each engine's job and instance."""
+    labels = {k: v for k, v in case.labels().items() if v} | {"mode": mode, "job": ENGINE_JOB}
+    values = _gauge_values(occurrences)
+    return [{"series": promql.selector(promql.MAINTENANCE, [promql.matcher(k, "=", v) for k, v in
+                                                            (labels | {"instance": engine}).items()]),
+             "values": values} for engine in ENGINES]
+
+
+def _gauges(subjects: list[Subject], mode: str, occurrences: Sequence[Occurrence]) -> list[dict]:
+    return [item for s in subjects for c in s.cases.values() for item in maintenance_series(c, mode, occurrences)]
+
+
+def _outage_length(spec: Spec, subjects: list[Subject]) -> tuple[list[tuple[Case, int]], int]:
+    """The cases a full outage pages, the minutes it takes each, and an outage long enough for
+    all (as the `outage` scenario: its page is what a window must hold back)."""
+    timed = [(c, p[0]) for s in subjects for c in s.cases.values() if (p := page_within(spec, c.objective))]
+    return timed, max((w for _, w in timed), default=0) + 5
+
+
+def _recorded_of(case: Case, name: str) -> str:
+    return promql.selector(name, [promql.matcher(k, "=", v) for k, v in case.labels().items()])
+
+
+def _silent(cases: Iterable[Case], until: int) -> list[dict]:
+    """No alert of any of `cases` fired from the start to `until`."""
+    return [expect(promql.ever(firing(c), until * MINUTE), until, False) for c in cases]
+
+
+def _pages_after(spec: Spec, subjects: list[Subject], mode: str, title: str, late: int = 0) -> dict | None:
+    """A window of healthy traffic, then (5 minutes after it ends: an exclude window's 5m rates
+    come back then) an outage: it pages within `page_within` of its start, `late` minutes more."""
+    timed, length = _outage_length(spec, subjects)
+    if not timed:
+        return None
+    end = WARMUP + 30
+    start = end + 5
+    checks = [expect(_any(firing(c, rules.BURN_ALERT, severity="page")), start + within + late, True)
+              for c, within in timed]
+    checks += _silent((c for c, _ in timed), start)
+    traffic = {i: Traffic(calls_per_minute(spec)).run(start).run(length, {"availability": 1, "latency": 1})
+               for i in range(len(subjects))}
+    return _group(spec, title, subjects, traffic, checks, _gauges(subjects, mode, [(WARMUP, end)]))
+
+
+def maintenance_silence(spec: Spec, subjects: list[Subject]) -> list[dict]:
+    """A `silence` window: an outage inside it raises no alert while its events count (the error
+    ratio is recorded); one-off, and recurring (the outage in the second occurrence); the same
+    outage after the window ends pages at the usual time."""
+    timed, length = _outage_length(spec, subjects)
+    if not timed:
+        return []
+    everyone = [c for s in subjects for c in s.cases.values()]
+    out = []
+    for first in ([], [(WARMUP, WARMUP + 30)]):  # one-off, recurring
+        start = WARMUP + (60 if first else 0)
+        window = (start, start + length + 10)
+        last = window[1] - 1
+        checks = _silent(everyone, last)
+        checks += [expect(f"count({_recorded_of(c, promql.recorded(promql.ERROR_RATIO, promql.BASE_WINDOW))} > 0)",
+                          last, True) for c in everyone]  # the events count
+        traffic = {i: Traffic(calls_per_minute(spec)).run(start + 5).run(length, {"availability": 1, "latency": 1})
+                   .run(5) for i in range(len(subjects))}
+        kind = "recurring, in its second occurrence" if first else "one-off"
+        out.append(_group(spec, f"silence window ({kind}) over every call bad for {length}m: no alert, the error "
+                          "ratio recorded", subjects, traffic, checks, _gauges(subjects, promql.SILENCE, [*first, window])))
+    after = _pages_after(spec, subjects, promql.SILENCE, "every call bad 5m after a silence window: a page within "
+                         + _timings(timed))
+    return [*out, *([after] if after else [])]
+
+
+def _timings(timed: list[tuple[Case, int]], late: int = 0) -> str:
+    return ", ".join(f"{w + late}m ({c.short_name})" for c, w in timed)
+
+
+REMAINING_TOLERANCE = 1e-9  # the budget left after an exclude window is the one before, to float rounding
+# For a window's length (+5m) after an exclude window, that window averages the recorded 5m rates,
+# which take 5 minutes to weigh a minute fully (as the 1d and 3d windows always do): a page can
+# come up to this many minutes later than with the raw rate.
+EXCLUDE_LAG = 5
+
+
+def _tail(spec: Spec, subjects: list[Subject], every_tier: bool) -> int:
+    """Minutes after an exclude window until the recorded windows that may alert hold none of its
+    time: with `every_tier` the longest raw window of a tier (the longer ones average the 5m
+    rates, which left it out), else the short windows of the page tiers (a page needs both); at
+    least 1h (the budget left reads the 1h rate); plus 5 for the 5m rates and 5 to spare."""
+    windows = [promql.HOURLY_WINDOW]
+    for c in (c for s in subjects for c in s.cases.values()):
+        if every_tier:
+            windows += [w for st in tiers(spec, c.objective) for w in (st.long_window, st.short_window)
+                        if w <= promql.LONGEST_RAW_WINDOW]
+        else:
+            windows += [st.short_window for st in tiers(spec, c.objective, "page")]
+    return _minutes(max(windows)) + 10
+
+
+def maintenance_exclude(spec: Spec, subjects: list[Subject]) -> list[dict]:
+    """An `exclude` window over a 0.5x burn: an outage inside it raises no alert, during it or
+    after it ends (until no window holds its time), and the budget left then is what it was
+    before the window (`REMAINING_TOLERANCE`); one-off, and recurring (the outage in the second
+    occurrence); an outage 5 minutes after the window pages at the usual time, up to
+    `EXCLUDE_LAG` minutes later."""
+    timed, length = _outage_length(spec, subjects)
+    if not timed:
+        return []
+    everyone = [c for s in subjects for c in s.cases.values()]
+    half = {i: {k: 0.5 * c.objective.error_budget for k, c in s.cases.items()} for i, s in enumerate(subjects)}
+    out = []
+    for first in ([], [(WARMUP, WARMUP + 30)]):  # one-off, recurring
+        tail = _tail(spec, subjects, every_tier=not first)  # every tier once, the pages in the recurring one
+        start = WARMUP + (60 if first else 0)
+        window = (start, start + length + 10)
+        end = window[1] + tail
+        checks = _silent(everyone, end)
+        for c in everyone:
+            left = _recorded_of(c, promql.BUDGET_REMAINING)
+            before = f"{left} offset {_at(end - (WARMUP - 1))}"
+            checks.append(expect(f"max(abs({left} - {before}) < bool {promql.number(REMAINING_TOLERANCE)})", end, True))
+        traffic = {i: Traffic(calls_per_minute(spec)).run(start + 5, half[i]).run(length, {"availability": 1, "latency": 1})
+                   .run(end - start - 5 - length, half[i]) for i in range(len(subjects))}
+        kind = "recurring, in its second occurrence" if first else "one-off"
+        out.append(_group(spec, f"exclude window ({kind}) over every call bad for {length}m in a 0.5x burn: no alert "
+                          f"until {tail}m after it, the budget left as before", subjects, traffic, checks,
+                          _gauges(subjects, promql.EXCLUDE, [*first, window])))
+    after = _pages_after(spec, subjects, promql.EXCLUDE, "every call bad 5m after an exclude window: a page within "
+                         + _timings(timed, EXCLUDE_LAG), late=EXCLUDE_LAG)
+    return [*out, *([after] if after else [])]
+
+
+def absent_in_maintenance(spec: Spec, service: str) -> dict:
+    """No series for `service` while a window covers one of its service-level SLO series: no
+    absent-data ticket until `alerting.absent_for` after the window ends."""
+    minutes = _absent_minutes(spec)
+    o = spec.objectives_for(service)[0]
+    end = minutes + 5
     return {
-        "name": f"{service}: no data for {a.absent_for} raises {rules.ABSENT_ALERT}, a ticket",
+        "name": f"{service}: no data in a maintenance window: {rules.ABSENT_ALERT} only {spec.alerting.absent_for} "
+                "after it ends",
         "interval": "1m",
-        "input_series": inputs,
+        "input_series": [*_others_reporting(spec, service, end + minutes + 2),
+                         *maintenance_series(Case(service, o), promql.SILENCE, [(0, end)])],
         "alert_rule_test": [
-            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(minutes - 1), "exp_alerts": []},
-            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(minutes), "exp_alerts": [expected]},
+            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(end + minutes - 1), "exp_alerts": []},
+            {"alertname": rules.ABSENT_ALERT, "eval_time": _at(end + minutes), "exp_alerts": [absent_alert(spec, service)]},
         ],
     }
 
@@ -801,6 +989,11 @@ def scenario(spec: Spec, name: str) -> list[dict]:
         return [absent_data(spec, s) for s in spec.services]
     if name == "significance":
         return [g for subjects in packed(spec) for g in significance_guard(spec, subjects)]
+    if name == "maintenance-silence":
+        return ([g for subjects in packed(spec) for g in maintenance_silence(spec, subjects)]
+                + [absent_in_maintenance(spec, s) for s in spec.services])
+    if name == "maintenance-exclude":
+        return [g for subjects in packed(spec) for g in maintenance_exclude(spec, subjects)]
     build = {"outage": outage, "recovery": recovery, "burn-2x": burn_2x, "burn-0.5x": burn_half,
              "quiet-hour": quiet_hour, "alert-policy": alert_policy}[name]
     return [g for subjects in packed(spec) if (g := build(spec, subjects)) is not None]

@@ -391,6 +391,14 @@ class SLI:
             return f"{self._error_series('rate', window)} or {self._on()} 0 * {total}"
         return f"{total} - {self._on()} {self._good_series('rate', window)}"
 
+    def recorded_rate(self, name: str, window: float) -> str:
+        """What the rules record for SLI_TOTAL or SLI_BAD over `window` (up to
+        LONGEST_RAW_WINDOW): `total_rate` or `bad_rate`, leaving out the events of `exclude`
+        maintenance windows (`leaving_out_excluded`)."""
+        raw = self.total_rate(window) if name == SLI_TOTAL else self.bad_rate(window)
+        averaged = selector(recorded(name, BASE_WINDOW), self.scope.recorded_matchers(self.slo))
+        return leaving_out_excluded(raw, averaged, self.slo, window)
+
     def raw_parts(self, window: float, function: str = "rate") -> dict[str, str]:
         """The SLI's event rates over `window` (or counts, with function="increase") from the
         raw metrics, without reference to recorded series: "total" and "bad" for
@@ -503,6 +511,80 @@ def error_budget() -> str:
 def budget_remaining(slo_window: float, slo_window_name: str) -> str:
     """The share of the error budget left over the SLO window (negative when overspent)."""
     return with_window(f"(1 - {recorded(ERROR_RATIO, slo_window)} / {ON_SLO} {ERROR_BUDGET})", slo_window_name)
+
+
+# --- maintenance windows ------------------------------------------------------------------
+# The engine exports MAINTENANCE = 1 per SLO series (service, slo, tool; tool "" for the
+# service-level series) and mode while a maintenance window covers it (slo.maintenance has
+# the scope contract), no sample otherwise. Prometheus may scrape it from several engines
+# (their job and instance apart): every read takes the max by the SLO labels first.
+#
+# silence: the events count, no alert fires while the window is on (`held_back`).
+# exclude: the events count neither good nor bad, and no alert fires while it is on. The
+# recorded 5m rates are dropped while the window is on and for 5m after it (their range still
+# holds its events); the windows that average them (1d, 3d, the hourly samples) then average
+# the rest. The raw windows (30m..6h) would still count the window's events once it ended, so
+# while one was on within their range (+5m) they are recorded as the average of the recorded
+# 5m rates instead (`leaving_out_excluded`). With no MAINTENANCE series at all, every recorded
+# value is exactly what it is without this.
+
+MAINTENANCE = "mcp_slo_maintenance"  # the engine's gauge (slo.engine.metrics.MAINTENANCE_METRIC)
+EXCLUDE, SILENCE = "exclude", "silence"  # its modes (slo.maintenance.MODES)
+_SERIES = ("service", "tool")  # what tells apart the SLO series of one SLO (tool "": service-level)
+
+
+def maintenance(*, mode: str | None = None, slo: str | None = None, within: float | None = None,
+                by: Sequence[str] = SLO_LABELS, service: str | None = None, tool: str | None = None) -> str:
+    """1 per SLO series (`by` its labels) a maintenance window of `mode` (None: either)
+    covers now, or with `within`, covered at some time in the last `within` seconds
+    (max_over_time: its samples outlive the window by that long); of `slo`, `service` and
+    `tool` ("": the service-level series) only when given. Aggregated by `by`, so two
+    engines' series count once."""
+    wanted = (("mode", mode), ("slo", slo), ("service", service), ("tool", tool))
+    matchers = [matcher(label, "=", value) for label, value in wanted if value is not None]
+    series = selector(MAINTENANCE, matchers)
+    if within is not None:
+        series = f"max_over_time({series}[{duration(within)}])"
+    return f"max by ({', '.join(by)}) ({series})"
+
+
+def leaving_out_excluded(raw: str, averaged: str, slo: str, window: float) -> str:
+    """A recorded SLI rate of `slo` over `window` (up to LONGEST_RAW_WINDOW) without the events
+    of `exclude` windows. `raw` is the rate from the raw counters, without the `slo` label (the
+    rule adds it), by service (and tool); `averaged` the selector of the recorded BASE_WINDOW
+    rate of the same SLI and name.
+
+    BASE_WINDOW: `raw` unless an exclude window was on within its range (the window and 5m
+    after it): no sample, so whatever averages these rates leaves that time out.
+    Longer: `raw` unless an exclude window was on within `window` + BASE_WINDOW; else the
+    average of the recorded 5m rates over `window` (recorded before this rule in the same
+    evaluation: the group runs in order), i.e. the rest of the window, traffic-weighted as the
+    long windows are. rate() of the raw counters would count the window's events for as long
+    as they are in its range, and page on them after the window ends. Matched on (service,
+    tool) with the gauge of `slo` only: a service-level series has no tool label, which matches
+    the gauge's tool="" alone (a window of some tools keeps the service's events)."""
+    on = f"on ({', '.join(_SERIES)})"
+    if window <= BASE_WINDOW:
+        return f"(\n  {raw}\n)\nunless {on} {maintenance(mode=EXCLUDE, slo=slo, within=BASE_WINDOW, by=_SERIES)}"
+    recent = maintenance(mode=EXCLUDE, slo=slo, within=window + BASE_WINDOW, by=_SERIES)
+    return (f"(\n  (\n    {raw}\n  )\n  unless {on} {recent}\n)\nor\n"
+            f"(\n  avg_over_time({averaged}[{duration(window)}])\n  and {on} {recent}\n)")
+
+
+def held_back(alert: str) -> str:
+    """An alert's condition, held back for the SLO series a maintenance window (either mode)
+    covers while it is on. When the window ends the condition counts again, from its start:
+    an alert still true pends for its `for` again."""
+    return f"{alert}\nunless {ON_SLO} {maintenance()}"
+
+
+def service_held_back(alert: str, service: str) -> str:
+    """A per-service alert of `service` (absent data) held back while a maintenance window
+    (either mode) covers a service-level series of it: a window on the service, not on some
+    of its tools only, is one that may stop it. Its `slos` do not matter: a service that stops
+    stops every SLO's data."""
+    covered = maintenance(by=("service",), service=service, tool="")
+    return f"{alert}\nunless on (service) {covered}"
 
 
 # --- alerts -------------------------------------------------------------------------------
