@@ -322,8 +322,9 @@ def _exclude(backend: Querier, plan: Plan, todo: list[Instance], maintenance: Se
     if left_in:
         log.warning("%d maintenance intervals are left in the SLOs' numbers: at most %d are taken out per tick",
                     left_in, exclusion.MAX_INTERVALS)
-    if not found:
-        return {}, {"excluded_intervals": 0, "excluded_intervals_left_in": left_in} if left_in else {}
+    if not found:  # no exclude window in any window of the tick: the meta says nothing either
+        return {}, ({"excluded_intervals": 0, "excluded_intervals_read": 0, "excluded_intervals_left_in": left_in}
+                    if left_in else {})
 
     def read(slis_: list[promql.SLI], seconds: int, when: float) -> dict[Key, tuple[float | None, float | None]]:
         limit.check("the excluded events")

@@ -96,14 +96,18 @@ def cuts(windows: Sequence[Window], keys: Iterable[Key], tick_windows: Iterable[
 
 
 class Cache:
-    """Counts of settled intervals by (end, seconds, SLI), the oldest dropped beyond `size`."""
+    """Counts of settled intervals by (end, seconds, SLI), the least recently used dropped
+    beyond `size` (an interval clipped by a window's start is a new one each tick: used once)."""
 
     def __init__(self, size: int = 20 * MAX_INTERVALS):
         self.size = size
         self._counts: dict[tuple[float, int, SLI], Counts] = {}
 
     def get(self, end: float, seconds: int, sli: SLI) -> Counts | None:
-        return self._counts.get((end, seconds, sli))
+        found = self._counts.pop((end, seconds, sli), None)
+        if found is not None:
+            self._counts[end, seconds, sli] = found  # the most recently used, last
+        return found
 
     def put(self, end: float, seconds: int, sli: SLI, counts: Counts) -> None:
         self._counts[end, seconds, sli] = counts

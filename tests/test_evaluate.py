@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from slo import durations, exclusion
+from slo import durations, exclusion, spec
 from slo import evaluate as ev
 from slo.maintenance import Window, rfc3339
 from slo.plan import plan, scale_tiers
@@ -300,8 +300,6 @@ FS_SPEC = {"version": 1, "defaults": {"objectives": [{"name": "availability", "k
 
 
 def test_evaluate_takes_an_exclude_windows_events_out_once():
-    from slo import spec
-
     p = plan(spec.parse(FS_SPEC))
     outage = window(start=rfc3339(Counters.OUTAGE[0]), end=rfc3339(Counters.OUTAGE[1]))
     backend = Counters()
@@ -322,8 +320,6 @@ def test_evaluate_takes_an_exclude_windows_events_out_once():
 
 
 def test_the_counts_of_intervals_over_are_kept_across_ticks():
-    from slo import spec
-
     p = plan(spec.parse(FS_SPEC))
     over = window(start=rfc3339(Counters.OUTAGE[0]), end=rfc3339(Counters.OUTAGE[1]))
     going_on = window(start=rfc3339(NOW - 120), end=rfc3339(NOW + 600)).model_copy(update={"name": "now"})
@@ -337,9 +333,17 @@ def test_the_counts_of_intervals_over_are_kept_across_ticks():
 
 
 def test_a_window_on_now_silences_the_slos_it_covers():
-    from slo import spec
-
     p = plan(spec.parse(FS_SPEC))
     now_on = window(start=rfc3339(NOW - 60), end=rfc3339(NOW + 3600)).model_copy(update={"mode": "silence"})
     (r,) = ev.evaluate(Counters(), p, NOW, maintenance=[now_on]).slos
     assert r.alerts and all(a.silenced for a in r.alerts) and r.excluded_seconds == 0.0
+
+
+def test_the_cache_keeps_the_most_recently_used():
+    sli = exclusion.series_sli(plan(spec.parse(FS_SPEC)).slis, KEY)
+    cache = exclusion.Cache(size=2)
+    cache.put(1.0, 60, sli, (1.0, 0.0))
+    cache.put(2.0, 60, sli, (2.0, 0.0))
+    assert cache.get(1.0, 60, sli) == (1.0, 0.0)  # used: kept over the other
+    cache.put(3.0, 60, sli, (3.0, 0.0))
+    assert cache.get(2.0, 60, sli) is None and cache.get(1.0, 60, sli) == (1.0, 0.0)
