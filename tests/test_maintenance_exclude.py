@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from starlette.testclient import TestClient
 
 from collector import names
 from demo import history, recorded
@@ -22,6 +23,7 @@ from demo.history import History
 from demo.prometheus import start_prometheus
 from demo.scenario import parse as parse_scenario
 from slo import durations, exclusion, promql, spec
+from slo.engine.api import create_app
 from slo.engine.backend import Backend, BackendOptions
 from slo.engine.scheduler import Engine
 from slo.engine.store import Store
@@ -137,9 +139,16 @@ def truth(s: Setup, service: str, kind: str, window: float) -> tuple[float | Non
     return (bad - cut_bad) / left if left > 0 else None, bad / valid, seconds
 
 
+@dataclass
+class Ticks:
+    results: list[Evaluation]
+    served: list[dict]  # the API's /api/v1/slos after them
+
+
 @pytest.fixture(scope="module")
-def ticks(setup: Setup, tmp_path_factory) -> list[Evaluation]:
-    """Two engine ticks at the history's end, with the run-time window kept in its store."""
+def ticks(setup: Setup, tmp_path_factory) -> Ticks:
+    """Two engine ticks at the history's end, with the run-time window kept in its store, and
+    what the API serves then."""
     store = Store(tmp_path_factory.mktemp("store") / "engine.db")
     record = store.open_maintenance(services=["alpha"], mode="exclude", reason="failover", opened_by="ops",
                                     opened_at=RUN_TIME[0], ends_at=RUN_TIME[0] + 4 * HOUR)
@@ -148,14 +157,15 @@ def ticks(setup: Setup, tmp_path_factory) -> list[Evaluation]:
         engine = Engine(spec.parse(SPEC), backend, store, interval=120, now=lambda: END)
         results = [engine.tick(), engine.tick()]
         assert None not in results, engine.health.last_error
+        served = TestClient(create_app(engine)).get("/api/v1/slos").json()
     store.close()
     print("ticks:", [r.meta for r in results])
-    return results
+    return Ticks(results, served)
 
 
 @pytest.fixture(scope="module")
-def tick(ticks: list[Evaluation]) -> Evaluation:
-    return ticks[0]
+def tick(ticks: Ticks) -> Evaluation:
+    return ticks.results[0]
 
 
 @pytest.mark.parametrize("service", ["alpha", "beta"])
@@ -192,8 +202,17 @@ def test_the_tick_says_what_it_excluded_and_silences_what_a_window_holds_back(ti
     assert all(a.silenced == NIGHTLY.active(END) for a in beta.alerts)  # an exclude window on now silences too
 
 
+def test_the_api_serves_what_was_excluded(ticks, tick):
+    served = {(s["service"], s["tool"], s["slo"]): s for s in ticks.served}
+    for r in tick.slos:
+        body = served[r.service, r.tool, r.slo]
+        assert body["excluded_seconds"] == r.excluded_seconds and body["excluded_events"] == r.excluded_events
+        assert body["excluded_bad_events"] == r.excluded_bad_events and body["excluded_seconds"] >= 3 * HOUR
+        assert [a["silenced"] for a in body["alerts"]] == [a.silenced for a in r.alerts]
+
+
 def test_a_later_tick_reads_only_the_intervals_not_over(ticks):
-    first, second = ticks
+    first, second = ticks.results
     assert first.meta["excluded_intervals_read"] == first.meta["excluded_intervals"]
     # the intervals over for 10 minutes are kept; a night going on (or just over) is read again,
     # clipped to each window it is in: [max(start, END - w), END)
