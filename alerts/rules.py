@@ -15,6 +15,12 @@ Groups:
   timestamp: the alerts always see this evaluation's rates, never the previous one's.
 - `mcp-slo-hourly` (interval 1h, when a window is longer than 3d): samples the recorded
   1h rates once an hour, for the long windows to average (see `slo.promql`).
+
+Maintenance windows (the engine's `mcp_slo_maintenance` gauge): the burn-rate and
+budget-exhausted alerts of an SLO series are held back while a window of either mode covers
+it, the absent-data ticket of a service while one covers a service-level series of it; an
+`exclude` window's events leave the recorded SLI rates (`SLI.recorded_rate`), and through
+them the error ratios and the budget left. docs/alerting.md has the arithmetic and limits.
 """
 
 from __future__ import annotations

@@ -932,7 +932,7 @@ def _tail(spec: Spec, subjects: list[Subject], every_tier: bool) -> int:
 
 
 def maintenance_exclude(spec: Spec, subjects: list[Subject]) -> list[dict]:
-    """An `exclude` window over a 0.5x burn: an outage inside it raises no alert, during it or
+    """An `exclude` window over a 0.5x burn: an outage filling it raises no alert, during it or
     after it ends (until no window holds its time), and the budget left then is what it was
     before the window (`REMAINING_TOLERANCE`); one-off, and recurring (the outage in the second
     occurrence); an outage 5 minutes after the window pages at the usual time, up to
@@ -946,17 +946,17 @@ def maintenance_exclude(spec: Spec, subjects: list[Subject]) -> list[dict]:
     for first in ([], [(WARMUP, WARMUP + 30)]):  # one-off, recurring
         tail = _tail(spec, subjects, every_tier=not first)  # every tier once, the pages in the recurring one
         start = WARMUP + (60 if first else 0)
-        window = (start, start + length + 10)
+        window = (start, start + length)  # the outage fills it: its 5m rates must stay out 5m after it too
         end = window[1] + tail
         checks = _silent(everyone, end)
         for c in everyone:
             left = _recorded_of(c, promql.BUDGET_REMAINING)
             before = f"{left} offset {_at(end - (WARMUP - 1))}"
             checks.append(expect(f"max(abs({left} - {before}) < bool {promql.number(REMAINING_TOLERANCE)})", end, True))
-        traffic = {i: Traffic(calls_per_minute(spec)).run(start + 5, half[i]).run(length, {"availability": 1, "latency": 1})
-                   .run(end - start - 5 - length, half[i]) for i in range(len(subjects))}
+        traffic = {i: Traffic(calls_per_minute(spec)).run(start, half[i]).run(length, {"availability": 1, "latency": 1})
+                   .run(tail, half[i]) for i in range(len(subjects))}
         kind = "recurring, in its second occurrence" if first else "one-off"
-        out.append(_group(spec, f"exclude window ({kind}) over every call bad for {length}m in a 0.5x burn: no alert "
+        out.append(_group(spec, f"exclude window ({kind}) of {length}m, every call bad in it, in a 0.5x burn: no alert "
                           f"until {tail}m after it, the budget left as before", subjects, traffic, checks,
                           _gauges(subjects, promql.EXCLUDE, [*first, window])))
     after = _pages_after(spec, subjects, promql.EXCLUDE, "every call bad 5m after an exclude window: a page within "

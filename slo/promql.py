@@ -24,6 +24,12 @@ own rule group records once an hour (`hourly`): the samples tile time, so a 30-d
 series instead of 43,200 and costs less than the 1h rule on the raw counters. The hours
 end at the last hourly evaluation, up to an hour ago: the rule adds the time since then
 at the current 1h rate and takes the same span off the oldest hour (`long_window_rate`).
+
+Maintenance windows reach the rules through the engine's gauge MAINTENANCE (1 per SLO series
+and mode while a window covers it): the SLO alerts are held back while one covers their
+series (`held_back`, `service_held_back`), and an `exclude` window's events leave the
+recorded rates (`leaving_out_excluded`: the 5m rates are dropped while it is on and 5m after,
+the raw windows then average the 5m rates left). Without the gauge every value is as before.
 """
 
 from __future__ import annotations
