@@ -865,18 +865,18 @@ def _silent(cases: Iterable[Case], until: int) -> list[dict]:
 
 def _pages_after(spec: Spec, subjects: list[Subject], mode: str, title: str, late: int = 0) -> dict | None:
     """A window of healthy traffic, then (5 minutes after it ends: an exclude window's 5m rates
-    come back then) an outage: it pages within `page_within` of its start, `late` minutes more."""
+    come back then) an outage: it pages within `page_within` of its start, `late` minutes more.
+    The window is within the `WARMUP` the timings assume (the windows over 6h average since the
+    rules started: a longer healthy start would page later)."""
     timed, length = _outage_length(spec, subjects)
     if not timed:
         return None
-    end = WARMUP + 30
-    start = end + 5
-    checks = [expect(_any(firing(c, rules.BURN_ALERT, severity="page")), start + within + late, True)
+    checks = [expect(_any(firing(c, rules.BURN_ALERT, severity="page")), WARMUP + within + late, True)
               for c, within in timed]
-    checks += _silent((c for c, _ in timed), start)
-    traffic = {i: Traffic(calls_per_minute(spec)).run(start).run(length, {"availability": 1, "latency": 1})
+    checks += _silent((c for c, _ in timed), WARMUP)
+    traffic = {i: Traffic(calls_per_minute(spec)).run(WARMUP).run(length, {"availability": 1, "latency": 1})
                for i in range(len(subjects))}
-    return _group(spec, title, subjects, traffic, checks, _gauges(subjects, mode, [(WARMUP, end)]))
+    return _group(spec, title, subjects, traffic, checks, _gauges(subjects, mode, [(WARMUP - 35, WARMUP - 5)]))
 
 
 def maintenance_silence(spec: Spec, subjects: list[Subject]) -> list[dict]:
