@@ -265,8 +265,10 @@ def _start_engine(stack: Stack):
     backend = Backend(BackendOptions(url=stack.prometheus_url, timeout=timeout / 2, retries=1))
     # judge_history: the canaries judged over their life in the history too, in the engine's
     # background from its start (a few seconds for a 12h canary: not worth holding the URLs for)
+    # alertmanager: run-time maintenance windows (`mcp-slo maintenance start`) get their silence there
     stack.engine = Engine(spec, backend, Store(config.workdir / "engine.db"), interval=config.engine_interval,
-                          timeout=timeout, judge_history=config.history_days * 86400)
+                          timeout=timeout, judge_history=config.history_days * 86400,
+                          alertmanager=stack.alertmanager_url)
     api = BackgroundServer(create_app(stack.engine), port=config.engine_port)
     stack._api_servers.append(api)
     stack.engine_url = api.url
