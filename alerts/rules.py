@@ -348,8 +348,9 @@ BACKFILL_GROUP = "mcp-slo-backfill"
 
 
 def backfill_groups(spec: Spec, interval: str = "1m") -> list[dict]:
-    """The recording rules the long windows read (the base-window SLI rates, and their
-    hourly averages) and the objective series, for `promtool tsdb create-blocks-from
+    """The recording rules the long windows read (the base-window SLI rates and their
+    hourly averages; the 30m and 1h rates their time since the last hour reads, one window
+    back too) and the objective series, for `promtool tsdb create-blocks-from
     rules`, which steps each group at its own interval: every expression reads only raw
     metrics, because promtool queries Prometheus for each rule on its own and never sees
     the series it is backfilling (the bad rate's `or 0 * total` inlines the total; the
@@ -359,10 +360,12 @@ def backfill_groups(spec: Spec, interval: str = "1m") -> list[dict]:
     p = plan(spec)
     objectives = [r for r in objective_rules(p) if r["record"] != promql.ERROR_BUDGET]  # that one reads a record
     base, hourly = [], []
-    for name, slo, expr in _raw_base_rates(p):
-        base.append(_record(promql.recorded(name, promql.BASE_WINDOW), expr, slo=slo))
-        average = f"avg_over_time((\n  {_indent(expr)}\n)[{promql.duration(promql.HOURLY_WINDOW)}:{interval}])"
-        hourly.append(_record(promql.hourly(name), average, slo=slo))
+    for w in promql.SINCE_WINDOWS if needs_hourly(p) else (promql.BASE_WINDOW,):
+        for name, slo, expr in _raw_rates(p, w):
+            base.append(_record(promql.recorded(name, w), expr, slo=slo))
+            if w == promql.BASE_WINDOW:
+                average = f"avg_over_time((\n  {_indent(expr)}\n)[{promql.duration(promql.HOURLY_WINDOW)}:{interval}])"
+                hourly.append(_record(promql.hourly(name), average, slo=slo))
     groups = [{"name": BACKFILL_GROUP, "interval": interval, "rules": merge([*objectives, *base])}]
     if needs_hourly(p):
         groups.append({"name": f"{BACKFILL_GROUP}-hourly", "interval": HOURLY_INTERVAL,
@@ -370,12 +373,17 @@ def backfill_groups(spec: Spec, interval: str = "1m") -> list[dict]:
     return groups
 
 
-def _raw_base_rates(p: Plan) -> Iterable[tuple[str, str, str]]:
-    """(SLI_TOTAL or SLI_BAD, slo, expression) of the base-window rates from the raw metrics alone."""
-    w = promql.BASE_WINDOW
+def _raw_rates(p: Plan, w: int) -> Iterable[tuple[str, str, str]]:
+    """(SLI_TOTAL or SLI_BAD, slo, expression) of the rates over `w` from the raw metrics alone.
+    The base window's leave `exclude` maintenance windows out as the live rules do; the
+    longer ones cannot (the live rules average the recorded 5m rates for that) and count
+    every event: they only fill the time since the last hourly sample."""
     for s in p.slis:
-        yield promql.SLI_TOTAL, s.slo, s.recorded_rate(promql.SLI_TOTAL, w)
-        bad = s.recorded_rate(promql.SLI_BAD, w)
+        if w == promql.BASE_WINDOW:
+            total, bad = s.recorded_rate(promql.SLI_TOTAL, w), s.recorded_rate(promql.SLI_BAD, w)
+        else:
+            total, bad = s.total_rate(w), s.bad_rate(w)
+        yield promql.SLI_TOTAL, s.slo, total
         yield promql.SLI_BAD, s.slo, bad.replace(selector_of_total(s, w), f"({s.total_rate(w)})")
 
 

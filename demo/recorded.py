@@ -96,8 +96,9 @@ def record(history: History, p: Plan) -> list[Recorded]:
         if any(w > promql.LONGEST_BASE_WINDOW for w in p.windows):
             hourly[name] = {k: _average_at(v, at, hourly_at, promql.HOURLY_WINDOW) for k, v in base.items()}
             for w in (w for w in p.windows if w > promql.LONGEST_BASE_WINDOW):
-                rates[name, w] = {k: _long_window(hourly[name][k], hourly_at, rates[name, promql.HOURLY_WINDOW].get(k),
-                                                  at, w) for k in base}
+                recent = [rates[name, r] for r in promql.SINCE_WINDOWS]
+                rates[name, w] = {k: _long_window(hourly[name][k], hourly_at, [r.get(k) for r in recent], at, w)
+                                  for k in base}
     for (name, w), by_key in rates.items():
         for key, values in by_key.items():
             add(promql.recorded(name, w), key, values)
@@ -324,11 +325,13 @@ def _average_at(values: np.ndarray, at: np.ndarray, when: np.ndarray, window: in
         return np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
 
 
-def _long_window(hourly: np.ndarray, hourly_at: np.ndarray, rate1h: np.ndarray | None, at: np.ndarray,
+def _long_window(hourly: np.ndarray, hourly_at: np.ndarray, recent: list[np.ndarray | None], at: np.ndarray,
                  window: int) -> np.ndarray:
     """promql.long_window_rate at each instant: the hourly samples in the window times an
-    hour, plus the time since the last hourly sample at the current 1h rate, minus the
-    same span of the oldest hour; the parts that exist, over the whole window."""
+    hour, plus the time since the last hourly sample from the recent rates (the recorded
+    rates of promql.SINCE_WINDOWS, interpolated as promql.since_last_hour does), minus the
+    same span one window back from those rates then; the parts that exist, over the whole
+    window."""
     sums, counts = _running(hourly)
     hi = np.searchsorted(hourly_at, at, side="right")  # hourly samples at or before t
     lo = np.searchsorted(hourly_at, at - window * 1000, side="left")
@@ -336,16 +339,27 @@ def _long_window(hourly: np.ndarray, hourly_at: np.ndarray, rate1h: np.ndarray |
     hours = np.where(n_hours > 0, (sums[hi] - sums[lo]) * promql.HOURLY_WINDOW, np.nan)
     # lag: t - the last hourly timestamp within 2h (0 when there is none)
     last = np.where(hi > 0, hourly_at[np.maximum(hi - 1, 0)], -1)
-    lag = np.where((hi > 0) & (last >= at - 2 * 3_600_000), (at - last) / 1000.0, 0.0)
-    since = rate1h * lag if rate1h is not None else np.full(len(at), np.nan)
-    # the oldest hour: the last hourly sample in [t - window, t - window + 1h]
-    end = at - (window - promql.HOURLY_WINDOW) * 1000
-    j = np.searchsorted(hourly_at, end, side="right") - 1
-    oldest = np.where((j >= 0) & (hourly_at[np.maximum(j, 0)] >= end - 3_600_000), hourly[np.maximum(j, 0)], np.nan)
-    before = -1 * oldest * lag
-    parts = np.stack([hours, since, before])
+    lag = np.where((hi > 0) & (last >= at - 2 * 3_600_000), (at - last) / 1000.0 + promql.HOURS_LAG, 0.0)
+    weights = _since_weights(lag, promql.SINCE_WINDOWS)
+    nothing = np.full(len(at), np.nan)
+    since = [rate * weight if rate is not None else nothing for rate, weight in zip(recent, weights)]
+    # the same span one window back: the rates `window` earlier (the instants are a whole
+    # number of intervals apart; none before the first)
+    back = window // INTERVAL
+    before = [-1 * np.concatenate([nothing[:back], rate[:-back]])[:len(at)] * weight if rate is not None else nothing
+              for rate, weight in zip(recent, weights)]
+    parts = np.stack([hours, *since, *before])
     exists = ~np.isnan(parts).all(axis=0)
     return np.where(exists, np.nansum(parts, axis=0) / window, np.nan)
+
+
+def _since_weights(lag: np.ndarray, windows: tuple[int, int, int]) -> list[np.ndarray]:
+    """The weights of the 5m, 30m and 1h rates in the events of the last `lag` seconds: the
+    piecewise-linear interpolation of their counts (promql.since_last_hour)."""
+    w5, w30, w1h = windows
+    c1, c2, c3 = (np.clip(lag - lo, 0, hi - lo) for lo, hi in ((0, w5), (w5, w30), (w30, w1h)))
+    beyond = np.clip(lag - w1h, 0, None)
+    return [c1 - c2 * w5 / (w30 - w5), c2 * w30 / (w30 - w5) - c3 * w30 / (w1h - w30), c3 * w1h / (w1h - w30) + beyond]
 
 
 def _with(key: Labels, **labels: str) -> Labels:

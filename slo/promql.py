@@ -23,7 +23,8 @@ Longer ones (the SLO windows) add up the hourly averages of those 5m rates, whic
 own rule group records once an hour (`hourly`): the samples tile time, so a 30-day window reads 720 samples a
 series instead of 43,200 and costs less than the 1h rule on the raw counters. The hours
 end at the last hourly evaluation, up to an hour ago: the rule adds the time since then
-at the current 1h rate and takes the same span off the oldest hour (`long_window_rate`).
+from the recorded 5m, 30m and 1h rates (interpolated) and takes off the same span one
+window back, from the same rates then (`long_window_rate`).
 
 Maintenance windows reach the rules through the engine's gauge MAINTENANCE (1 per SLO series
 and mode while a window covers it): the SLO alerts are held back while one covers their
@@ -278,6 +279,12 @@ OBJECTIVE = f"{PREFIX}:objective"  # the target as a fraction, e.g. 0.999
 ERROR_BUDGET = f"{PREFIX}:error_budget"  # 1 - objective
 INFO = f"{PREFIX}:info"  # 1, with kind, window and threshold labels
 HOURLY_TIME = f"{PREFIX}:hourly_timestamp"  # when the hourly group last sampled the 1h rates
+# The hourly samples average the 5m rates recorded each evaluation. A 5m rate counts the 5
+# minutes before its instant, so an hour of them counts the events from 5m before its first
+# instant to its last, the first and last 5m weighted on a ramp: as if the hour ended half
+# of 5m earlier (the last instant is on average half an interval before the hourly sample,
+# and the ramp is (5m - interval) / 2 long, together 5m / 2 whatever the interval).
+HOURS_LAG = BASE_WINDOW // 2
 BUDGET_REMAINING = f"{PREFIX}:error_budget_remaining"  # over the SLO window: 1 - error_ratio / error_budget
 
 # The labels that identify one SLO series: (service, slo) or, per tool, (service, tool, slo).
@@ -456,25 +463,59 @@ def averaged_rate(name: str, window: float) -> str:
 def long_window_rate(name: str, window: float) -> str:
     """Events per second over `window` from the hourly averages of the 5m rates.
 
-    The samples in the window cover the hours up to the last hourly evaluation, `lag`
-    seconds ago (under an hour, unless an evaluation was missed): their sum times 3600 counts the events of the window
-    shifted back by `lag`. Add the last `lag` seconds at the current 1h rate and take the
-    same span off the oldest hour (the sample one window back). The three terms are
-    added with `sum without (part)` so that a missing one counts 0: a service younger
-    than the window has no oldest hour, one younger than an hour no samples yet, one
-    that stopped no current rate. Dividing by the whole window keeps rate x window =
-    events for a young service too (the error ratio is a ratio of counts either way)."""
-    hourly_, rate1h = hourly(name), recorded(name, HOURLY_WINDOW)
+    The samples in the window cover the hours up to the last hourly evaluation (under an
+    hour ago, unless one was missed) less HOURS_LAG, `lag` seconds ago: their sum times
+    3600 counts the events of the window shifted back by `lag`. Add the events of the last
+    `lag` seconds and take off those of the same span one window back, just before the
+    window (both `since_last_hour`; the rules' recorded rates are kept as long as the hourly
+    samples). The terms are added with `sum without (part)` so that a missing one counts 0:
+    a service younger than the window has no rates one window back, one younger than an hour
+    no samples yet, one that stopped no current rate. Dividing by the whole window keeps
+    rate x window = events for a young service too (the error ratio is a ratio of counts
+    either way)."""
+    hourly_ = hourly(name)
     # 2h: a late or missed hourly evaluation (and the join of backfilled and live samples)
-    # leaves a longer lag, still best filled at the current rate
-    lag = f"scalar(time() - max_over_time({HOURLY_TIME}[2h]) or vector(0))"
+    # leaves a longer lag, still best filled from the current rates. The hours' counts end
+    # HOURS_LAG before the last sample's time.
+    lag = f"(time() - max_over_time({HOURLY_TIME}[2h]) + {HOURS_LAG} or vector(0))"
     terms = {
         "hours": f"sum_over_time({hourly_}[{duration(window)}]) * {HOURLY_WINDOW}",
-        "since": f"{rate1h} * {lag}",
-        "before": f"-1 * last_over_time({hourly_}[1h] offset {duration(window - HOURLY_WINDOW)}) * {lag}",
+        **since_last_hour(name, lag),
+        **since_last_hour(name, lag, offset=window),
     }
     parts = "\n  or ".join(f'label_replace({expr}, "part", "{part}", "", "")' for part, expr in terms.items())
     return f"sum without (part) (\n  {parts}\n) / {number(window)}"
+
+
+SINCE_WINDOWS = (BASE_WINDOW, 1800, HOURLY_WINDOW)  # the recorded rates the lag is read from
+
+
+def since_last_hour(name: str, lag: str, offset: float = 0) -> dict[str, str]:
+    """The events of the last `lag` seconds (a one-sample vector) as parts to add up; with
+    `offset`, those of the same span `offset` seconds back, negated (parts to take off).
+
+    A window's recorded rate times its length counts the events of the last 5m, 30m and 1h
+    exactly; in between, the count is interpolated linearly (the rate taken constant only
+    over the 5m, 25m or 30m between two of them), beyond an hour continued at the 1h rate.
+    Each rate is weighted by how much of its stretch the lag covers. (The 1h rate alone,
+    taken constant over the whole lag, was off by a fifth of the lag's events where the
+    traffic doubles within the hour, 0.2% of a 30-day window's count in the demo.)"""
+    def covered(lo: float, hi: float | None) -> str:
+        # seconds of (lo, hi] the lag covers, as a scalar
+        past = f"{lag} - {number(lo)}" if lo else lag
+        return f"scalar(clamp_min({past}, 0))" if hi is None else f"scalar(clamp({past}, 0, {number(hi - lo)}))"
+
+    w5, w30, w1h = SINCE_WINDOWS
+    weights = {
+        # the 5m count over the first 5m, then what it leaves of the 30m count over the next 25m
+        w5: f"({covered(0, w5)} - {covered(w5, w30)} * {number(w5 / (w30 - w5))})",
+        w30: f"({covered(w5, w30)} * {number(w30 / (w30 - w5))} - {covered(w30, w1h)} * {number(w30 / (w1h - w30))})",
+        w1h: f"({covered(w30, w1h)} * {number(w1h / (w1h - w30))} + {covered(w1h, None)})",
+    }
+    if offset:
+        return {f"before{duration(w)}": f"-1 * {recorded(name, w)} offset {duration(offset)} * {weight}"
+                for w, weight in weights.items()}
+    return {f"since{duration(w)}": f"{recorded(name, w)} * {weight}" for w, weight in weights.items()}
 
 
 def error_ratio(window: float) -> str:
@@ -561,7 +602,8 @@ def leaving_out_excluded(raw: str, averaged: str, slo: str, window: float) -> st
     rate of the same SLI and name.
 
     BASE_WINDOW: `raw` unless an exclude window was on within its range (the window and 5m
-    after it): no sample, so whatever averages these rates leaves that time out.
+    after it): no sample, so whatever averages these rates leaves that time out. (The burn
+    alerts, which need the 5m rate, can fire again 5m after the window.)
     Longer: `raw` unless an exclude window was on within `window` + BASE_WINDOW; else the
     average of the recorded 5m rates over `window` (recorded before this rule in the same
     evaluation: the group runs in order), i.e. the rest of the window, traffic-weighted as the

@@ -79,8 +79,11 @@ def test_sli_expressions():
     assert promql.averaged_rate(promql.SLI_BAD, 259200) == "avg_over_time(mcp_slo:sli_bad:rate5m[3d])"
     long = promql.averaged_rate(promql.SLI_BAD, 2592000)
     assert "sum_over_time(mcp_slo:sli_bad:rate1h_hourly[30d]) * 3600" in long  # the hours
-    assert "mcp_slo:sli_bad:rate1h * scalar(time() - max_over_time(mcp_slo:hourly_timestamp[2h]) " in long  # since
-    assert "last_over_time(mcp_slo:sli_bad:rate1h_hourly[1h] offset 719h)" in long  # the oldest hour, taken off
+    lag = "(time() - max_over_time(mcp_slo:hourly_timestamp[2h]) + 150 or vector(0))"  # the hours end 2.5m back
+    for w in ("5m", "30m", "1h"):  # since the last hour, from the recent rates; the same span a window back, taken off
+        assert f'label_replace(mcp_slo:sli_bad:rate{w} * (scalar(clamp' in long
+        assert f'label_replace(-1 * mcp_slo:sli_bad:rate{w} offset 30d * (scalar(clamp' in long
+    assert f"scalar(clamp({lag}, 0, 300))" in long and f"scalar(clamp_min({lag} - 3600, 0))" in long
     assert long.endswith(") / 2592000")
     assert promql.error_ratio(86400) == "mcp_slo:sli_bad:rate1d / mcp_slo:sli_total:rate1d"
     with pytest.raises(ValueError):

@@ -402,6 +402,9 @@ def test_backfill_rules_read_only_raw_metrics():
     group, hourly = rules.backfill_groups(importers.load("examples/slo.yaml").spec)
     recorded = {r["record"] for r in group["rules"]}
     assert {"mcp_slo:sli_total:rate5m", "mcp_slo:sli_bad:rate5m", promql.OBJECTIVE, promql.INFO} <= recorded
+    # the 30d windows' time since the last hour reads the 30m and 1h rates, one window back too
+    assert {"mcp_slo:sli_total:rate30m", "mcp_slo:sli_bad:rate30m", "mcp_slo:sli_total:rate1h",
+            "mcp_slo:sli_bad:rate1h"} <= recorded
     assert {r["record"] for r in hourly["rules"]} == {"mcp_slo:sli_total:rate1h_hourly", "mcp_slo:sli_bad:rate1h_hourly",
                                                       promql.HOURLY_TIME}
     assert (group["interval"], hourly["interval"]) == ("1m", "1h")
