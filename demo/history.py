@@ -30,12 +30,27 @@ from demo.scenario import Scenario
 DAY = 86400.0
 
 
+WEEKEND = 0.45  # the weekend's traffic relative to the weekdays'
+WEEKEND_RAMP = 4 * 3600.0  # the traffic eases into and out of the weekend over these hours around midnight
+
+
 def traffic_profile(ts: np.ndarray) -> np.ndarray:
-    """Relative traffic at unix times `ts`: 0.25 at 04:00 UTC up to 1.0 at 16:00; weekends x0.45."""
+    """Relative traffic at unix times `ts`: 0.25 at 04:00 UTC up to 1.0 at 16:00; weekends
+    x0.45, eased in and out linearly over 4 hours around midnight (no cliff at 00:00 UTC)."""
     hour = (ts % DAY) / 3600.0
     daily = 0.25 + 0.75 * 0.5 * (1 - np.cos(2 * np.pi * (hour - 4) / 24))
+    # the share of the weekend in the RAMP around each instant (a step, averaged over the ramp)
+    lo, hi = ts - WEEKEND_RAMP / 2, ts + WEEKEND_RAMP / 2
+    at_lo, at_hi = _is_weekend(lo), _is_weekend(hi)
+    midnight = np.floor(hi / DAY) * DAY  # the day boundary between lo and hi, where they differ
+    entering = (hi - midnight) / WEEKEND_RAMP
+    share = np.where(at_lo == at_hi, at_lo, np.where(at_hi, entering, 1 - entering))
+    return daily * (1 - (1 - WEEKEND) * share)
+
+
+def _is_weekend(ts: np.ndarray) -> np.ndarray:
     weekday = ((ts // DAY).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
-    return daily * np.where(weekday >= 5, 0.45, 1.0)
+    return (weekday >= 5).astype(float)
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
