@@ -85,7 +85,8 @@ def generate(
     """Draw the history of every service and version from `end - days` to `end`.
 
     `rates` are each service's calls per second at `end`; the rest of the
-    history follows `traffic_profile` around them, so live traffic picks up
+    history follows `traffic_profile` around them (but for the scenario's `steady`
+    services, flat), so live traffic picks up
     where the history stops. Calls and errors per step are the expected
     numbers, rounded with the remainder carried to the next step: no sampling
     noise, so the history's error ratio over any window is exactly what the
@@ -99,6 +100,7 @@ def generate(
     bounds = np.asarray(buckets, dtype=float)
     for service, versions in scenario.versions.items():
         progress(f"history: drawing {days:g} days of {service}")
+        curve = np.ones(len(ts)) if service in scenario.steady else profile
         for version, behaviour in versions.items():
             is_canary = version == scenario.canary
             first = canary_from if is_canary else 0
@@ -116,7 +118,7 @@ def generate(
                         error_ratio[during] = inc.error_ratio
                     median[during] *= inc.latency_factor
                 sl = slice(first, None)
-                calls = _carried(rates[service] * profile[sl] * share[sl] * mix * step)
+                calls = _carried(rates[service] * curve[sl] * share[sl] * mix * step)
                 errors = _carried(calls * error_ratio[sl])
                 cdf = _normal_cdf((np.log(bounds)[None, :] - np.log(median[sl])[:, None]) / tb.sigma)
                 probs = np.diff(np.concatenate([np.zeros((len(cdf), 1)), cdf, np.ones((len(cdf), 1))], axis=1), axis=1)

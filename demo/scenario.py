@@ -2,9 +2,10 @@
 
 A scenario gives, per service, the tool mix and, per version, an error ratio
 and a log-normal latency per tool; the traffic split between versions; the
-canary's age; and incidents scheduled relative to the demo's start (negative
-starts lie in the backfilled history, positive ones happen live). See
-demo/scenarios/*.yaml.
+canary's age; incidents scheduled relative to the demo's start (negative
+starts lie in the backfilled history, positive ones happen live); a service's own
+`rate` where it is not the demo's (`steady`: without the daily curve); and planned maintenance windows relative to the
+start, which the demo adds to its SLO spec. See demo/scenarios/*.yaml.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^(-?\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)/(s|m|h)$")  # calls per second, minute or hour
 
 
 class ScenarioError(ValueError):
@@ -50,6 +52,18 @@ class Incident:
         return self.start <= at < self.start + self.duration
 
 
+@dataclass(frozen=True)
+class Maintenance:
+    """A planned maintenance window of the scenario, relative to the demo's start: the demo
+    adds it to the SLO spec it serves (one-off, from start to start + duration)."""
+
+    service: str
+    start: float  # seconds from the demo's start
+    duration: float
+    mode: str  # silence | exclude
+    reason: str
+
+
 @dataclass
 class VersionBehaviour:
     default: ToolBehaviour = field(default_factory=ToolBehaviour)
@@ -68,6 +82,13 @@ class Scenario:
     tools: dict[str, dict[str, float]]  # service -> tool -> share of its traffic
     versions: dict[str, dict[str, VersionBehaviour]]  # service -> version -> behaviour
     incidents: list[Incident]
+    rates: dict[str, float] = field(default_factory=dict)  # service -> calls per second, where not the demo's --rate
+    steady: set[str] = field(default_factory=set)  # services whose history has no daily or weekly curve
+    maintenance: list[Maintenance] = field(default_factory=list)
+
+    def rate(self, service: str, default: float) -> float:
+        """The service's calls per second (at the history's end and live)."""
+        return self.rates.get(service, default)
 
     def incidents_for(self, service: str, version: str) -> list[Incident]:
         return [i for i in self.incidents if i.service == service and version in i.versions]
@@ -137,11 +158,27 @@ def parse(raw: object, name: str, where: str = "<scenario>") -> Scenario:
         fail("canary.version", f"{canary!r} is not in split")
     canary_age = duration(canary_raw.get("age", "2h"), "canary.age")
 
+    def per_second(value, key) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return number(value, key, 1e-6)
+        m = _RATE.match(str(value))
+        if not m or float(m.group(1)) <= 0:
+            fail(key, f"expected calls per second, or a rate like 1/m or 30/h, got {value!r}")
+        return float(m.group(1)) / _UNITS[m.group(2)]
+
     tools: dict[str, dict[str, float]] = {}
     versions: dict[str, dict[str, VersionBehaviour]] = {}
+    rates: dict[str, float] = {}
+    steady: set[str] = set()
     for service, body in mapping(raw.get("services"), "services").items():
         key = f"services.{service}"
         body = mapping(body, key)
+        if "rate" in body:
+            rates[service] = per_second(body["rate"], f"{key}.rate")
+        if body.get("steady", False) is not False:
+            if body["steady"] is not True:
+                fail(f"{key}.steady", f"expected true or false, got {body['steady']!r}")
+            steady.add(service)
         mix = {str(t): number(s, f"{key}.tools.{t}", 0, 1) for t, s in mapping(body.get("tools"), f"{key}.tools").items()}
         if not mix or not math.isclose(sum(mix.values()), 1.0, abs_tol=1e-6):
             fail(f"{key}.tools", "tool shares must add up to 1")
@@ -177,4 +214,17 @@ def parse(raw: object, name: str, where: str = "<scenario>") -> Scenario:
             error_ratio=None if inc.get("error_ratio") is None else number(inc["error_ratio"], f"{key}.error_ratio", 0, 1),
             latency_factor=number(inc.get("latency_factor", 1.0), f"{key}.latency_factor", 0),
         ))
-    return Scenario(name, split, canary, canary_age, tools, versions, incidents)
+    windows = []
+    for i, win in enumerate(raw.get("maintenance") or []):
+        key = f"maintenance[{i}]"
+        win = mapping(win, key)
+        if win.get("service") not in versions:
+            fail(f"{key}.service", f"{win.get('service')!r} is not a service of this scenario")
+        mode = str(win.get("mode", "silence"))
+        if mode not in ("silence", "exclude"):
+            fail(f"{key}.mode", f"expected silence or exclude, got {mode!r}")
+        windows.append(Maintenance(
+            service=win["service"], start=duration(win.get("start"), f"{key}.start"),
+            duration=duration(win.get("duration"), f"{key}.duration"), mode=mode,
+            reason=str(win.get("reason", "planned maintenance"))))
+    return Scenario(name, split, canary, canary_age, tools, versions, incidents, rates, steady, windows)

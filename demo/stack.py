@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import yaml
 from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry
 
@@ -74,6 +76,7 @@ class Stack:
     alertmanager_url: str = ""
     engine_url: str = ""
     engine: object = None  # slo.engine.Engine, when config.engine
+    slo_spec: Path | None = None  # the spec served: config.slo_spec with the scenario's maintenance windows
     dashboard_url: str = ""
     _processes: list[ManagedProcess] = field(default_factory=list)
     _http_servers: list = field(default_factory=list)
@@ -100,7 +103,7 @@ class Stack:
         async with anyio.create_task_group() as tg:
             for service, mix in self.scenario.tools.items():
                 versions = {v: (self.servers[service, v], w) for v, w in self.scenario.split.items()}
-                tg.start_soon(drive, versions, mix, rate, stop)
+                tg.start_soon(drive, versions, mix, self.scenario.rate(service, rate), stop)
 
     def start_load(self) -> None:
         """Run the load in a background thread (for tests); `close()` stops it."""
@@ -175,6 +178,7 @@ def _start(stack: Stack, progress: Progress) -> None:
     stack.scenario = scenario = load(config.scenario)
     prom_dir = config.workdir / "prometheus"
     started_at = time.monotonic()  # live incidents are scheduled from here
+    stack.slo_spec = _slo_spec(config, scenario, time.time())
     registries = {}
     for service, versions in scenario.versions.items():
         for version in versions:
@@ -189,7 +193,7 @@ def _start(stack: Stack, progress: Progress) -> None:
     marker = prom_dir / "history-done"
     if config.history_days > 0 and not marker.exists():
         targets = {key: {"job": JOB, "instance": target} for key, target in stack.exporters.items()}
-        stack.history = _backfill(config, scenario, targets, prom_dir, progress)
+        stack.history = _backfill(config, scenario, targets, prom_dir, stack.slo_spec, progress)
         for (service, version), registry in registries.items():
             history.seed_registry(registry, stack.history, service, version)
         marker.write_text("")
@@ -198,7 +202,7 @@ def _start(stack: Stack, progress: Progress) -> None:
 
     progress.step("starting Alertmanager")
     am_port = config.alertmanager_port or free_port()
-    am_config = config.alertmanager_config or default_alertmanager_config()
+    am_config = config.alertmanager_config or _alertmanager_config(stack)
     stack._processes.append(start_alertmanager(config.workdir / "alertmanager", am_port, am_config.read_text()))
     stack.alertmanager_url = f"http://127.0.0.1:{am_port}"
 
@@ -260,7 +264,7 @@ def _start_engine(stack: Stack):
     from slo.engine.store import Store
 
     config = stack.config
-    spec = importers.load(config.slo_spec or default_slo_spec()).spec
+    spec = importers.load(stack.slo_spec).spec
     timeout = 0.8 * config.engine_interval
     backend = Backend(BackendOptions(url=stack.prometheus_url, timeout=timeout / 2, retries=1))
     # judge_history: the canaries judged over their life in the history too, in the engine's
@@ -275,13 +279,13 @@ def _start_engine(stack: Stack):
     return api
 
 
-def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
+def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path, spec_path: Path,
               progress: Progress) -> history.History:
     """Draw the history and load it into Prometheus's data directory, with the series the
     rules would have recorded over it (config.backfill_rules): two promtool processes,
     the raw counters' started while the recorded series are computed."""
     past = history.generate(scenario, end=time.time(), days=config.history_days,
-                            rates={s: config.rate for s in scenario.versions}, seed=config.seed or 0,
+                            rates={s: scenario.rate(s, config.rate) for s in scenario.versions}, seed=config.seed or 0,
                             progress=progress.step)  # a step per service
     config.workdir.mkdir(parents=True, exist_ok=True)
     files = [config.workdir / "history.om"]
@@ -296,7 +300,7 @@ def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
             from slo.plan import plan
 
             progress.step("history: computing the series the rules record")
-            series = recorded.record(past, plan(importers.load(config.slo_spec or default_slo_spec()).spec))
+            series = recorded.record(past, plan(importers.load(spec_path).spec))
             files.append(config.workdir / "recorded.om")
             count = recorded.write_openmetrics(series, files[1], past.timestamps[-1])
             progress.note(f"{count:,} samples of {len(series)} recorded series")
@@ -309,6 +313,41 @@ def _backfill(config: StackConfig, scenario: Scenario, targets, prom_dir: Path,
             f.unlink(missing_ok=True)
     progress.done()
     return past
+
+
+def _slo_spec(config: StackConfig, scenario: Scenario, started: float) -> Path:
+    """The SLO spec the stack serves: the configured one (examples/slo.yaml by default), with
+    the scenario's maintenance windows added at their times from `started` (written to the
+    workdir)."""
+    base = config.slo_spec or default_slo_spec()
+    if not scenario.maintenance:
+        return base
+    raw = yaml.safe_load(base.read_text())
+
+    def instant(offset: float) -> str:
+        return datetime.fromtimestamp(round(started + offset), UTC).isoformat().replace("+00:00", "Z")
+
+    raw["maintenance"] = [*(raw.get("maintenance") or []), *(
+        {"name": f"{scenario.name}-{i + 1}", "reason": w.reason, "mode": w.mode, "services": [w.service],
+         "start": instant(w.start), "end": instant(w.start + w.duration)}
+        for i, w in enumerate(scenario.maintenance))]
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    path = config.workdir / "slo.yaml"
+    path.write_text(f"# {base} with the {scenario.name} scenario's maintenance windows\n" + yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _alertmanager_config(stack: Stack) -> Path:
+    """The demo's Alertmanager configuration; with the scenario's maintenance windows (in the
+    spec served), generated again from that spec, so that it mutes them too."""
+    if stack.slo_spec == (stack.config.slo_spec or default_slo_spec()):
+        return default_alertmanager_config()
+    from alerts import alertmanager
+    from slo import importers
+
+    path = stack.config.workdir / "alertmanager.yml"
+    path.write_text(alertmanager.render(importers.load(stack.slo_spec).spec, source=str(stack.slo_spec)))
+    return path
 
 
 def default_slo_spec() -> Path:
