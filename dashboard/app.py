@@ -43,6 +43,7 @@ from slo.engine import engine_cli
 PAGES = (overview, canaries, alerts, service)
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8080"  # mcp-slo engine's default --listen
 HEALTHZ = "/healthz"
+MAX_REQUEST_BYTES = 1 << 20  # a callback's request is a few KB: anything larger is refused (413) unread
 ASSETS = Path(__file__).with_name("assets")  # the CSS, served by Dash under /assets/
 
 # gunicorn's `dashboard.app:server` reads these
@@ -64,17 +65,20 @@ ENVIRONMENT = {
     "MCP_SLO_OIDC_ISSUER": "or OpenID Connect: the issuer URL (with MCP_SLO_OIDC_CLIENT_ID, and the client "
                            "secret and session key in MCP_SLO_OIDC_CLIENT_SECRET and MCP_SLO_SESSION_KEY)",
     "MCP_SLO_OIDC_CLIENT_ID": "the OpenID Connect client id",
+    "MCP_SLO_MAX_REQUEST_SIZE": "the largest request body served, e.g. 1MiB (the default; --max-request-size)",
 }
 
 
 def create_app(source: Source, prometheus_url: str | None = None, config: Any = None, *,
                ttl: float = DEFAULT_TTL, alertmanager_url: str | None = None,
-               metrics: Metrics | None = None, auth: AuthConfig | None = None) -> dash.Dash:
+               metrics: Metrics | None = None, auth: AuthConfig | None = None,
+               max_request_bytes: int = MAX_REQUEST_BYTES) -> dash.Dash:
     """The app over `source` (EngineSource or StoreSource; wrapped in a CachedSource of `ttl`
     seconds unless it is one). Charts and alerts read Prometheus and Alertmanager through
     `metrics` (built from the URLs unless given). `config`, the SLO spec, is taken from the
     commands that have one: the charts read the metrics its `metrics:` names (else both schemas). `auth` puts every page behind basic auth or
-    OpenID Connect (dashboard.auth)."""
+    OpenID Connect (dashboard.auth). A request body over `max_request_bytes` is refused with
+    413 before anything reads it, authentication included."""
     data = source if isinstance(source, CachedSource) else CachedSource(source, ttl)
     metrics = metrics or Metrics(prometheus_url, alertmanager_url, ttl=ttl)
     if config is not None:
@@ -89,6 +93,9 @@ def create_app(source: Source, prometheus_url: str | None = None, config: Any = 
     for page in PAGES:
         page.register_callbacks(app, data, metrics)
     app.server.before_request(healthz)  # before protect(): load balancers have no credentials
+    # before protect() too: dash-auth parses a callback's JSON body before it refuses it
+    app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # bodies without a Content-Length
+    app.server.before_request(lambda: too_large(max_request_bytes))
     if auth is not None:
         protect(app, auth)
     logging.getLogger(__name__).info("dashboard reading %s", data.description)  # never a credential
@@ -100,6 +107,18 @@ def healthz() -> flask.Response | None:
     authentication included; None lets any other request go on."""
     if flask.request.path == HEALTHZ:
         return flask.jsonify(status="ok")
+    return None
+
+
+def too_large(limit: int) -> flask.Response | None:
+    """413 for a request that declares a body over `limit` bytes (none of it read); None lets
+    it go on (a body without a Content-Length is cut at the same size by Flask)."""
+    length = flask.request.content_length
+    if length is not None and length > limit:
+        response = flask.jsonify(error=f"request body of {length} bytes is over the dashboard's limit of {limit}")
+        response.status_code = 413
+        response.headers["Connection"] = "close"  # the unread body is not worth draining
+        return response
     return None
 
 
@@ -159,9 +178,11 @@ def app_from_env(environ: Mapping[str, str] = os.environ) -> dash.Dash:
         raise ValueError(f"MCP_SLO_ENGINE_URL / MCP_SLO_STORE / MCP_SLO_ENGINE_INTERVAL: {exc}") from exc
     auth = AuthConfig(users_file=environ.get("MCP_SLO_AUTH_USERS"), oidc_issuer=environ.get("MCP_SLO_OIDC_ISSUER"),
                       oidc_client_id=environ.get("MCP_SLO_OIDC_CLIENT_ID"))
+    limit = environ.get("MCP_SLO_MAX_REQUEST_SIZE")
     return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec,
                       alertmanager_url=environ.get("MCP_SLO_ALERTMANAGER_URL"), metrics=metrics_from_env(environ),
-                      auth=auth)
+                      auth=auth, max_request_bytes=engine_cli.parse_size(limit, "MCP_SLO_MAX_REQUEST_SIZE") if limit
+                      else MAX_REQUEST_BYTES)
 
 
 _server: flask.Flask | None = None

@@ -54,6 +54,8 @@ def add_page_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oidc-issuer", metavar="URL", help="or OpenID Connect: the identity provider's issuer URL "
                         "(client secret and session key from MCP_SLO_OIDC_CLIENT_SECRET, MCP_SLO_SESSION_KEY)")
     parser.add_argument("--oidc-client-id", metavar="ID", help="the OpenID Connect client id")
+    parser.add_argument("--max-request-size", default="1MiB", metavar="SIZE",
+                        help="refuse request bodies over SIZE with 413, unread (default 1MiB; callbacks send a few KB)")
 
 
 def check_url(flag: str, url: str | None) -> None:
@@ -73,7 +75,8 @@ def build_app(source, args: argparse.Namespace, spec):
     metrics = metrics_from_args(args)
     auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
     return create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
-                      metrics=metrics, auth=auth)
+                      metrics=metrics, auth=auth,
+                      max_request_bytes=engine_cli.parse_size(args.max_request_size, "--max-request-size"))
 
 
 def build(args: argparse.Namespace):
