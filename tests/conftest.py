@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -93,25 +94,35 @@ def pytest_runtest_call(item):
 
 @contextlib.contextmanager
 def _no_process_unless_integration(item):
-    """Refuse subprocess.Popen (which asyncio and multiprocessing's spawn use too) in a
-    test not marked `integration`, so `-m "not integration"` is a run of unit tests."""
+    """Refuse every way of starting a process (subprocess.Popen, which asyncio uses too;
+    multiprocessing's spawn and forkserver, through spawnv_passfds; os.fork, its fork; the
+    os.spawn* and posix_spawn calls, os.system) in a test not marked `integration`, so
+    `-m "not integration"` is a run of unit tests."""
     if item.get_closest_marker("integration") is not None:
         yield
         return
     if used := [name for name in STACKS if name in getattr(item, "fixturenames", ())]:
         raise StartsAProcess(f"{item.nodeid} uses {used[0]} (real processes): mark it integration")
-    original = subprocess.Popen.__init__
+    import multiprocessing.util
 
-    def refuse(self, *args, **kwargs):
-        if not _starting_stacks:
-            raise StartsAProcess(f"{item.nodeid} starts a process: mark it integration")
-        original(self, *args, **kwargs)
+    def refusing(original):
+        def refuse(*args, **kwargs):
+            if not _starting_stacks:
+                raise StartsAProcess(f"{item.nodeid} starts a process: mark it integration")
+            return original(*args, **kwargs)
+        return refuse
 
-    subprocess.Popen.__init__ = refuse
+    targets = [(subprocess.Popen, "__init__"), (multiprocessing.util, "spawnv_passfds")]
+    targets += [(os, name) for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "spawnv",
+                                         "spawnve", "spawnvp", "spawnvpe") if hasattr(os, name)]
+    originals = [(owner, name, getattr(owner, name)) for owner, name in targets]
+    for owner, name, original in originals:
+        setattr(owner, name, refusing(original))
     try:
         yield
     finally:
-        subprocess.Popen.__init__ = original
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 @pytest.fixture(scope="module")

@@ -394,6 +394,7 @@ def _process_reader(path: str, stop, ticks_seen, out) -> None:
     out.put({"reads": reader.reads, "problems": reader.problems[:5]})
 
 
+@pytest.mark.integration  # another process (multiprocessing's spawn)
 def test_readers_in_threads_and_another_process_see_only_whole_ticks(tmp_path):
     path = tmp_path / "slo.db"
     # Ticks 1 s apart and a retention under that: each write prunes the tick readers are reading,
