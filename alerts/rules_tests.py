@@ -968,7 +968,7 @@ def absent_in_maintenance(spec: Spec, service: str) -> dict:
     """No series for `service` while a window covers one of its service-level SLO series: no
     absent-data ticket until `alerting.absent_for` after the window ends."""
     minutes = _absent_minutes(spec)
-    o = spec.objectives_for(service)[0]
+    o = plan(spec).objectives_for(service)[0]
     end = minutes + 5
     return {
         "name": f"{service}: no data in a maintenance window: {rules.ABSENT_ALERT} only {spec.alerting.absent_for} "

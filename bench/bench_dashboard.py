@@ -79,11 +79,12 @@ def synthetic_slos(services: int, seed: int = 7) -> list:
     """Two SLO results per service, as the engine computes them: most services healthy, a few
     burning (one in twenty at a page-tier rate), one in fifty without traffic."""
     rng = random.Random(seed)
-    tiers = plan(SPEC).tiers[30 * 86400]
+    planned = plan(SPEC)
+    tiers = planned.tiers[30 * 86400]
     out = []
     for i in range(services):
         name = f"svc-{i:04d}"
-        for objective in SPEC.objectives_for(name):
+        for objective in planned.objectives_for(name):
             budget = objective.error_budget
             if i % 50 == 49:
                 rates = {}

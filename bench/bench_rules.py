@@ -46,6 +46,7 @@ from demo import history
 from demo.prometheus import start_prometheus
 from demo.stack import StackConfig, free_port, start_stack
 from slo import importers, promql, schema, spec as slo_spec
+from slo.plan import plan
 
 GOAL_ACCURACY = 0.001  # relative
 
@@ -301,9 +302,9 @@ def run_accuracy(quick: bool, say=print) -> list[Result]:
             sloth = _values(url, f'avg_over_time(({promql.recorded(promql.SLI_BAD, 300)}{{tool=""}} / '
                                 f'{promql.recorded(promql.SLI_TOTAL, 300)}{{tool=""}})[30d:1m])', at)
             spec = importers.load(config.slo_spec or Path(__file__).resolve().parent.parent / "examples" / "slo.yaml").spec
-            rows = []
+            rows, planned = [], plan(spec)
             for service in stack.scenario.versions:
-                for objective in spec.objectives_for(service):
+                for objective in planned.objectives_for(service):
                     exact = exact_ratio(url, objective, service, at)
                     key = (service, objective.name)
                     rows.append((key, exact, ours[key], sloth[key]))

@@ -77,6 +77,10 @@ class Plan:
         """A service's objectives, named in the spec or not."""
         return self.service_objectives.get(service, self.default_objectives)
 
+    def tool_objectives_for(self, service: str, tool: str) -> list[Objective]:
+        """The objectives a tool of a named service has of its own (none for other tools)."""
+        return self.tool_objectives.get(service, {}).get(tool, [])
+
     @property
     def schema(self) -> str:
         """The metric schema every query reads (slo.schema)."""
@@ -139,7 +143,8 @@ def _group(slo: str, default: Objective | None, named: dict[str, Objective | Non
 
 def plan(spec: Spec) -> Plan:
     """The spec resolved: every service's and tool's objectives, then their scopes, SLIs,
-    windows and tiers (the only call of the spec's `objectives_for` and `tool_objectives`)."""
+    windows and tiers (the only call of the spec's `objectives_for` and `tool_objectives`
+    outside the spec's own validation: everything else reads the plan's)."""
     p = Plan(spec, default_objectives=list(spec.defaults.objectives),
              service_objectives={s: spec.objectives_for(s) for s in spec.services},
              tool_objectives={s: {t: spec.tool_objectives(s, t) for t in body.tools} for s, body in spec.services.items()})

@@ -9,6 +9,7 @@ import time
 
 from collector.command import OK, CommandError
 from slo import importers, maintenance
+from slo.plan import plan
 from slo.spec import ALL_METHODS, Objective, Spec, SpecError, printable
 
 
@@ -28,15 +29,16 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(loaded: importers.Loaded, source: str) -> str:
     s = loaded.spec
+    p = plan(s)
     lines = [f"{printable(source)}: valid {loaded.format} spec"]
     if s.defaults.objectives:
         lines.append("defaults (every service Prometheus knows):")
         lines += [f"  {_objective(o)}" for o in s.defaults.objectives]
     for service, body in s.services.items():
         lines.append(f"service {service}:")
-        lines += [f"  {_objective(o)}" for o in s.objectives_for(service)] or ["  (no objectives)"]
+        lines += [f"  {_objective(o)}" for o in p.objectives_for(service)] or ["  (no objectives)"]
         for tool in body.tools:
-            lines += [f"  tool {tool}: {_objective(o)}" for o in s.tool_objectives(service, tool)]
+            lines += [f"  tool {tool}: {_objective(o)}" for o in p.tool_objectives_for(service, tool)]
     lines.append("alert tiers: " + _tiers(s))
     if s.maintenance:
         lines.append("maintenance windows:")

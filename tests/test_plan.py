@@ -132,3 +132,34 @@ def test_an_engine_tick_resolves_nothing_from_the_spec(resolutions, tmp_path):
     assert engine.tick() is not None, engine.health.last_error
     assert engine.tick() is not None, engine.health.last_error
     assert resolutions == []
+
+
+def test_the_commands_read_objectives_from_the_plan(resolutions, tmp_path):
+    """validate's summary, the maintenance API's scope check and the rules' maintenance suites
+    resolve the spec once, in plan(), and read the plan after that."""
+    from alerts import rules_tests
+    from slo import importers
+    from slo.engine.maintenance_api import unknown_scope
+    from slo.validate_cli import summary
+
+    loaded = importers.load("examples/slo.yaml")
+    resolutions.clear()
+    plan(loaded.spec)
+    by_plan = list(resolutions)  # what resolving the spec takes
+    assert by_plan
+    resolutions.clear()
+    text = summary(loaded, "examples/slo.yaml")
+    assert "tool write_file: availability" in text
+    assert resolutions == by_plan  # the plan's resolution, and nothing after it
+
+    engine = Engine(SPEC, Stub(), Store(tmp_path / "engine.db"), interval=30)
+    resolutions.clear()
+    for fields in ({"services": ["newcomer"], "tools": [], "slos": ["nope"]},
+                   {"services": ["filesystem"], "tools": [], "slos": ["latency"]}):
+        unknown_scope(engine, fields)
+    assert resolutions == []
+
+    resolutions.clear()
+    suite = rules_tests.absent_in_maintenance(SPEC, "filesystem")
+    assert suite["name"].startswith("filesystem:")
+    assert resolutions == by_plan

@@ -188,7 +188,7 @@ def unknown_scope(engine: Engine, fields: dict) -> str | None:
     tools = {r.tool for r in seen if r.tool} | set(declared.tools if declared else ())
     if missing := [t for t in fields["tools"] if t not in tools]:
         return f"unknown tool {missing[0]!r} of service {service!r}"
-    slos = {r.slo for r in seen} | {o.name for o in engine.spec.objectives_for(service)}
+    slos = {r.slo for r in seen} | {o.name for o in engine.plan.objectives_for(service)}
     if missing := [s for s in fields["slos"] if s not in slos]:
         return f"unknown SLO {missing[0]!r} of service {service!r}; its SLOs: {', '.join(sorted(slos)) or 'none'}"
     return None
