@@ -39,7 +39,7 @@ def test_healthy_every_slo_is_met_with_budget_left_and_nothing_fires(healthy_sta
     for r in results:
         assert r["status"] == "ok", r
         # the everyday errors and the past incidents used some of it, not all
-        assert 0.3 < r["error_budget_remaining"] < 0.95, r
+        assert 0.4 < r["error_budget_remaining"] < 0.95, r  # 0.48 at worst, simulated over a week
     rules_evaluated(healthy_stack)
     url = healthy_stack.prometheus_url
     assert binaries.query(url, 'ALERTS{alertstate="firing"}') == []
