@@ -147,7 +147,11 @@ def wait_scraped(proms: dict[str, str], calls: int) -> None:
 
 
 def close(a: float, b: float) -> bool:
-    return abs(a - b) <= TOLERANCE * max(abs(b), 1e-9)
+    """Within TOLERANCE, or within one call of the load: the two Prometheus servers extrapolate
+    each series' increase over a window to its edges from their own scrape times, which put
+    them 0.8 calls apart of 450 on a busy machine (0.0017 on a ratio of 0.05; two runs in four
+    here on 2026-12-07)."""
+    return abs(a - b) <= max(TOLERANCE * max(abs(b), 1e-9), 1 / (len(VERSIONS) * (CALLS + WARMUP)))
 
 
 def slis(evaluation) -> dict[tuple, float]:
@@ -198,7 +202,7 @@ def test_an_opentelemetry_only_server_gets_the_same_slos_canary_verdict_and_pane
             assert recorded["otel"].keys() == recorded["mcp-slo"].keys() == {"availability", "latency"}
             if series.startswith("mcp_slo:error_ratio"):  # rates depend on scrape timing; ratios must agree
                 for slo, value in recorded["mcp-slo"].items():
-                    assert abs(recorded["otel"][slo] - value) <= TOLERANCE, (series, slo, recorded)
+                    assert close(recorded["otel"][slo], value), (series, slo, recorded)
 
         # the canary judge
         verdicts = {}
