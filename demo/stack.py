@@ -21,6 +21,7 @@ import yaml
 from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry
 
+from alerts.output import comment
 from collector import start_metrics_server
 from demo import history, recorded
 from demo.alertmanager import start_alertmanager
@@ -328,12 +329,14 @@ def _slo_spec(config: StackConfig, scenario: Scenario, started: float) -> Path:
         return datetime.fromtimestamp(round(started + offset), UTC).isoformat().replace("+00:00", "Z")
 
     raw["maintenance"] = [*(raw.get("maintenance") or []), *(
-        {"name": f"{scenario.name}-{i + 1}", "reason": w.reason, "mode": w.mode, "services": [w.service],
+        {"name": f"scenario-{i + 1}", "reason": w.reason, "mode": w.mode, "services": [w.service],
          "start": instant(w.start), "end": instant(w.start + w.duration)}
         for i, w in enumerate(scenario.maintenance))]
     config.workdir.mkdir(parents=True, exist_ok=True)
     path = config.workdir / "slo.yaml"
-    path.write_text(f"# {base} with the {scenario.name} scenario's maintenance windows\n" + yaml.safe_dump(raw, sort_keys=False))
+    # the header names files: escaped, so that a name cannot start YAML
+    path.write_text(comment(f"{base} with the {scenario.name} scenario's maintenance windows")
+                    + yaml.safe_dump(raw, sort_keys=False))
     return path
 
 

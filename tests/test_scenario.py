@@ -91,3 +91,13 @@ def test_the_demo_serves_the_spec_with_the_scenarios_windows_at_their_times(tmp_
     assert spec.model_dump(exclude={"maintenance"}) == base.model_dump(exclude={"maintenance"})
     # a scenario without windows serves the demo's spec itself
     assert _slo_spec(StackConfig(workdir=tmp_path, scenario="healthy"), load("healthy"), started) == default_slo_spec()
+
+
+def test_a_scenario_file_name_cannot_add_keys_to_the_spec_the_demo_serves(tmp_path):
+    from demo.stack import StackConfig, _slo_spec
+    from slo import importers
+
+    hostile = tmp_path / "q\nstrict: true\n#.yaml"
+    hostile.write_text((SCENARIO_DIR / "quiet.yaml").read_text())
+    path = _slo_spec(StackConfig(workdir=tmp_path / "work", scenario=str(hostile)), load(str(hostile)), 1.8e9)
+    assert importers.load(path).spec.strict is False
