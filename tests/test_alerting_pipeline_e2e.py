@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -66,29 +67,34 @@ def scenario() -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def stack(webhooks, tmp_path_factory) -> Iterator[Stack]:
+def generated_stack(tmp: Path, spec: dict, scenario_: dict, **config) -> Iterator[Stack]:
+    """A demo stack under load (no history, 1s scrapes) on the rules (evaluated every second)
+    and the Alertmanager configuration (fast timings) generated from `spec`, with the demo
+    services of `scenario_`; `config`: more StackConfig fields."""
     for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
         binaries.require(binary)
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    tmp = tmp_path_factory.mktemp("pipeline")
     spec_file = tmp / "slo.yaml"
-    spec_file.write_text(yaml.safe_dump(slo_spec(webhooks)))
+    spec_file.write_text(yaml.safe_dump(spec))
     rule_files = rules_cli.write(tmp / "rules", rules_cli.generate(spec_file, interval="1s"))
     am_config = tmp / "alertmanager.yml"
-    am_config.write_text(alertmanager.render(importers.load(spec_file).spec,
-                                             page=FAST, ticket=FAST, release=FAST))
+    am_config.write_text(alertmanager.render(importers.load(spec_file).spec, page=FAST, ticket=FAST, release=FAST))
     scenario_file = tmp / "scenario.yaml"
-    scenario_file.write_text(yaml.safe_dump(scenario()))
-    config = StackConfig(workdir=tmp / "stack", scenario=str(scenario_file), rate=20.0, history_days=0,
-                         scrape_interval="1s", seed=7, rule_files=rule_files, alertmanager_config=am_config)
-    s = start_stack(config)
+    scenario_file.write_text(yaml.safe_dump(scenario_))
+    s = start_stack(StackConfig(workdir=tmp / "stack", scenario=str(scenario_file), rate=20.0, history_days=0,
+                                scrape_interval="1s", rule_files=rule_files, alertmanager_config=am_config,
+                                **config))
     try:
         s.start_load()
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def stack(webhooks, tmp_path_factory) -> Iterator[Stack]:
+    yield from generated_stack(tmp_path_factory.mktemp("pipeline"), slo_spec(webhooks), scenario(), seed=7)
 
 
 def rules_healthy(url: str) -> bool:

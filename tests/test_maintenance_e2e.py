@@ -13,7 +13,6 @@ shows the pipeline would have paged for the first.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 
@@ -21,14 +20,11 @@ import httpx
 import pytest
 import yaml
 
-from alerts import alertmanager, rules_cli
-from demo.stack import Stack, StackConfig, start_stack
+from demo.stack import Stack
 from mcp_slo import cli
-from slo import importers
 from tests import binaries
 from tests.support import wait_until
-from tests.test_alerting_e2e import FAST
-from tests.test_alerting_pipeline_e2e import rules_healthy
+from tests.test_alerting_pipeline_e2e import generated_stack, rules_healthy
 from tests.webhooks import Webhooks
 
 pytestmark = pytest.mark.integration
@@ -83,27 +79,10 @@ def webhooks() -> Iterator[Webhooks]:
 
 @pytest.fixture(scope="module")
 def stack(webhooks, tmp_path_factory) -> Iterator[Stack]:
-    for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
-        binaries.require(binary)
-    for noisy in ("httpx", "mcp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     tmp = tmp_path_factory.mktemp("maintenance-e2e")
-    spec_file = tmp / "slo.yaml"
-    spec_file.write_text(yaml.safe_dump(slo_spec(webhooks)))
-    rule_files = rules_cli.write(tmp / "rules", rules_cli.generate(spec_file, interval="1s"))
-    am_config = tmp / "alertmanager.yml"
-    am_config.write_text(alertmanager.render(importers.load(spec_file).spec, page=FAST, ticket=FAST, release=FAST))
-    scenario_file = tmp / "scenario.yaml"
-    scenario_file.write_text(yaml.safe_dump(scenario()))
-    config = StackConfig(workdir=tmp / "stack", scenario=str(scenario_file), rate=20.0, history_days=0,
-                         scrape_interval="1s", seed=11, rule_files=rule_files, alertmanager_config=am_config,
-                         engine=True, engine_interval=2.0, slo_spec=spec_file)
-    s = start_stack(config)
-    try:
-        s.start_load()
-        yield s
-    finally:
-        s.close()
+    # slo_spec: the engine reads the same spec (the generated one is written there)
+    yield from generated_stack(tmp, slo_spec(webhooks), scenario(), seed=11, engine=True, engine_interval=2.0,
+                               slo_spec=tmp / "slo.yaml")
 
 
 def maintenance(capsys, *args: str) -> str:
