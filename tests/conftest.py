@@ -12,9 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from demo.stack import Stack, StackConfig, start_stack
+from demo.stack import Stack, StackConfig, default_alertmanager_config, start_stack
 from tests import binaries
 from tests.webhooks import Webhooks
+
+DEMO_RECEIVERS = "http://127.0.0.1:9095"  # where examples/slo.yaml sends the alerts
 
 
 def running_stack(tmp_path_factory, scenario: str, history_days: float, **overrides) -> Iterator[Stack]:
@@ -23,15 +25,25 @@ def running_stack(tmp_path_factory, scenario: str, history_days: float, **overri
         binaries.require(binary)
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = {"rate": 20.0, "scrape_interval": "1s", "seed": 42, "engine": True, "engine_interval": 5.0, **overrides}
-    config = StackConfig(workdir=tmp_path_factory.mktemp(f"stack-{scenario}"), scenario=scenario,
-                         history_days=history_days, **settings)
-    stack = start_stack(config)
-    stack.start_load()
+    workdir = tmp_path_factory.mktemp(f"stack-{scenario}")
+    # the demo's Alertmanager configuration, its receivers' URLs on a webhook server of ours:
+    # `stack.webhooks` records what each receiver was sent
+    hooks = Webhooks()
+    am_config = workdir / "alertmanager.yml"
+    am_config.write_text(default_alertmanager_config().read_text().replace(DEMO_RECEIVERS, hooks.url))
+    settings = {"rate": 20.0, "scrape_interval": "1s", "seed": 42, "engine": True, "engine_interval": 5.0,
+                "alertmanager_config": am_config, **overrides}
+    config = StackConfig(workdir=workdir / "stack", scenario=scenario, history_days=history_days, **settings)
     try:
-        yield stack
+        stack = start_stack(config)
+        stack.webhooks = hooks
+        stack.start_load()
+        try:
+            yield stack
+        finally:
+            stack.close()
     finally:
-        stack.close()
+        hooks.close()
 
 
 @pytest.fixture(scope="session")
