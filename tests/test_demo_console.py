@@ -6,57 +6,27 @@ from __future__ import annotations
 import io
 import logging
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 from rich.console import Console
 
-from demo.console import (ACCESS_LOGGERS, CHATTY_LOGGERS, LiveProgress, PlainProgress, as_progress,
-                          configure_logging)
+from demo.console import (
+    ACCESS_LOGGERS,
+    CHATTY_LOGGERS,
+    LiveProgress,
+    PlainProgress,
+    as_progress,
+    configure_logging,
+)
 from demo.demo_cli import open_first
 from demo.stack import Stack, StackConfig
+from slo import promql
 from tests import binaries
-from tests.support import wait_until
+from tests.demo_process import demo, endpoint
 
 ACCESS_LINE = re.compile(r'"GET /\S* HTTP/1\.1" \d{3}')
-
-
-@contextmanager
-def demo(workdir: Path, *extra: str) -> Iterator[list[str]]:
-    """`mcp-slo demo` on free ports, its output lines as they come; yields once it has said
-    what to open first, and stops it with Ctrl-C on leaving (the lines are then complete)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_slo", "demo", "--prometheus-port", "0", "--alertmanager-port", "0",
-         "--engine-port", "0", "--dashboard-port", "0", "--workdir", str(workdir), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        wait_until(lambda: any(line.startswith("Open ") for line in lines) or proc.poll() is not None,
-                   timeout=120, what="the demo's start")
-        assert proc.poll() is None, "".join(lines)
-        yield lines
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, "".join(lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(10)
-
-
-def endpoint(lines: list[str], name: str) -> str:
-    return next(line.split(": ", 1)[1].strip() for line in lines if line.startswith(f"{name}: "))
 
 
 # --- the console's parts ----------------------------------------------------------------------
@@ -159,22 +129,30 @@ def test_the_demo_logs_dashboard_requests_only_with_verbose(tmp_path, verbose):
 
 @pytest.mark.integration
 def test_a_second_start_on_a_kept_workdir_serves_the_same_history_without_a_backfill(tmp_path):
+    """With the default backfill: the raw history and the series the rules recorded over it
+    are both kept (how fast the second start is: bench/bench_demo_start.py, `demo-restart`)."""
     binaries.require("prometheus")
     workdir = tmp_path / "kept"
-    args = ("--history-days", "30", "--no-rule-backfill", "--seed", "3", "--rate", "5")
-    day = 86400
-    instant = time.time() - 29 * day  # in the history of both runs
-    query = {"query": "sum by (service, version, status) (mcp_operations_total)", "time": instant}
+    args = ("--seed", "3", "--rate", "5")
+    instant = time.time() - 29 * 86400  # in the history of both runs
+    recorded = sorted(promql.recorded(name, w) for name in (promql.SLI_TOTAL, promql.SLI_BAD) for w in (300, 3600))
+    queries = {"raw": "sum by (service, version, status) (mcp_operations_total)",
+               "recorded": f"sum by (service, slo, __name__) ({{__name__=~'{'|'.join(recorded)}'}})"}
 
-    def history_at(prometheus: str) -> dict[tuple[str, ...], str]:
-        answer = httpx.get(f"{prometheus}/api/v1/query", params=query, timeout=30).json()["data"]["result"]
-        return {(r["metric"]["service"], r["metric"]["version"], r["metric"]["status"]): r["value"][1]
-                for r in answer}
+    def history_at(prometheus: str) -> dict[str, dict[tuple[str, ...], str]]:
+        found = {}
+        for what, query in queries.items():
+            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": query, "time": instant},
+                               timeout=30).json()["data"]["result"]
+            found[what] = {tuple(sorted(r["metric"].items())): r["value"][1] for r in answer}
+        return found
 
     with demo(workdir, *args) as first:
         before = history_at(endpoint(first, "prometheus"))
     assert "history: drawing 30 days of filesystem\n" in first
-    assert {k[:2] for k in before} == {("analytics", "v1"), ("filesystem", "v1")}, before  # v2: a recent canary
+    services = {dict(k)["service"] + " " + dict(k)["version"] for k in before["raw"]}
+    assert services == {"analytics v1", "filesystem v1"}, before  # v2: a recent canary
+    assert sorted({dict(k)["__name__"] for k in before["recorded"]}) == recorded, before
 
     with demo(workdir, *args) as second:
         after = history_at(endpoint(second, "prometheus"))
