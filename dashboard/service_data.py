@@ -58,6 +58,9 @@ STATUS_COLORS = {"success": "#43a047", "cancelled": "#9e9e9e", "timeout": "#fb8c
 SEVERITY_ORDER = {"page": 0, "ticket": 1, "release": 2}
 EXHAUSTED_COLOR = "#c62828"
 REFERENCE = "reference"  # the `meta` of a line that is not a measurement: an objective, a threshold
+# the `meta` of the markers of single traced requests: Prometheus keeps exemplars in memory for
+# the live scrapes only (none in a backfilled history), so they mark points, not a series over time
+EXEMPLARS = "exemplars"
 FIRED_OPACITY = 0.12  # of the shading while a page fired
 BAND_PIXELS = 6  # the height of the band above a chart marking when alerts fired
 EXEMPLAR_SLOTS = 100  # the latency chart's range is cut in this many slices...
@@ -402,7 +405,7 @@ def exemplar_trace(exemplars: list[Exemplar]) -> dict:
         return [plot_text(e.labels.get(TRACE_ID) or "none"), plot_text(e.series.get("tool") or "?"), moment,
                 fmt_threshold(e.value) or NONE]
 
-    return {"type": "scatter", "mode": "markers", "name": "exemplars (slowest traced requests)",
+    return {"type": "scatter", "mode": "markers", "name": "exemplars (slowest traced requests)", "meta": EXEMPLARS,
             "x": [e.time * 1000 for e in exemplars], "y": [e.value for e in exemplars],
             "customdata": [hover(e) for e in exemplars],
             "marker": {"color": EXEMPLAR_COLOR, "size": 7, "symbol": "diamond", "opacity": 0.8},

@@ -11,8 +11,11 @@ README's are made with `MCP_SLO_SCREENSHOTS=docs/screenshots`), else to a temp d
 from __future__ import annotations
 
 import base64
+import math
 import os
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +26,11 @@ from dashboard.app import create_app
 from dashboard.auth import AuthConfig, hash_password
 from dashboard.canary_data import fmt_pct
 from dashboard.formatting import fmt_budget, fmt_objective, fmt_sli
-from dashboard.service_data import GRAPHS
+from dashboard.pages.service import EPISODES
+from dashboard.service_data import EXEMPLARS, GRAPHS, REFERENCE
 from dashboard.source import EngineSource
+from demo import scenario as scenarios
+from demo.scenario import Incident, Scenario
 from slo.engine.answers import parse_time
 from slo.engine.api import BackgroundServer
 from slo.engine.api import create_app as engine_api
@@ -32,6 +38,7 @@ from slo.engine.backend import Backend, BackendOptions
 from slo.engine.scheduler import Engine
 from slo.engine.store import Store
 from tests import binaries
+from tests.demo_process import demo, endpoint
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -184,26 +191,60 @@ def test_alerts_page_lists_what_prometheus_fires(dash_duo, regression_stack, sho
 # --- every chart covers the range picked -----------------------------------------------------------
 
 SPANS = {"24h": 86400.0, "7d": 7 * 86400.0}
-COVERED = 0.9  # of the range, at least, between a chart's first and last data points
+COVERED = 0.9  # of the range, at least, between a series' first and last data points
 
-# For every plotly graph on the page: its x axis's type and range, and the first and last x of
-# its data (a point with no y is no data; a heatmap's columns are; reference lines such as
-# objectives and thresholds, `"meta": "reference"`, are not), in milliseconds.
+
+@dataclass(frozen=True)
+class Site:
+    """A dashboard over a demo with history: where it is, and what the demo played."""
+    url: str  # the dashboard
+    engine_url: str
+    prometheus_url: str
+    scenario: Scenario
+    began: float  # the demo's start, where its history ends (Unix seconds)
+
+
+@pytest.fixture(scope="module")
+def demo_defaults(tmp_path_factory) -> Iterator[Site]:
+    """`mcp-slo demo` as a user starts it, at its defaults (the healthy scenario, 30 days of
+    history, 5 s scrapes, the engine every 10 s, the dashboard it serves) but on free ports."""
+    for binary in ("prometheus", "promtool", "prometheus-alertmanager"):
+        binaries.require(binary)
+    began = time.time()  # its history ends a moment later
+    with demo(tmp_path_factory.mktemp("demo-defaults") / "demo") as lines:
+        yield Site(endpoint(lines, "dashboard"), endpoint(lines, "engine"), endpoint(lines, "prometheus"),
+                   scenarios.load("healthy"), began)
+
+
+@pytest.fixture(params=["regression", "defaults"])
+def site(request, dash_duo) -> Site:
+    """The regression demo stack's history under a dashboard of this process, and the demo at
+    its defaults under the dashboard it serves."""
+    if request.param == "defaults":
+        return request.getfixturevalue("demo_defaults")
+    stack = request.getfixturevalue("regression_stack")
+    url = start(dash_duo, stack_app(stack), "/healthz")
+    return Site(url, stack.engine_url, stack.prometheus_url, stack.scenario, float(stack.history.timestamps[-1]))
+
+
+# For every plotly graph on the page: its x axis's type and range, and for each series (trace)
+# its name, its `meta` (dashboard.service_data's REFERENCE lines, objectives and thresholds, and
+# EXEMPLARS markers, single requests, are not series over time), and the first and last x of
+# its data (a point with no y is no data; a heatmap's columns are), in milliseconds.
 CHARTS = """
 return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
   const ax = gd._fullLayout.xaxis;
-  let first = null, last = null;
-  for (const t of gd.data) {
-    if (t.meta === 'reference') continue;
+  const traces = gd.data.map(t => {
+    let first = null, last = null;
     (t.x || []).forEach((x, i) => {
       if (x === null || x === undefined || (t.type !== 'heatmap' && (t.y || [])[i] === null)) return;
       const at = ax.d2l(x);
       first = first === null ? at : Math.min(first, at);
       last = last === null ? at : Math.max(last, at);
     });
-  }
-  return {id: (gd.closest('[id]') || {}).id || '', type: ax.type, axis: ax.range.map(ax.r2l),
-          first: first, last: last};
+    return {name: t.name || t.type, meta: t.meta || null, first: first, last: last, points: (t.x || []).length};
+  });
+  return {id: (gd.closest('[id]') || {}).id || '', type: ax.type, axis: ax.range.map(ax.r2l), traces: traces};
 });"""
 
 
@@ -226,10 +267,25 @@ def drawn(dash_duo, span: float, count: int, what: str, own_axis: tuple[str, ...
     return wait_until(ready, timeout=60, interval=0.5, what=f"the charts of {what}")[0]
 
 
-def assert_covered(chart: dict, wanted: float, where: str) -> None:
-    covered = (chart["last"] - chart["first"]) / 1000 if chart["first"] is not None else 0.0
-    assert covered >= COVERED * wanted, (
-        f"{where}: chart {chart['id'] or '?'} has data over {covered / 3600:.1f}h of {wanted / 3600:.1f}h")
+def assert_covered(chart: dict, wanted: float, where: str, life: Callable[[str], float] = lambda _name: math.inf):
+    """Every series of `chart` (not its reference lines or exemplars) has data over COVERED of `wanted`
+    seconds, or of its `life` when shorter (a canary's version is younger than the range: its
+    first point is at the chart's first step after its birth)."""
+    series = [t for t in chart["traces"] if t["meta"] not in (REFERENCE, EXEMPLARS)]
+    assert series, f"{where}: chart {chart['id'] or '?'} has no series"
+    step = wanted / max(max(t["points"] for t in series) - 1, 1)
+    for t in series:
+        covered = (t["last"] - t["first"]) / 1000 if t["first"] is not None else 0.0
+        due = min(wanted, life(t["name"]) - step)
+        assert covered >= COVERED * due, (f"{where}: series {t['name']!r} of chart {chart['id'] or '?'} has data "
+                                          f"over {covered / 3600:.1f}h of {due / 3600:.1f}h")
+
+
+def canary_life(site: Site) -> Callable[[str], float]:
+    """The seconds a series has lived: the canary's version since the canary began (the
+    scenario's canary age before the demo's start), any other the whole history."""
+    return lambda name: time.time() - (site.began - site.scenario.canary_age) if name == site.scenario.canary \
+        else math.inf
 
 
 def shoot(dash_duo, shots: Path, name: str) -> None:
@@ -240,40 +296,64 @@ def shoot(dash_duo, shots: Path, name: str) -> None:
     dash_duo.driver.set_window_size(1600, 1000)
 
 
+def table_rows(dash_duo, selector: str) -> list[list[str]]:
+    return dash_duo.driver.execute_script(
+        f"return Array.from(document.querySelectorAll('{selector} tbody tr'))"
+        ".map(r => Array.from(r.cells).map(c => c.textContent))")
+
+
+def past_incidents(site: Site, span: float, service: str | None = None) -> list[Incident]:
+    """The scenario's incidents in the history that overlap the last `span` seconds."""
+    return [i for i in site.scenario.incidents if i.start < 0 and i.start + i.duration > -span
+            and service in (None, i.service)]
+
+
+def assert_listed(incidents: list[Incident], starts: list[tuple[str, float]], site: Site, where: str) -> None:
+    """Each incident is an episode of its service starting while it lasted (the slow tiers
+    alert hours late): `starts`, (service, start) of each episode listed."""
+    for incident in incidents:
+        began = site.began + incident.start
+        assert any(service == incident.service and began - 60 <= at <= began + incident.duration + 6 * 3600
+                   for service, at in starts), (where, incident.name, starts)
+
+
 @pytest.mark.parametrize("service", ["filesystem", "analytics"])
-def test_every_chart_of_the_service_page_covers_the_range(dash_duo, regression_stack, shots, service):
-    url = start(dash_duo, stack_app(regression_stack), "/healthz")
+def test_every_chart_of_the_service_page_covers_the_range(dash_duo, site, shots, service):
     for range_, span in SPANS.items():
-        dash_duo.driver.get(f"{url}/services/{service}?range={range_}")
+        dash_duo.driver.get(f"{site.url}/services/{service}?range={range_}")
         found = drawn(dash_duo, span, len(GRAPHS), f"{service}'s page over {range_}")
         assert sorted(c["id"] for c in found) == sorted(f"service-{g}" for g in GRAPHS)
         for chart in found:
-            assert_covered(chart, span, f"{service} over {range_}")
+            assert_covered(chart, span, f"{service} over {range_}", canary_life(site))
+        # the service's past incidents, listed under the charts (the newest EPISODES of them)
         dash_duo.wait_for_contains_text("#service-fired", f"fired in the last {range_}", timeout=20)
+        rows = table_rows(dash_duo, "#service-fired table.fired")
+        starts = [(service, parse_started(r[4])) for r in rows]
+        incidents = past_incidents(site, span, service)
+        if len(rows) == EPISODES:  # the list may stop before the oldest
+            incidents = [i for i in incidents if site.began + i.start + i.duration >= min(at for _, at in starts)]
+        assert_listed(incidents, starts, site, f"{service}'s page over {range_}")
         assert console_errors(dash_duo) == []
-        shoot(dash_duo, shots, f"range-service-{service}-{range_}")
+        shoot(dash_duo, shots, f"range-service-{service}-{range_}-{site.scenario.name}")
 
 
-def test_the_overview_draws_no_chart_to_cover(dash_duo, regression_stack, shots):
+def test_the_overview_draws_no_chart_to_cover(dash_duo, site, shots):
     """The overview is the engine's latest evaluation, a table: whatever charts it ever draws
     must cover the range too."""
-    url = start(dash_duo, stack_app(regression_stack), "/healthz")
     for range_, span in SPANS.items():
-        dash_duo.driver.get(f"{url}/?range={range_}")
+        dash_duo.driver.get(f"{site.url}/?range={range_}")
         dash_duo.wait_for_element("table.overview tbody tr", timeout=20)
         for chart in drawn(dash_duo, span, 0, f"the overview over {range_}"):
             assert_covered(chart, span, f"the overview over {range_}")
         assert console_errors(dash_duo) == []
-        shoot(dash_duo, shots, f"range-overview-{range_}")
+        shoot(dash_duo, shots, f"range-overview-{range_}-{site.scenario.name}")
 
 
-def test_the_canary_score_covers_the_canarys_life_within_the_range(dash_duo, regression_stack, shots):
-    stack = regression_stack
-    url = start(dash_duo, stack_app(stack), "/healthz")
+def test_the_canary_score_covers_the_canarys_life_within_the_range(dash_duo, site, shots):
     for range_, span in SPANS.items():
-        dash_duo.driver.get(f"{url}/canaries?service=analytics&range={range_}")
+        dash_duo.driver.get(f"{site.url}/canaries?service=analytics&range={range_}")
         dash_duo.wait_for_contains_text("#canaries-body", "Decision log", timeout=30)
-        decisions = httpx.get(f"{stack.engine_url}/api/v1/canaries/analytics", timeout=5).json()
+        decisions = httpx.get(f"{site.engine_url}/api/v1/canaries/analytics", timeout=5).json()
         found = drawn(dash_duo, span, 1, f"analytics' canaries over {range_}", own_axis=("canaries-score",))
         # the latency distributions (one per canary, over its window) are the only charts not over time
         assert sorted(c["type"] for c in found) == ["category"] * len(decisions) + ["date"]
@@ -287,43 +367,37 @@ def test_the_canary_score_covers_the_canarys_life_within_the_range(dash_duo, reg
             ".map(r => r.cells[1].textContent || r.cells[0].textContent)")]
         assert min(since) - max(born, time.time() - span) <= (1 - COVERED) * life, since
         assert console_errors(dash_duo) == []
-        shoot(dash_duo, shots, f"range-canaries-{range_}")
+        shoot(dash_duo, shots, f"range-canaries-{range_}-{site.scenario.name}")
 
 
-def test_the_alerts_page_lists_the_incidents_of_the_range(dash_duo, regression_stack, shots):
-    stack = regression_stack
-    demo_start = float(stack.history.timestamps[-1])  # the history ends where the demo begins
-    url = start(dash_duo, stack_app(stack), "/healthz")
+def test_the_alerts_page_lists_the_incidents_of_the_range(dash_duo, site, shots):
     for range_, span in SPANS.items():
         # what Prometheus holds: every alert that fired in the range (but its first minutes,
         # which leave the range while the page loads)
         query = f'count_over_time(ALERTS{{alertstate="firing"}}[{int(span) - 600}s])'
-        fired = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query},
+        fired = httpx.get(f"{site.prometheus_url}/api/v1/query", params={"query": query},
                           timeout=10).json()["data"]["result"]
-        dash_duo.driver.get(f"{url}/alerts?range={range_}")
+        dash_duo.driver.get(f"{site.url}/alerts?range={range_}")
         dash_duo.wait_for_contains_text("#alerts-body", f"Fired in the last {range_}", timeout=30)
+        incidents = past_incidents(site, span)
+        if not fired:  # nothing to draw: the page says so (the healthy demo's last day)
+            assert not incidents, (range_, [i.name for i in incidents])
+            dash_duo.wait_for_contains_text("#alerts-body", f"No alert fired in the last {range_}", timeout=30)
+            assert drawn(dash_duo, span, 0, f"the alerts over {range_}") == []
+            continue
+        # the timeline's axis is the range; its bars are the episodes, listed below it
         found = drawn(dash_duo, span, 1, f"the alerts over {range_}")
         assert [c["id"] for c in found] == ["alerts-timeline"]
-        assert_covered(found[0], span, f"the alerts over {range_}")
-        rows = dash_duo.driver.execute_script(
-            "return Array.from(document.querySelectorAll('#alerts-body table.episodes tbody tr'))"
-            ".map(r => Array.from(r.cells).map(c => c.textContent))")
+        rows = table_rows(dash_duo, "#alerts-body table.episodes")
         shown = {(r[1], r[2], r[4]) for r in rows}  # alert, service, tier / window
         for series in fired:
             labels = series["metric"]
             tier = " / ".join(v for v in (labels.get("tier"), labels.get("window")) if v)
             assert (labels["alertname"], labels["service"], tier) in shown, (labels, rows)
-        # the scenario's incidents in the history within the range, each on the page as an episode
-        # of its service starting while it lasted (the slow tiers alert hours late)
-        starts = [(r[2], parse_started(r[5])) for r in rows]
-        incidents = [i for i in stack.scenario.incidents if i.start < 0 and i.start + i.duration > -span]
         assert incidents, f"no incident of the scenario's history in the last {range_}"
-        for incident in incidents:
-            began = demo_start + incident.start
-            assert any(service == incident.service and began - 60 <= at <= began + incident.duration + 6 * 3600
-                       for service, at in starts), (incident.name, rows)
+        assert_listed(incidents, [(r[2], parse_started(r[5])) for r in rows], site, f"the alerts over {range_}")
         assert console_errors(dash_duo) == []
-        shoot(dash_duo, shots, f"range-alerts-{range_}")
+        shoot(dash_duo, shots, f"range-alerts-{range_}-{site.scenario.name}")
 
 
 def parse_started(text: str) -> float:
