@@ -31,6 +31,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("proxy", "collector.proxy_cli", "instrument any MCP server (stdio or streamable HTTP) from outside", None),
+    Command("audit", "collector.audit.audit_cli", "verify and query audit trail files", None),
     Command("validate", "slo.validate_cli", "check an SLO spec (mcp-slo, OpenSLO v1 or Sloth) and summarize it",
             "service"),
     Command("rules", "alerts.rules_cli", "write Prometheus recording and alerting rules for an SLO spec", "service"),

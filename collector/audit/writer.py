@@ -1,0 +1,212 @@
+"""Writing audit records without slowing MCP calls: `submit` puts a record on a bounded queue;
+one daemon thread seals records in queue order (the chain) and writes them in batches to every
+sink.
+
+When the queue is full, "drop" mode drops the record (counted), "block" mode waits for room. A
+sink's failed write is logged once per kind of error, counted, and its records are kept for the
+next batch (up to `queue_size` per sink; beyond it the oldest are dropped, counted), so one
+failing sink neither stops the others nor the MCP server.
+
+Metrics (on the given registry):
+    mcp_audit_records_total{sink}            records written by each sink
+    mcp_audit_records_dropped_total{reason}  queue_full, closed (submitted after close), backlog
+                                             (a failing sink's oldest kept records)
+    mcp_audit_write_errors_total{sink}       failed writes
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from collector.audit.chain import Chain, key_from_env
+from collector.audit.config import WHEN_FULL, AuditConfig
+from collector.audit.sinks import JsonlFileSink, Sink, StdoutSink
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+RETRY_AFTER = (0.5, 30.0)  # a failing sink is retried after 0.5s, doubling up to 30s
+_STOP = object()
+
+
+class AuditWriter:
+    """Thread-safe `submit` from any thread or event loop; `close` once at shutdown."""
+
+    def __init__(self, sinks: Sequence[Sink], *, queue_size: int = 10000, when_full: str = "drop",
+                 chain: Chain | None = None, registry: CollectorRegistry = REGISTRY):
+        """`chain` seals the records (its key, where it resumes); a new one (or None: unkeyed)
+        resumes after the newest record the sinks hold."""
+        if when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {', '.join(WHEN_FULL)}, not {when_full!r}")
+        if queue_size <= 0:
+            raise ValueError(f"queue_size must be positive, not {queue_size}")
+        self.sinks = list(sinks)
+        self.queue_size = queue_size
+        self.when_full = when_full
+        # A new chain (none, or one at seq 0) continues the one the sinks hold, with its key:
+        # starting again at seq 1 beside an existing trail would break it
+        newest = _newest(self.sinks) if chain is None or chain.last_seq == 0 else None
+        self.chain = Chain.resume(newest, chain.key if chain else None) if newest or chain is None else chain
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._backlog: dict[int, list[dict[str, Any]]] = {id(s): [] for s in self.sinks}
+        self._logged: set[tuple[str, str]] = set()
+        self._closed = False
+        self._accepted = 0  # records put on the queue
+        self._handled = 0  # records taken off it and written (or given up on)
+        self._progress = threading.Condition()
+        self.written = Counter("mcp_audit_records", "Audit records written, per sink", ["sink"], registry=registry)
+        self.dropped = Counter("mcp_audit_records_dropped", "Audit records dropped, per reason", ["reason"],
+                               registry=registry)
+        self.errors = Counter("mcp_audit_write_errors", "Failed writes of audit records, per sink", ["sink"],
+                              registry=registry)
+        for sink in self.sinks:  # the series exist from the start, at 0
+            self.written.labels(sink.name)
+            self.errors.labels(sink.name)
+        for reason in ("queue_full", "closed", "backlog"):
+            self.dropped.labels(reason)
+        self._thread = threading.Thread(target=self._run, name="mcp-audit-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, config: AuditConfig, registry: CollectorRegistry = REGISTRY,
+                    environ: Mapping[str, str] | None = None) -> AuditWriter:
+        """The sinks of `config`, the chain resumed from its file with the key from its variable."""
+        sinks: list[Sink] = []
+        if config.path is not None:
+            sinks.append(JsonlFileSink(config.path, max_bytes=config.max_bytes, rotate_every=config.rotate_every,
+                                       retention=config.retention))
+        if config.stdout:
+            sinks.append(StdoutSink())
+        if not sinks:
+            raise ValueError("the audit trail needs a file (path) or stdout")
+        key = key_from_env(config.key_env, os.environ if environ is None else environ)
+        return cls(sinks, queue_size=config.queue_size, when_full=config.when_full,
+                   chain=Chain.resume(_newest(sinks), key), registry=registry)
+
+    # --- any thread ---
+
+    def submit(self, record: Mapping[str, Any]) -> bool:
+        """Queue `record` (a dict of the record's fields, not yet sealed); False when dropped."""
+        if self._closed:
+            self.dropped.labels("closed").inc()
+            self._log_once("submit", "closed", "audit record submitted after close: dropped")
+            return False
+        try:
+            if self.when_full == "block":
+                self._queue.put(record)
+            else:
+                self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped.labels("queue_full").inc()
+            return False
+        with self._progress:
+            self._accepted += 1
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record accepted so far is handled; False when `timeout` passed first."""
+        with self._progress:
+            target = self._accepted
+            return self._progress.wait_for(lambda: self._handled >= target or not self._thread.is_alive(),
+                                           timeout) and self._handled >= target
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Write what is queued, stop the thread and close the sinks; False (sinks left open)
+        when the thread did not finish within `timeout`."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                return False
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - one sink's failure must not keep the others open
+                log.warning("audit sink %s: close failed: %s", sink.name, exc)
+        return True
+
+    # --- the writer's thread ---
+
+    def _run(self) -> None:
+        retry_in = RETRY_AFTER[0]
+        while True:
+            pending = any(self._backlog.values())
+            try:
+                first = self._queue.get(timeout=retry_in if pending else None)
+            except queue.Empty:
+                first = None
+            batch, stop = self._take(first)
+            try:
+                failed = self._write(batch)
+            except Exception:  # a bug must not end the audit trail: log it, go on
+                log.exception("audit writer: unexpected error")
+                failed = True
+            retry_in = min(retry_in * 2, RETRY_AFTER[1]) if failed else RETRY_AFTER[0]
+            with self._progress:
+                self._handled += len(batch)
+                self._progress.notify_all()
+            if stop:
+                return
+
+    def _take(self, first: Any) -> tuple[list[Mapping[str, Any]], bool]:
+        batch: list[Mapping[str, Any]] = []
+        item = first
+        while True:
+            if item is _STOP:
+                return batch, True
+            if item is not None:
+                batch.append(item)
+            if len(batch) >= MAX_BATCH:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+
+    def _write(self, batch: Iterable[Mapping[str, Any]]) -> bool:
+        """Seal `batch` and write it (after any kept records) to every sink; True when one failed."""
+        sealed = [self.chain.seal(record) for record in batch]
+        failed = False
+        for sink in self.sinks:
+            kept = self._backlog[id(sink)]
+            kept.extend(sealed)
+            if not kept:
+                continue
+            try:
+                sink.write(kept)
+            except Exception as exc:  # noqa: BLE001 - logged once per kind and counted; the records are kept
+                failed = True
+                self.errors.labels(sink.name).inc()
+                self._log_once(sink.name, type(exc).__name__,
+                               f"audit sink {sink.name} failed to write ({type(exc).__name__}: {exc}); "
+                               "keeping its records for a retry")
+                if len(kept) > self.queue_size:
+                    self.dropped.labels("backlog").inc(len(kept) - self.queue_size)
+                    del kept[:len(kept) - self.queue_size]
+                continue
+            self.written.labels(sink.name).inc(len(kept))
+            kept.clear()
+        return failed
+
+    def _log_once(self, where: str, kind: str, message: str) -> None:
+        if (where, kind) not in self._logged:
+            self._logged.add((where, kind))
+            log.error(message)
+
+
+def _newest(sinks: Iterable[Sink]) -> dict[str, Any] | None:
+    """The record with the highest seq any sink holds: where the chain resumes."""
+    records = [r for r in (getattr(s, "last_record", lambda: None)() for s in sinks) if r is not None]
+    return max(records, key=lambda r: r.get("seq", 0), default=None)
+
