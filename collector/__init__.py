@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -18,6 +18,9 @@ from collector.exposition import mark_worker_dead, metrics_app, start_metrics_se
 from collector.metrics import Recorder, resolve_identity
 
 __all__ = ["Recorder", "instrument", "mark_worker_dead", "metrics_app", "names", "start_metrics_server"]
+
+if TYPE_CHECKING:
+    from collector.audit.config import AuditConfig
 
 ServerT = TypeVar("ServerT")
 
@@ -32,6 +35,7 @@ def instrument(
     max_tools: int = names.DEFAULT_MAX_TOOLS,
     metrics: str = semconv.MCP_SLO,
     otlp: bool = False,
+    audit: Mapping[str, Any] | AuditConfig | None = None,
 ) -> ServerT:
     """Measure every request `server` handles; returns `server`.
 
@@ -43,6 +47,10 @@ def instrument(
     conventions, `mcp_server_operation_duration_seconds`) or "both". `otlp=True`
     also pushes the semantic-convention histogram over OTLP/HTTP, configured by
     the OTEL_* environment variables (needs `pip install 'mcp-slo[otel]'`).
+
+    `audit`: an audit trail of every request (collector.audit: the options of
+    `AuditConfig`, e.g. `{"path": "audit/mcp.jsonl", "retention": "90d"}`), its
+    counters on `registry`; official SDK servers only for now.
     """
     service, version = resolve_identity(
         service,
@@ -50,23 +58,42 @@ def instrument(
         fallback_service=getattr(server, "name", None),
         fallback_version=getattr(server, "version", None),
     )
+    fastmcp = sys.modules.get("fastmcp")
+    if audit is not None and fastmcp is not None and isinstance(server, fastmcp.FastMCP):
+        raise TypeError("audit is not supported on fastmcp.FastMCP yet: use it on the official SDK's servers")
     recorder = Recorder(service, version, registry=registry, buckets=buckets, max_tools=max_tools, metrics=metrics)
     if otlp:
         from collector.otlp import OtlpPush
 
         OtlpPush(recorder)
-    fastmcp = sys.modules.get("fastmcp")
     if fastmcp is not None and isinstance(server, fastmcp.FastMCP):
         from collector.fastmcp_middleware import instrument_fastmcp
 
         return instrument_fastmcp(server, recorder)
-    if hasattr(server, "middleware") and isinstance(getattr(server, "middleware"), list):
+    if hasattr(server, "middleware") and isinstance(server.middleware, list):
         from collector.mcpserver import instrument_mcpserver
 
-        return instrument_mcpserver(server, recorder)
+        return instrument_mcpserver(server, recorder, _request_audit(audit, service, version, registry))
     raise TypeError(
         f"cannot instrument {type(server).__module__}.{type(server).__qualname__}: expected "
         "mcp.server.mcpserver.MCPServer, mcp.server.Server or fastmcp.FastMCP; for any other server use `mcp-slo proxy`"
     )
 
 
+
+
+def _request_audit(audit: Mapping[str, Any] | AuditConfig | None, service: str, version: str,
+                   registry: CollectorRegistry) -> Any:
+    """The audit trail's writer for `instrument(..., audit=...)`, closed (drained) at exit."""
+    if audit is None:
+        return None
+    import atexit
+
+    from collector.audit.config import AuditConfig
+    from collector.audit.requests import RequestAudit
+    from collector.audit.writer import AuditWriter
+
+    config = audit if isinstance(audit, AuditConfig) else AuditConfig.from_mapping(audit)
+    writer = AuditWriter.from_config(config, registry=registry)
+    atexit.register(writer.close)
+    return RequestAudit(writer, config, service, version)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from collector import classify, names, semconv
 from collector.metrics import Recorder, method_label
 from collector.tracecontext import active_span_reader, trace_of
+
+if TYPE_CHECKING:
+    from collector.audit.requests import RequestAudit
 
 # How long a cancelled request waits for its notifications/cancelled (which
 # carries the reason) before it is counted as a plain cancellation.
@@ -56,8 +59,9 @@ def _is_tool_error(result: Any) -> bool:
 class MetricsMiddleware:
     """`ServerMiddleware` that records every request in a `Recorder`."""
 
-    def __init__(self, recorder: Recorder):
+    def __init__(self, recorder: Recorder, audit: RequestAudit | None = None):
         self.recorder = recorder
+        self.audit = audit  # the audit trail, when asked for: a record per request measured
         # (connection, request id) -> reason, from notifications/cancelled that
         # arrived before their request unwound; bounded, as a notification may
         # name a request that already finished.
@@ -89,23 +93,37 @@ class MetricsMiddleware:
         except anyio.get_cancelled_exc_class() as exc:
             status, waited = await self._cancel_status(_connection_key(ctx, ctx.request_id), str(exc))
             rec.end(method, rec.tool_label(method, name), status, started + waited, None, trace, protocol)
+            if self.audit is not None:
+                self._audit(ctx, method, name, status, started + waited, exc, None, trace)
             raise
         except BaseException as exc:
-            rec.end(method, rec.tool_label(method, name), classify.exception_status(exc), started,
-                    _error_of(exc), trace, protocol)
+            status = classify.exception_status(exc)
+            rec.end(method, rec.tool_label(method, name), status, started, _error_of(exc), trace, protocol)
+            if self.audit is not None:
+                self._audit(ctx, method, name, status, started, exc, None, trace)
             raise
         if method == "tools/call":
             if _is_tool_error(result):
-                rec.end(method, rec.tool_label(method, name), names.ERROR, started,
-                        semconv.TOOL_ERROR, trace, protocol)
+                status = names.ERROR
+                rec.end(method, rec.tool_label(method, name), status, started, semconv.TOOL_ERROR, trace, protocol)
             else:
-                rec.end(method, rec.tool_label(method, name, succeeded=True), names.SUCCESS, started,
-                        None, trace, protocol)
+                status = names.SUCCESS
+                rec.end(method, rec.tool_label(method, name, succeeded=True), status, started, None, trace, protocol)
         else:
             if method == "tools/list":
                 rec.tools.learn_from_list_result(result if isinstance(result, dict) else _dump(result))
-            rec.end(method, "", names.SUCCESS, started, None, trace, protocol)
+            status = names.SUCCESS
+            rec.end(method, "", status, started, None, trace, protocol)
+        if self.audit is not None:
+            self._audit(ctx, method, name, status, started, None, result, trace)
         return result
+
+    def _audit(self, ctx: Any, method: str, name: object, status: str, started: float,
+               error: BaseException | None, result: Any, trace: tuple[str, str] | None) -> None:
+        """The request's audit record: its tool by the name asked (the metrics' label may fold
+        unknown names into one), timed as the metrics timed it."""
+        tool = name if isinstance(name, str) else None
+        self.audit.seen(ctx, method, tool, status, time.perf_counter() - started, error, result, trace)
 
     async def _cancel_status(self, key: tuple[int, Any], message: str) -> tuple[str, float]:
         """timeout or cancelled, and how long we waited to learn which.
@@ -154,13 +172,14 @@ def _dump(model: Any) -> Any:
     return dump(by_alias=True) if dump else None
 
 
-def instrument_mcpserver(server: Any, recorder: Recorder) -> Any:
-    """Put the metrics middleware outermost on an MCPServer or low-level Server."""
+def instrument_mcpserver(server: Any, recorder: Recorder, audit: RequestAudit | None = None) -> Any:
+    """Put the metrics middleware outermost on an MCPServer or low-level Server (with `audit`,
+    it also writes the audit trail)."""
     manager = getattr(server, "_tool_manager", None)
     if manager is not None:
         recorder.tools.learn(t.name for t in manager.list_tools())
         recorder.tools.lookup = lambda name: manager.get_tool(name) is not None
     if any(isinstance(m, MetricsMiddleware) for m in server.middleware):
         raise ValueError("this server is already instrumented")
-    server.middleware.insert(0, MetricsMiddleware(recorder))
+    server.middleware.insert(0, MetricsMiddleware(recorder, audit))
     return server

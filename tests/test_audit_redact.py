@@ -223,3 +223,20 @@ def test_values_that_are_not_json_are_recorded_as_masked_text():
     assert redact({"value": Token()}) == {"value": "token [REDACTED:github_token]"}
     assert record_params({"value": Token()}, "full") == {"value": f"token {SECRETS['github_token']}"}
     assert redact({"n": 3, "ok": True, "none": None}) == {"n": 3, "ok": True, "none": None}
+
+
+@pytest.mark.parametrize("text, secret", [
+    ('{"password": "hunter2-Correct-Horse", "note": "ok"}', "hunter2-Correct-Horse"),  # a serialized object
+    ("login failed: password=hunter2 user=bob", "hunter2"),  # a log line: the name after another
+    ("GET https://x.example/a?api_key=abc123xyz&q=1", "abc123xyz"),  # a query string inside a URL
+    ("client_secret: 's3cr3t value'", "s3cr3t value"),  # quoted, with a space
+    ('{"secret":"a\\"quoted\\"b"}', 'quoted'),  # escaped quotes inside the value
+])
+def test_the_value_of_a_sensitive_name_in_text_is_masked(text, secret):
+    masked = redact_text(text)
+    assert secret not in masked and "[REDACTED:secret]" in masked, masked
+
+
+def test_names_that_only_contain_a_sensitive_word_keep_their_values():
+    text = "max_tokens=100 author: Bob note=fine"
+    assert redact_text(text) == text

@@ -113,8 +113,32 @@ _PEM = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?(?:-----END (?:[A-Z0-9]+ )
 _NOT_WORD_BEFORE = r"(?<![A-Za-z0-9_-])"
 _NOT_WORD_AFTER = r"(?![A-Za-z0-9_-])"
 
+# a name, optionally quoted, then = or : (the value is read after it, see _mask_assignments)
+_KEY = re.compile(r"(?<![A-Za-z0-9_-])[\"']?(?P<name>[A-Za-z][A-Za-z0-9_.-]{1,40})[\"']?\s*[:=]\s*")
+# a quoted string, or a bare token up to a space or a separator
+_VALUE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,;&}\])]+")
+
+
+def _mask_assignments(text: str) -> str:
+    """`password=...`, `"api_key": "..."`: the value of a sensitive name in text (a serialized
+    object, a query string, a log line) masked whole, its quotes kept. The names are found one
+    after the other (a name's value may itself hold `name=value`, as a URL's query does)."""
+    out, done = [], 0
+    for key in _KEY.finditer(text):
+        if key.start() < done or not is_sensitive_key(key.group("name")):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is None:
+            continue
+        quote = value.group()[0] if value.group()[0] in "\"'" else ""
+        out += [text[done:key.end()], quote, _mask("secret"), quote]
+        done = value.end()
+    return "".join(out) + text[done:]
+
+
 # In order: a PEM block or a JWT first (a bearer token or an e-mail could be inside them), the
-# vendor formats, then personal data.
+# authorization schemes (then the values of sensitive names: redact_text), the vendor formats,
+# then personal data.
 _PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = tuple(
     (re.compile(pattern, flags), (lambda _m, kind=kind: _mask(kind)) if isinstance(kind, str) else kind)
     for pattern, flags, kind in (
@@ -137,9 +161,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = 
 )
 
 
+_SCHEMES = 4  # the first _PATTERNS: PEM, JWT, bearer, basic
+
+
 def redact_text(text: str) -> str:
     """`text` with every known secret and personal-data format masked (free text: error messages)."""
-    for pattern, replace in _PATTERNS:
+    for pattern, replace in _PATTERNS[:_SCHEMES]:
+        text = pattern.sub(replace, text)
+    text = _mask_assignments(text)
+    for pattern, replace in _PATTERNS[_SCHEMES:]:
         text = pattern.sub(replace, text)
     return text
 

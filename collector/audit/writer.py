@@ -10,7 +10,8 @@ failing sink neither stops the others nor the MCP server.
 Metrics (on the given registry):
     mcp_audit_records_total{sink}            records written by each sink
     mcp_audit_records_dropped_total{reason}  queue_full, closed (submitted after close), backlog
-                                             (a failing sink's oldest kept records)
+                                             (a failing sink's oldest kept records), build_failed
+                                             (a record submitted as a function that raised)
     mcp_audit_write_errors_total{sink}       failed writes
 """
 
@@ -20,7 +21,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
@@ -69,7 +70,7 @@ class AuditWriter:
         for sink in self.sinks:  # the series exist from the start, at 0
             self.written.labels(sink.name)
             self.errors.labels(sink.name)
-        for reason in ("queue_full", "closed", "backlog"):
+        for reason in ("queue_full", "closed", "backlog", "build_failed"):
             self.dropped.labels(reason)
         self._thread = threading.Thread(target=self._run, name="mcp-audit-writer", daemon=True)
         self._thread.start()
@@ -92,8 +93,9 @@ class AuditWriter:
 
     # --- any thread ---
 
-    def submit(self, record: Mapping[str, Any]) -> bool:
-        """Queue `record` (a dict of the record's fields, not yet sealed); False when dropped."""
+    def submit(self, record: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> bool:
+        """Queue `record` (a dict of the record's fields, not yet sealed, or a function that
+        builds it, called on the writer's thread); False when dropped."""
         if self._closed:
             self.dropped.labels("closed").inc()
             self._log_once("submit", "closed", "audit record submitted after close: dropped")
@@ -176,7 +178,7 @@ class AuditWriter:
 
     def _write(self, batch: Iterable[Mapping[str, Any]]) -> bool:
         """Seal `batch` and write it (after any kept records) to every sink; True when one failed."""
-        sealed = [self.chain.seal(record) for record in batch]
+        sealed = [self.chain.seal(record) for record in self._built(batch)]
         failed = False
         for sink in self.sinks:
             kept = self._backlog[id(sink)]
@@ -198,6 +200,19 @@ class AuditWriter:
             self.written.labels(sink.name).inc(len(kept))
             kept.clear()
         return failed
+
+    def _built(self, batch: Iterable[Any]) -> Iterator[Mapping[str, Any]]:
+        """The records of `batch`, a function's built now; one that fails is dropped (counted)."""
+        for item in batch:
+            if not callable(item):
+                yield item
+                continue
+            try:
+                yield item()
+            except Exception as exc:  # noqa: BLE001 - a bad request must not stop the trail
+                self.dropped.labels("build_failed").inc()
+                self._log_once("build", type(exc).__name__,
+                               f"audit record could not be built ({type(exc).__name__}: {exc}): dropped")
 
     def _log_once(self, where: str, kind: str, message: str) -> None:
         if (where, kind) not in self._logged:
