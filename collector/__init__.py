@@ -80,8 +80,6 @@ def instrument(
     )
 
 
-
-
 def _request_audit(audit: Mapping[str, Any] | AuditConfig | None, service: str, version: str,
                    registry: CollectorRegistry) -> Any:
     """The audit trail's writer for `instrument(..., audit=...)`, closed (drained) at exit."""

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from collector import instrument
 from collector.audit.chain import verify
+from collector.audit.requests import MAX_NAME
 from tests.servers import mcpserver_app
 from tests.support import operations, registry_text, samples
 
@@ -119,3 +120,23 @@ def test_fastmcp_is_refused_an_audit_trail_rather_than_left_without_one():
     with pytest.raises(TypeError, match="audit is not supported on fastmcp"):
         instrument(fastmcp.FastMCP("x"), service="x", version="v1", registry=CollectorRegistry(),
                    audit={"stdout": True})
+
+
+def test_a_hostile_tool_name_is_recorded_bounded_and_escaped(tmp_path):
+    """A client chooses the names it sends: a huge one is cut, a line break or markup cannot
+    start another record (JSON escapes it), and the trail still verifies."""
+    server, _registry, path, writer = audited(tmp_path)
+    name = 'x\n{"seq": 1}<script>' + "y" * 100_000
+
+    async def main() -> None:
+        async with Client(server) as client:
+            await client.call_tool(name, {})
+
+    anyio.run(main)
+    assert writer.flush(timeout=10)
+    found = records(path)  # one JSON object per line: the line break did not split one
+    called = next(r for r in found if r["method"] == "tools/call")
+    assert called["tool"].startswith('x\n{"seq": 1}<script>') and called["tool"].endswith("…[cut]")
+    assert len(called["tool"]) <= MAX_NAME + len("…[cut]") and called["status"] == "error"
+    assert verify([path], None).ok
+    writer.close()

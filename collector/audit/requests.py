@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -22,6 +22,7 @@ from collector.audit.redact import filter_headers, redact_text
 from collector.audit.writer import AuditWriter
 
 MAX_ERROR_TEXT = 1000  # characters of an error message kept (after redaction)
+MAX_NAME = 256  # characters kept of a name the client chose (tool, prompt, resource URI, JSON-RPC id)
 
 
 class RequestAudit:
@@ -32,6 +33,7 @@ class RequestAudit:
         # The session of a request without an HTTP request: a stdio server serves one client
         # per process, so one id per run (the SDK may build a new connection object per request)
         self.run_id = uuid.uuid4().hex
+        self._principal = _principal_reader()
 
     def seen(self, ctx: Any, method: str, tool: str | None, status: str, duration: float,
              error: BaseException | None, result: Any, trace: tuple[str, str] | None) -> None:
@@ -43,7 +45,7 @@ class RequestAudit:
             "tool": tool, "params": ctx.params, "status": status, "error": error, "result": result,
             "trace": trace, "protocol": getattr(ctx, "protocol_version", None),
             "session_id": self._session_id(connection, request), "client": _client(connection),
-            "principal": _principal(), "headers": getattr(request, "headers", None),
+            "principal": self._principal(), "headers": getattr(request, "headers", None),
             "client_ip": getattr(getattr(request, "client", None), "host", None),
         }
         self.writer.submit(partial(self.record, seen))
@@ -58,7 +60,7 @@ class RequestAudit:
         return {
             "time": format_time(seen["wall"]),
             "request_id": uuid.uuid4().hex,
-            "jsonrpc_id": seen["jsonrpc_id"],
+            "jsonrpc_id": _bounded(seen["jsonrpc_id"]),
             "session_id": seen["session_id"],
             "client": seen["client"],
             "protocol_version": seen["protocol"],
@@ -68,9 +70,9 @@ class RequestAudit:
             "service": self.service,
             "version": self.version,
             "method": method,
-            "tool": tool,
-            "resource": params.get("uri") if method.startswith("resources/") else None,
-            "prompt": params.get("name") if method == "prompts/get" else None,
+            "tool": _bounded(tool),
+            "resource": _bounded(params.get("uri")) if method.startswith("resources/") else None,
+            "prompt": _bounded(params.get("name")) if method == "prompts/get" else None,
             "params": self.config.record_params(tool, arguments if isinstance(arguments, Mapping) else {})
             if arguments is not None else None,
             "status": seen["status"],
@@ -110,14 +112,21 @@ def _client(connection: Any) -> dict[str, Any] | None:
     return None if info is None else {"name": getattr(info, "name", None), "version": getattr(info, "version", None)}
 
 
-def _principal() -> Any:
-    """The access token of the request's authenticated user (a context variable of the SDK's
-    HTTP auth middleware), or None."""
+def _principal_reader() -> Callable[[], Any]:
+    """Reads the access token of the request's authenticated user (a context variable of the
+    SDK's HTTP auth middleware), or None; resolved once, called per request."""
     try:
         from mcp.server.auth.middleware.auth_context import get_access_token
     except ImportError:  # an SDK without the auth middleware
-        return None
-    return get_access_token()
+        return lambda: None
+    return get_access_token
+
+
+def _bounded(value: Any) -> Any:
+    """A client's string kept to MAX_NAME characters (marked when cut); anything else as it is."""
+    if isinstance(value, str) and len(value) > MAX_NAME:
+        return value[:MAX_NAME] + "…[cut]"
+    return value
 
 
 def _error(exc: BaseException | None, result: Any, status: str) -> dict[str, Any] | None:
