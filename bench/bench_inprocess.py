@@ -20,16 +20,20 @@ difference smaller than its spread is not a measurement.
 
 `both=True` compares two instrumented servers instead: `metrics="both"` (mcp-slo's
 and the semantic conventions' histograms) against the default `metrics="mcp-slo"`.
+`audit=True` does the same with the audit trail on (a JSON Lines file, default options) against
+off; goal (issue 17): at most +3%.
 
-    python -m bench.bench_inprocess [--quick] [--async-tool] [--control] [--both]
+    python -m bench.bench_inprocess [--quick] [--async-tool] [--control] [--both | --audit]
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+import tempfile
 import time
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -42,6 +46,7 @@ from collector import instrument, names
 from collector.mcpserver import MetricsMiddleware
 
 GOAL = 1.01  # instrumented at most 1% slower
+AUDIT_GOAL = 1.03  # the audit trail on at most 3% slower than off
 TOOL = "noop"
 SERVICE, VERSION = "bench", "v1"
 
@@ -67,21 +72,21 @@ def build_server(async_tool: bool = False) -> MCPServer:
 
 
 async def _measure(rounds: int, calls: int, warmup: int, sessions: int, async_tool: bool, control: bool,
-                   both: bool = False):
+                   both: bool = False, audit: dict | None = None):
     registry = CollectorRegistry()
     plain = build_server(async_tool)
     other = build_server(async_tool)
     recorder = None
-    if both:  # the base side is instrumented with the default
+    if both or audit:  # the base side is instrumented with the default
         instrument(plain, service=SERVICE, version=VERSION, registry=CollectorRegistry())
     if not control:
         instrument(other, service=SERVICE, version=VERSION, registry=registry,
-                   metrics="both" if both else "mcp-slo")
+                   metrics="both" if both else "mcp-slo", audit=audit)
         recorder = next(m for m in other.middleware if isinstance(m, MetricsMiddleware)).recorder
         counted_before = recorded(recorder, "tools/call", TOOL, names.SUCCESS)
         ours = [type(m) for m in other.middleware]
         theirs = [type(m) for m in plain.middleware]
-        if ours != ([] if both else [MetricsMiddleware]) + theirs:
+        if ours != ([] if both or audit else [MetricsMiddleware]) + theirs:
             raise AssertionError(f"the servers differ by more than the metrics middleware: {ours} vs {theirs}")
 
     plain_rounds: list[float] = []
@@ -104,6 +109,8 @@ async def _measure(rounds: int, calls: int, warmup: int, sessions: int, async_to
                 if last.is_error:
                     raise AssertionError(f"the tool call failed: {last}")
 
+    if audit is not None:  # every record on disk before the file is counted
+        other.middleware[0].audit.writer.flush(timeout=60)
     if recorder is not None:
         expected = sessions * (warmup + 1) + rounds * calls
         counted = recorded(recorder, "tools/call", TOOL, names.SUCCESS) - counted_before
@@ -159,6 +166,7 @@ def run(
     async_tool: bool = False,
     control: bool = False,
     both: bool = False,
+    audit: bool = False,
     quick: bool = False,
 ) -> Result:
     """Returns microseconds per call (median per round, then median over rounds).
@@ -171,7 +179,10 @@ def run(
     if rounds < 1 or calls < 1 or sessions < 1 or warmup < 0:
         raise ValueError("rounds, calls and sessions must be at least 1, warmup at least 0")
     sessions = min(sessions, rounds)
-    plain_us, other_us = anyio.run(_measure, rounds, calls, warmup, sessions, async_tool, control, both)
+    with tempfile.TemporaryDirectory(prefix="mcp-slo-bench-audit-") as scratch:
+        options = {"path": f"{scratch}/audit.jsonl"} if audit else None
+        plain_us, other_us = anyio.run(_measure, rounds, calls, warmup, sessions, async_tool, control, both, options)
+        audited = Path(scratch, "audit.jsonl").read_bytes().count(b"\n") if audit else 0
     kind = "async" if async_tool else "sync"
     params: dict[str, Any] = {"rounds": rounds, "calls": calls, "warmup": warmup, "sessions": sessions,
                               "tool": kind, "control": control}
@@ -179,20 +190,22 @@ def run(
              + "; figures are medians of per-call times, so rare stalls do not count"]
     if both:
         notes.append('both sides instrumented: metrics="both" (ours) vs the default metrics="mcp-slo" (base)')
+    if audit:
+        notes.append(f"both sides instrumented: the audit trail on (ours, {audited} records written) vs off (base)")
     if control:
         notes.append("A/A control: both servers uninstrumented; the ratio shows the method's own bias and spread")
     return paired_result(
         name="inprocess" + ("-async" if async_tool else "") + ("-control" if control else "")
-             + ("-both" if both else ""),
+             + ("-both" if both else "") + ("-audit" if audit else ""),
         title=f"MCPServer in-memory tools/call ({kind} no-op tool), "
               + ("plain vs plain (control)" if control else
-                 'metrics="both" vs "mcp-slo"' if both else "instrumented vs plain"),
+                 'metrics="both" vs "mcp-slo"' if both else "audit on vs off" if audit else "instrumented vs plain"),
         unit="us/call",
-        ours_label="plain (B)" if control else "both" if both else "instrumented",
-        base_label="plain (A)" if control else "mcp-slo" if both else "plain",
+        ours_label="plain (B)" if control else "both" if both else "audit on" if audit else "instrumented",
+        base_label="plain (A)" if control else "mcp-slo" if both else "audit off" if audit else "plain",
         ours_rounds=other_us,
         base_rounds=plain_us,
-        limit=None if control else GOAL,
+        limit=None if control else AUDIT_GOAL if audit else GOAL,
         per_round=calls,
         params=params,
         notes=notes,
@@ -202,4 +215,4 @@ def run(
 if __name__ == "__main__":
     argv = sys.argv[1:]
     print(run(quick="--quick" in argv, async_tool="--async-tool" in argv, control="--control" in argv,
-              both="--both" in argv).report())
+              both="--both" in argv, audit="--audit" in argv).report())

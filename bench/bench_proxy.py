@@ -10,8 +10,10 @@ direct throughput (a time-per-call ratio of at most 1/0.9).
 
 `--both` compares the proxy with `--metrics both` (ours) against the default proxy
 (base), instead of the proxy against a direct connection; goal: at most +0.1 ms a call.
+`--audit` does the same with the audit trail on (`--audit-file`, default options) against
+off; goal (issue 17): at most +0.1 ms per proxied call.
 
-    python -m bench.bench_proxy [--quick] [--http] [--both]
+    python -m bench.bench_proxy [--quick] [--http] [--both | --audit]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,10 +73,11 @@ def _wait_http(url: str, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def _targets(http: bool, both: bool = False) -> Iterator[tuple[Any, Any]]:
-    """(direct, proxied) server arguments for mcp.Client; with `both`, (the default
-    proxy, the proxy with --metrics both)."""
-    ours = [*PROXY, "--metrics", "both"] if both else PROXY
+def _targets(http: bool, options: list[str] | None = None) -> Iterator[tuple[Any, Any]]:
+    """(direct, proxied) server arguments for mcp.Client; with `options`, (the default
+    proxy, the proxy with these options)."""
+    both = options is not None
+    ours = [*PROXY, *options] if both else PROXY
     if not http:
         base = [*PROXY, "--", sys.executable, ECHO] if both else [sys.executable, ECHO]
         yield (StdioServerParameters(command=base[0], args=base[1:], cwd=str(ROOT)),
@@ -94,8 +98,9 @@ def _targets(http: bool, both: bool = False) -> Iterator[tuple[Any, Any]]:
         yield f"http://127.0.0.1:{direct_port}/mcp", f"http://127.0.0.1:{proxy_port}/mcp"
 
 
-async def _measure(http: bool, rounds: int, calls: int, concurrency: int, warmup: int, both: bool = False):
-    with _targets(http, both) as (direct_target, proxied_target):
+async def _measure(http: bool, rounds: int, calls: int, concurrency: int, warmup: int,
+                   options: list[str] | None = None):
+    with _targets(http, options) as (direct_target, proxied_target):
         async with Client(direct_target) as direct, Client(proxied_target) as proxied:
             sides = {"direct": direct, "proxied": proxied}
             for client in sides.values():
@@ -132,29 +137,38 @@ def _p99(xs: list[float]) -> float:
 
 
 def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: int = 16, warmup: int = 50,
-        quick: bool = False, both: bool = False):
+        quick: bool = False, both: bool = False, audit: bool = False):
     """Two Results: latency (median of per-round medians) and throughput (time per call under load)."""
     if quick:
         rounds, calls, concurrency, warmup = 2, 5, 4, 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
-    latency, latency_rounds, per_call = anyio.run(_measure, http, rounds, calls, concurrency, warmup, both)
+    with tempfile.TemporaryDirectory(prefix="mcp-slo-bench-audit-") as scratch:
+        options = ["--metrics", "both"] if both else ["--audit-file", f"{scratch}/audit.jsonl"] if audit else None
+        latency, latency_rounds, per_call = anyio.run(_measure, http, rounds, calls, concurrency, warmup, options)
+        audited = Path(scratch, "audit.jsonl").read_bytes().count(b"\n") if audit else 0
     transport = "streamable HTTP" if http else "stdio"
     added_p99 = _p99(latency["proxied"]) - _p99(latency["direct"])
-    versus = "proxy --metrics both vs default proxy" if both else "mcp-slo proxy vs direct"
-    ours_label, base_label = ("--metrics both", "default") if both else ("proxied", "direct")
-    params = {"transport": transport, "both": both, "rounds": rounds, "calls": calls, "concurrency": concurrency}
+    kind = "-both" if both else "-audit" if audit else ""
+    versus = ("proxy --metrics both vs default proxy" if both else "proxy with --audit-file vs without" if audit
+              else "mcp-slo proxy vs direct")
+    ours_label, base_label = (("--metrics both", "default") if both else ("audit on", "audit off") if audit
+                              else ("proxied", "direct"))
+    params = {"transport": transport, "both": both, "audit": audit, "rounds": rounds, "calls": calls,
+              "concurrency": concurrency}
+    extra = [f"{audited} audit records written"] if audit else []
     lat = paired_result(
-        name=f"proxy-{'http' if http else 'stdio'}{'-both' if both else ''}-latency",
+        name=f"proxy-{'http' if http else 'stdio'}{kind}-latency",
         title=f"{versus}, {transport}, sequential tools/call latency",
         unit="us", ours_label=ours_label, base_label=base_label,
         ours_rounds=latency_rounds["proxied"], base_rounds=latency_rounds["direct"],
         limit=None, per_round=calls, params=params,
         notes=[f"added median {statistics.median(latency['proxied']) * 1e3 - statistics.median(latency['direct']) * 1e3:+.3f} ms"
-               f" (goal over stdio: at most +0.5 ms); added p99 {added_p99 / 1e3:+.3f} ms"
-               f" (p99 direct {_p99(latency['direct']) / 1e3:.3f} ms, proxied {_p99(latency['proxied']) / 1e3:.3f} ms)"],
+               f" (goal: {'at most +0.1 ms' if both or audit else 'over stdio at most +0.5 ms'}); added p99 {added_p99 / 1e3:+.3f} ms"
+               f" (p99 direct {_p99(latency['direct']) / 1e3:.3f} ms, proxied {_p99(latency['proxied']) / 1e3:.3f} ms)",
+               *extra],
     )
     thr = paired_result(
-        name=f"proxy-{'http' if http else 'stdio'}{'-both' if both else ''}-throughput",
+        name=f"proxy-{'http' if http else 'stdio'}{kind}-throughput",
         title=f"{versus}, {transport}, {concurrency} concurrent callers, time per call",
         unit="us", ours_label=ours_label, base_label=base_label,
         ours_rounds=per_call["proxied"], base_rounds=per_call["direct"],
@@ -167,6 +181,7 @@ def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: i
 
 
 if __name__ == "__main__":
-    for result in run(quick="--quick" in sys.argv, http="--http" in sys.argv, both="--both" in sys.argv):
+    for result in run(quick="--quick" in sys.argv, http="--http" in sys.argv, both="--both" in sys.argv,
+                      audit="--audit" in sys.argv):
         print(result.report())
         print()

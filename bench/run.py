@@ -57,6 +57,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("inprocess-async-control", "bench.bench_inprocess",
               "A/A control with the async tool",
               {"async_tool": True, "control": True}, default=False),
+    Benchmark("audit-inprocess", "bench.bench_inprocess",
+              "the audit trail on (JSON Lines file, default options) vs off, in-memory tools/call, sync no-op tool "
+              "(goal <= 1.03x)", {"audit": True}),
+    Benchmark("audit-proxy-stdio", "bench.bench_proxy",
+              "mcp-slo proxy with --audit-file vs without, over stdio (goal: +0.1 ms a call)", {"audit": True}),
     Benchmark("proxy-stdio", "bench.bench_proxy",
               "mcp-slo proxy vs a direct connection over stdio (goals: +0.5 ms median, >= 90% throughput)"),
     Benchmark("proxy-http", "bench.bench_proxy",

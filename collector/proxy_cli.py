@@ -7,6 +7,9 @@
     mcp-slo proxy --service NAME --metrics-port 9464 --upstream http://HOST:PORT/mcp --listen 127.0.0.1:8080
         serves streamable HTTP on --listen (same MCP path as the upstream) and
         relays to the upstream server.
+
+    --audit-file PATH (and the other --audit-* options) also writes an audit trail: one JSON
+    line per client request, with the status the metrics counted (collector.audit).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import argparse
 import logging
 import sys
 from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 
 from collector import names, semconv
+from collector.audit import options as audit_options
 from collector.command import OK, CommandError, host_port, parse_host_port
 from collector.exposition import start_metrics_server
 from collector.metrics import Recorder, resolve_identity
@@ -26,6 +31,9 @@ from collector.proxy.framing import DEFAULT_MAX_MESSAGE_BYTES
 from collector.proxy.http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS
 from collector.proxy.stdio import DEFAULT_EXIT_GRACE
 from collector.proxy.tracker import DEFAULT_REQUEST_TIMEOUT, Tracker
+
+if TYPE_CHECKING:
+    from collector.audit.relayed import RelayAudit
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 CANNOT_RUN = 127  # stdio: the server could not be started (as a shell says); else the proxy exits with its code
@@ -77,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="streamable HTTP: close with 408 a request whose headers take longer, or whose "
                              "body pauses longer (default: %(default)g)")
     parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="(default: %(default)s)")
+    audit_options.add_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="stdio: the server command, after --")
 
 
@@ -110,7 +119,16 @@ def run(args: argparse.Namespace) -> int:
         from collector.otlp import OtlpPush  # raises CommandError naming the extra when it is missing
 
         OtlpPush(recorder)
-    tracker = Tracker(recorder, request_timeout=args.request_timeout)
+    audit = _audit(args, service, version, stdio=bool(command))
+    tracker = Tracker(recorder, request_timeout=args.request_timeout, audit=audit)
+    try:
+        return _serve(args, command, listen, tracker)
+    finally:
+        if audit is not None:
+            audit.close()  # writes what is queued
+
+
+def _serve(args: argparse.Namespace, command: list[str], listen: tuple[str, int] | None, tracker: Tracker) -> int:
     try:
         server, _ = start_metrics_server(args.metrics_port, args.metrics_addr)
     except OSError as exc:
@@ -131,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     from collector.proxy.http import serve_http_proxy
 
+    assert listen is not None
     host, port = listen
     try:
         anyio.run(partial(serve_http_proxy, args.upstream, tracker, host=host, port=port, log_level=args.log_level,
@@ -139,6 +158,21 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     return OK
+
+
+def _audit(args: argparse.Namespace, service: str, version: str, *, stdio: bool) -> RelayAudit | None:
+    """The audit trail the options ask for (None: none), its file opened; CommandError in one line."""
+    try:
+        config = audit_options.config_from_args(args, stdio=stdio)
+        if config is None:
+            return None
+        from collector.audit.relayed import RelayAudit
+
+        return RelayAudit.from_config(config, service, version)
+    except (ValueError, ImportError) as exc:
+        raise CommandError(f"audit: {exc}") from None
+    except OSError as exc:
+        raise CommandError(f"audit: {exc.filename or ''}: {exc.strerror or exc}") from None
 
 
 def _check_bounds(args: argparse.Namespace) -> None:

@@ -6,44 +6,20 @@ from __future__ import annotations
 import json
 import time
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from collector.audit.identity import JwtVerifier, VerificationError, from_bearer
-
-ISSUER = "https://login.example.com/"
-AUDIENCE = "mcp://files"
+from tests.audit_support import AUDIENCE, ISSUER, signing_keys, token, write_jwks
 
 
 @pytest.fixture(scope="module")
 def keys():
-    return {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            "other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            "ec": ec.generate_private_key(ec.SECP256R1())}
+    return signing_keys()
 
 
 @pytest.fixture
 def verifier(tmp_path, keys) -> JwtVerifier:
-    jwks = {"keys": [
-        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(keys["k1"].public_key())), "kid": "k1", "use": "sig",
-         "alg": "RS256"},
-        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(keys["ec"].public_key())), "kid": "ec", "use": "sig",
-         "alg": "ES256"},
-    ]}
-    path = tmp_path / "jwks.json"
-    path.write_text(json.dumps(jwks))
-    return JwtVerifier(path, issuer=ISSUER, audience=AUDIENCE)
-
-
-def token(keys, kid="k1", signer=None, **overrides) -> str:
-    now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-123", "email": "ana@example.com", "azp": "claude-desktop",
-              "scope": "files:read files:write", "iat": now, "exp": now + 600, "preferred_username": "ana",
-              **overrides}
-    claims = {k: v for k, v in claims.items() if v is not None}
-    algorithm = "ES256" if kid == "ec" else "RS256"
-    return jwt.encode(claims, keys[signer or kid], algorithm=algorithm, headers={"kid": kid})
+    return JwtVerifier(write_jwks(tmp_path / "jwks.json", keys), issuer=ISSUER, audience=AUDIENCE)
 
 
 def test_a_valid_token_is_verified(keys, verifier):

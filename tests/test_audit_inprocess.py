@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from collector import instrument
 from collector.audit.chain import verify
-from collector.audit.requests import MAX_NAME
+from collector.audit.fields import MAX_NAME
 from tests.servers import mcpserver_app
 from tests.support import operations, registry_text, samples
 

@@ -264,3 +264,15 @@ def test_non_json_values_are_written_as_text_and_still_verify(tmp_path):
 def test_bad_max_bytes():
     with pytest.raises(ValueError, match="max_bytes must be positive"):
         JsonlFileSink(os.devnull, max_bytes=0)
+
+
+def test_one_process_writes_a_file_at_a_time(tmp_path):
+    """Two writers on one file would interleave two chains: the second is refused until the
+    first is closed."""
+    path = tmp_path / "audit" / "mcp.jsonl"
+    first = JsonlFileSink(path)
+    with pytest.raises(ValueError, match="being written by another process"):
+        JsonlFileSink(path)
+    JsonlFileSink(tmp_path / "audit" / "other.jsonl").close()  # another file is another chain
+    first.close()
+    JsonlFileSink(path).close()

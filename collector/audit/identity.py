@@ -163,3 +163,12 @@ def _scopes(claims: Mapping[str, Any]) -> list[str]:
 
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def expiry(authorization_header: str) -> float | None:
+    """The `exp` claim (seconds since the epoch) of the bearer JWT in an Authorization header,
+    read without verification; None when there is none."""
+    _, _, token = authorization_header.strip().partition(" ")
+    claims = _unverified_claims(token.strip())
+    exp = claims.get("exp") if claims else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None

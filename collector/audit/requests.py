@@ -10,7 +10,6 @@ audited call pays for a few attribute reads and a queue put.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -18,11 +17,15 @@ from functools import partial
 from typing import Any
 
 from collector.audit.config import AuditConfig, format_time
-from collector.audit.redact import filter_headers, redact_text
+from collector.audit.fields import (
+    bounded,
+    client_info,
+    error_field,
+    json_size,
+    tool_error_text,
+)
+from collector.audit.redact import filter_headers
 from collector.audit.writer import AuditWriter
-
-MAX_ERROR_TEXT = 1000  # characters of an error message kept (after redaction)
-MAX_NAME = 256  # characters kept of a name the client chose (tool, prompt, resource URI, JSON-RPC id)
 
 
 class RequestAudit:
@@ -60,7 +63,7 @@ class RequestAudit:
         return {
             "time": format_time(seen["wall"]),
             "request_id": uuid.uuid4().hex,
-            "jsonrpc_id": _bounded(seen["jsonrpc_id"]),
+            "jsonrpc_id": bounded(seen["jsonrpc_id"]),
             "session_id": seen["session_id"],
             "client": seen["client"],
             "protocol_version": seen["protocol"],
@@ -70,16 +73,16 @@ class RequestAudit:
             "service": self.service,
             "version": self.version,
             "method": method,
-            "tool": _bounded(tool),
-            "resource": _bounded(params.get("uri")) if method.startswith("resources/") else None,
-            "prompt": _bounded(params.get("name")) if method == "prompts/get" else None,
+            "tool": bounded(tool),
+            "resource": bounded(params.get("uri")) if method.startswith("resources/") else None,
+            "prompt": bounded(params.get("name")) if method == "prompts/get" else None,
             "params": self.config.record_params(tool, arguments if isinstance(arguments, Mapping) else {})
             if arguments is not None else None,
             "status": seen["status"],
             "error": _error(seen["error"], seen["result"], seen["status"]),
             "duration_seconds": round(seen["duration"], 6),
-            "request_bytes": _size(params),
-            "response_bytes": _size(seen["result"]) if seen["error"] is None else None,
+            "request_bytes": json_size(params),
+            "response_bytes": json_size(seen["result"]) if seen["error"] is None else None,
             "trace_id": seen["trace"][0] if seen["trace"] else None,
         }
 
@@ -108,8 +111,7 @@ class RequestAudit:
 
 
 def _client(connection: Any) -> dict[str, Any] | None:
-    info = getattr(getattr(connection, "client_params", None), "client_info", None)
-    return None if info is None else {"name": getattr(info, "name", None), "version": getattr(info, "version", None)}
+    return client_info(getattr(getattr(connection, "client_params", None), "client_info", None))
 
 
 def _principal_reader() -> Callable[[], Any]:
@@ -122,37 +124,13 @@ def _principal_reader() -> Callable[[], Any]:
     return get_access_token
 
 
-def _bounded(value: Any) -> Any:
-    """A client's string kept to MAX_NAME characters (marked when cut); anything else as it is."""
-    if isinstance(value, str) and len(value) > MAX_NAME:
-        return value[:MAX_NAME] + "…[cut]"
-    return value
-
-
 def _error(exc: BaseException | None, result: Any, status: str) -> dict[str, Any] | None:
     """{code, message} of a failed request: the JSON-RPC error's, the exception's, or a tool
-    result's text (isError); the message redacted and bounded."""
+    result's text (isError)."""
     if status == "success":
         return None
     if exc is not None:
         error = getattr(exc, "error", None)
-        code = getattr(error, "code", None)
         message = getattr(error, "message", None) or str(exc) or type(exc).__name__
-        return {"code": code if isinstance(code, int) else None, "message": redact_text(message[:MAX_ERROR_TEXT])}
-    content = result.get("content") if isinstance(result, Mapping) else getattr(result, "content", None)
-    texts = [item.get("text") if isinstance(item, Mapping) else getattr(item, "text", None) for item in content or []]
-    message = " ".join(t for t in texts if isinstance(t, str))
-    return {"code": None, "message": redact_text(message[:MAX_ERROR_TEXT]) if message else None}
-
-
-def _size(value: Any) -> int | None:
-    """Bytes of `value` as compact JSON (the SDK's own framing is not visible in-process)."""
-    if value is None:
-        return None
-    dump = getattr(value, "model_dump", None)
-    if dump is not None:
-        value = dump(by_alias=True, exclude_none=True)
-    try:
-        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-    except (TypeError, ValueError):
-        return None
+        return error_field(getattr(error, "code", None), message)
+    return error_field(None, tool_error_text(result))

@@ -71,7 +71,11 @@ class JsonlFileSink:
     """Appends records to `path`, one JSON object a line, flushed per batch; rotates by size
     (`max_bytes`) and by age (`rotate_every` seconds since the file's first record, at the first
     write after), and deletes rotated files last written more than `retention` seconds ago (at
-    start and at each rotation). Not thread-safe: the writer's thread is its only caller."""
+    start and at each rotation). Not thread-safe: the writer's thread is its only caller.
+
+    One process writes a file: a chain has one writer. The sink holds an exclusive lock on
+    `PATH.lock` for its life, and a second sink on the same path (another proxy, another server)
+    is refused with ValueError rather than interleave two chains."""
 
     name = "jsonl"
 
@@ -86,6 +90,7 @@ class JsonlFileSink:
         self.retention = retention
         self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.path)
         self._pattern = re.compile(re.escape(self.path.stem) + r"-([0-9]{8}T[0-9]{6}Z)-([0-9]+)"
                                    + re.escape(self.path.suffix or ".jsonl"))
         self._repair_tail()
@@ -135,6 +140,9 @@ class JsonlFileSink:
         if not self._file.closed:
             self._file.flush()
             self._file.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
 
     def last_record(self) -> dict[str, Any] | None:
         """The last record of the current file, or of the newest rotated file when it is empty."""
@@ -237,6 +245,23 @@ class JsonlFileSink:
                     file.truncate(pos)
         except FileNotFoundError:
             return
+
+
+def _lock(path: Path) -> IO[bytes] | None:
+    """An exclusive lock on `path`.lock, held while the returned file stays open; ValueError when
+    another process holds it. None where locks are not available (not POSIX)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held for the sink's life
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ValueError(f"audit file {path} is being written by another process: give each process its own "
+                         "file (a chain has one writer)") from None
+    return lock
 
 
 def _first_record(path: Path) -> dict[str, Any] | None:

@@ -59,6 +59,7 @@ from typing import Any
 import anyio
 import httpx
 
+from collector.audit.relayed import Connection
 from collector.logfilter import install_rate_limit
 from collector.proxy.framing import DEFAULT_MAX_MESSAGE_BYTES, NOT_JSON, SseEvent, SseSplitter, parse_json, sse_message
 from collector.proxy.tracker import CONNECTION_CLOSED, REQUEST_TIMEOUT, Key, Tracker, error_response
@@ -297,6 +298,7 @@ class _Exchange:
         self.finished = False  # response complete
         self.disconnected = False
         self.resumable = False  # an SSE event carried an id: the client may resume the stream
+        self.connection: Connection | None = None  # for the audit trail, when there is one
 
     async def run(self) -> None:
         url = self._upstream_url()
@@ -370,7 +372,15 @@ class _Exchange:
             logger.warning("a POST body is not JSON (%d bytes); relaying it unchanged, not counted", len(body))
             return
         self.batch = isinstance(parsed, list)
-        self.keys = self.tracker.from_client(parsed, self.session, _header(self.headers, b"mcp-protocol-version"))
+        protocol = _header(self.headers, b"mcp-protocol-version")
+        if self.tracker.audit is None:
+            self.keys = self.tracker.from_client(parsed, self.session, protocol)
+            return
+        client = self.scope.get("client")
+        self.connection = Connection(self.session if isinstance(self.session, str) else None,
+                                     client[0] if client else None, self.headers)
+        self.keys = self.tracker.from_client(parsed, self.session, protocol, size=len(body),
+                                             connection=self.connection)
 
     def _remaining(self) -> float:
         """Seconds until this POST's first pending request times out (inf: none can)."""
@@ -398,6 +408,9 @@ class _Exchange:
             if response is None:
                 await self._answer_timeout()
                 return
+            if self.connection is not None and self.connection.session_id is None:
+                # An initialize's answer names the new session; its audit record carries it.
+                self.connection.session_id = response.headers.get("mcp-session-id") or None
             content_type = response.headers.get("content-type", "").lower()
             if self.is_mcp and content_type.startswith("text/event-stream"):
                 await self._relay_sse(response)
@@ -443,7 +456,7 @@ class _Exchange:
             return
         parsed = parse_json(body)
         if parsed is not NOT_JSON:
-            self.tracker.from_server(parsed, self.session)
+            self.tracker.from_server(parsed, self.session, size=len(body))
             # An error with a null id answers the request whose id could not be read.
             if isinstance(parsed, dict) and parsed.get("id") is None and isinstance(parsed.get("error"), dict):
                 self.tracker.fail(self.keys, code=parsed["error"].get("code"))
@@ -484,7 +497,8 @@ class _Exchange:
             self.resumable = True
         if event.event == "message" and event.data:
             parsed = parse_json(event.data)
-            if parsed is not NOT_JSON and not self.tracker.from_server(parsed, self.session):
+            size = len(event.data.encode()) if self.tracker.audit is not None else None
+            if parsed is not NOT_JSON and not self.tracker.from_server(parsed, self.session, size=size):
                 return  # a late answer to a request already answered as timed out
         await self._body(event.raw)
 
@@ -514,8 +528,8 @@ class _Exchange:
         await self._answer(200, [error_response(k[1], REQUEST_TIMEOUT, "Request timed out") for k in self.keys])
 
     async def _answer_unavailable(self, exc: Exception) -> None:
-        self.tracker.fail(self.keys)
         message = f"Upstream MCP server unavailable: {type(exc).__name__}"
+        self.tracker.fail(self.keys, why=message)
         await self._answer(502, [error_response(k[1], CONNECTION_CLOSED, message) for k in self.keys])
 
 

@@ -364,6 +364,11 @@ def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
+def _message_size(line: bytes) -> int:
+    """The bytes of the message on a line, without its line end."""
+    return len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)
+
+
 def _describe(parsed: object) -> str:
     """A message as a debug line may name it: by its method's label, which is
     from a closed set, never by text the peer chose."""
@@ -512,7 +517,7 @@ class StdioProxy:
                 continue
             if self._debug:
                 logger.debug("client: %s, %d bytes", _describe(parsed), len(line))
-            if self.tracker.from_client(parsed):
+            if self.tracker.from_client(parsed, size=_message_size(line)):
                 self._wake.set()
         await self._send_server(b"".join(forward))
 
@@ -530,7 +535,7 @@ class StdioProxy:
         replaced by an error for the server; anything else is just dropped."""
         msg = partial_message(line)
         if is_request(msg):
-            self.tracker.from_client(msg)
+            self.tracker.from_client(msg, size=line.size)
             await self._to_client([self._too_large(msg["id"], "Request", REQUEST_TOO_LARGE)])
             done = f"answered it with error {REQUEST_TOO_LARGE}"
         elif is_response(msg) and is_request_id(msg["id"]):
@@ -582,7 +587,7 @@ class StdioProxy:
                 else:
                     if self._debug:
                         logger.debug("server: %s, %d bytes", _describe(parsed), len(line))
-                    if not self.tracker.from_server(parsed):
+                    if not self.tracker.from_server(parsed, size=_message_size(line)):
                         continue  # a late answer to a request the proxy answered as timed out
             forward.append(line)
         data = b"".join(forward)

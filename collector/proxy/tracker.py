@@ -26,6 +26,9 @@ Request ids are unique per connection, so every request is keyed by
 `(scope, id)`: the stdio proxy has one scope, the HTTP proxy uses the MCP
 session (or the single POST when there is no session).
 
+Audit: with an audit trail (`collector.audit.relayed.RelayAudit`), every request counted
+also gets one audit record, opened and closed with it, under the same status.
+
 Logging: never message content, ids included (they are the client's data);
 timeouts are summed up by `RepeatedWarning` (one line per REPORT_INTERVAL at
 most), and the transport calls `report()` so the sums get logged.
@@ -39,11 +42,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector import classify, names, semconv
 from collector.metrics import Recorder, method_label
 from collector.tracecontext import Trace, trace_of
+
+if TYPE_CHECKING:
+    from collector.audit.relayed import Connection, Note, RelayAudit
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +167,7 @@ class _Pending:
     progress_token: object = None
     trace: Trace | None = None  # params._meta.traceparent, for exemplars
     protocol: str | None = None  # mcp.protocol.version, when the semantic conventions are recorded
+    audit: Note | None = None  # the audit trail's note of the request, when there is a trail
 
 
 class Tracker:
@@ -175,12 +182,14 @@ class Tracker:
         *,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        audit: RelayAudit | None = None,
     ):
         if not request_timeout > 0:
             raise ValueError("the request timeout must be positive")
         self.recorder = recorder
         self.request_timeout = request_timeout
         self.clock = clock
+        self.audit = audit
         self._pending: dict[Key, _Pending] = {}
         # The pending requests that have a deadline, in deadline order: every
         # deadline is "now + request_timeout" when set, so appending keeps the
@@ -201,25 +210,32 @@ class Tracker:
 
     # -- messages -------------------------------------------------------------
 
-    def from_client(self, parsed: object, scope: Hashable = None, protocol: str | None = None) -> list[Key]:
+    def from_client(self, parsed: object, scope: Hashable = None, protocol: str | None = None, *,
+                    size: int | None = None, connection: Connection | None = None) -> list[Key]:
         """Account a parsed message (or batch) the client sent; returns the keys
-        of the requests it opened. `protocol`: the request's MCP-Protocol-Version header."""
+        of the requests it opened. `protocol`: the request's MCP-Protocol-Version header;
+        for the audit trail, `size`: the message's bytes, `connection`: where it came from."""
         opened = []
         for msg in messages(parsed):
             if is_request(msg):
                 opened.append(self._open(msg, scope, protocol))
+                if self.audit is not None:
+                    self._pending[opened[-1]].audit = self.audit.opened(
+                        msg, size if msg is parsed else None, connection, protocol)
             elif msg.get("method") == "notifications/cancelled" and "id" not in msg:
                 params = msg.get("params")
                 if isinstance(params, dict) and is_request_id(params.get("requestId")):
-                    self._close([(scope, params["requestId"])], classify.cancel_status(params.get("reason")))
+                    reason = params.get("reason")
+                    self._close([(scope, params["requestId"])], classify.cancel_status(reason),
+                                why=reason if isinstance(reason, str) and reason else "cancelled by the client")
             # Anything else is a notification or the client's answer to a
             # server-to-client request: forwarded, never counted.
         return opened
 
-    def from_server(self, parsed: object, scope: Hashable = None) -> bool:
+    def from_server(self, parsed: object, scope: Hashable = None, *, size: int | None = None) -> bool:
         """Account a parsed message (or batch) the server sent; False when it must
         not be forwarded because it only answers requests the proxy already
-        answered (timed out)."""
+        answered (timed out). `size`: its bytes, for the audit trail."""
         forward = False
         seen = False
         for msg in messages(parsed):
@@ -240,7 +256,7 @@ class Tracker:
                 forward = True  # unknown id, or a request already counted as cancelled
                 continue
             forward = True
-            self._end(pending, *self._status_of(pending, msg))
+            self._end(pending, *self._status_of(pending, msg), response=msg, size=size if msg is parsed else None)
         return forward or not seen
 
     # -- outcomes decided by the transport ---------------------------------
@@ -270,7 +286,8 @@ class Tracker:
     def time_out(self, keys: Iterable[Key]) -> list[Key]:
         """Close these requests, if still pending, as `timeout`; their late
         responses will be dropped. Returns the keys actually closed."""
-        closed = self._close(keys, names.TIMEOUT)
+        closed = self._close(keys, names.TIMEOUT, why="Request timed out (answered by the proxy)",
+                             code=REQUEST_TIMEOUT)
         for key in closed:
             self._abandoned[key] = None
         while len(self._abandoned) > MAX_ABANDONED:
@@ -281,14 +298,17 @@ class Tracker:
     def cancel(self, keys: Iterable[Key], reason: object = None) -> list[Key]:
         """Close these requests, if still pending, as cancelled by the client
         (e.g. it closed the HTTP response stream)."""
-        return self._close(keys, classify.cancel_status(reason))
+        return self._close(keys, classify.cancel_status(reason), why="cancelled: the client closed the connection")
 
-    def fail(self, keys: Iterable[Key] | None = None, code: object = None) -> list[Key]:
+    def fail(self, keys: Iterable[Key] | None = None, code: object = None, why: str | None = None) -> list[Key]:
         """Close these requests (default: all pending), if still pending, as failed:
         the connection ended before they were answered (`error`), or an error
         with this JSON-RPC `code` answered them without naming their id."""
         status = names.ERROR if code is None else classify.error_status(code)
-        return self._close(list(self._pending) if keys is None else keys, status, _integer(code))
+        why = why or ("Connection closed before the response" if code is None
+                      else "an error response without the request's id")
+        return self._close(list(self._pending) if keys is None else keys, status, _integer(code),
+                           why=why, code=CONNECTION_CLOSED if code is None else _integer(code))
 
     def is_pending(self, key: Key) -> bool:
         return key in self._pending
@@ -314,7 +334,7 @@ class Tracker:
             # The client reused the id of a request still in flight: its answer can
             # no longer be told apart, so the client has given up on the first one.
             logger.warning("the client reused the id of a request still pending; counting the first as cancelled")
-            self._end(earlier, names.CANCELLED)
+            self._end(earlier, names.CANCELLED, why="the client reused its id for another request")
         long_lived = msg["method"] in LONG_LIVED_METHODS
         deadline = math.inf if long_lived else self.clock() + self.request_timeout
         pending = _Pending(method, tool, self.recorder.begin(), deadline, _progress_token(params), trace_of(params))
@@ -362,16 +382,24 @@ class Tracker:
             return status, None
         return status, semconv.TOOL_ERROR
 
-    def _close(self, keys: Iterable[Key], status: str, error: object = None) -> list[Key]:
+    def _close(self, keys: Iterable[Key], status: str, error: object = None, *, why: str,
+               code: int | None = None) -> list[Key]:
+        """Close these requests, unanswered by the server: `why`, and the JSON-RPC `code` the
+        client was answered with (default: `error`, when it is a code), are for the audit trail."""
+        code = code if code is not None or not isinstance(error, int) else error
         closed = []
         for key in keys:
             pending = self._take(key)
             if pending is not None:
-                self._end(pending, status, error)
+                self._end(pending, status, error, why=why, code=code)
                 closed.append(key)
         return closed
 
-    def _end(self, pending: _Pending, status: str, error: object = None) -> None:
+    def _end(self, pending: _Pending, status: str, error: object = None, *, response: dict[str, Any] | None = None,
+             size: int | None = None, why: str | None = None, code: int | None = None) -> None:
         rec = self.recorder
         tool = rec.tool_label(pending.method, pending.tool, succeeded=status == names.SUCCESS)
         rec.end(pending.method, tool, status, pending.started, error, pending.trace, pending.protocol)
+        if pending.audit is not None:
+            self.audit.closed(pending.audit, status, time.perf_counter() - pending.started,  # type: ignore[union-attr]
+                              pending.trace, response=response, size=size, code=code, reason=why)

@@ -1,0 +1,61 @@
+"""Field values every audit record builds the same way, in-process or through the proxy: names
+the client chose (bounded), error messages (redacted and bounded), sizes, identities."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from collector.audit.redact import redact_text
+
+MAX_ERROR_TEXT = 1000  # characters of an error message kept (after redaction)
+MAX_NAME = 256  # characters kept of a name the client chose (tool, prompt, resource URI, JSON-RPC id)
+
+
+def bounded(value: Any) -> Any:
+    """A client's string kept to MAX_NAME characters (marked when cut); anything else as it is."""
+    if isinstance(value, str) and len(value) > MAX_NAME:
+        return value[:MAX_NAME] + "…[cut]"
+    return value
+
+
+def error_field(code: object, message: object) -> dict[str, Any]:
+    """{code, message}: the code when it is an integer, the message redacted and bounded."""
+    text = message if isinstance(message, str) and message else None
+    return {"code": code if isinstance(code, int) and not isinstance(code, bool) else None,
+            "message": redact_text(text[:MAX_ERROR_TEXT]) if text else None}
+
+
+def tool_error_text(result: Any) -> str | None:
+    """The text a tool result flagged isError carries (its text content items, joined)."""
+    content = result.get("content") if isinstance(result, Mapping) else getattr(result, "content", None)
+    if not isinstance(content, list | tuple):
+        return None
+    texts = [item.get("text") if isinstance(item, Mapping) else getattr(item, "text", None) for item in content]
+    return " ".join(t for t in texts if isinstance(t, str)) or None
+
+
+def json_size(value: Any) -> int | None:
+    """Bytes of `value` as compact JSON (where the bytes on the wire are not known)."""
+    if value is None:
+        return None
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        value = dump(by_alias=True, exclude_none=True)
+    try:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    except (TypeError, ValueError):
+        return None
+
+
+def client_info(info: Any) -> dict[str, Any] | None:
+    """{name, version} of an MCP clientInfo (a dict on the wire, a model in-process), bounded."""
+    if isinstance(info, Mapping):
+        name, version = info.get("name"), info.get("version")
+    elif info is not None:
+        name, version = getattr(info, "name", None), getattr(info, "version", None)
+    else:
+        return None
+    return {"name": bounded(name) if isinstance(name, str) else None,
+            "version": bounded(version) if isinstance(version, str) else None}
