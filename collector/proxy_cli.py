@@ -163,7 +163,7 @@ def _serve(args: argparse.Namespace, command: list[str], listen: tuple[str, int]
 def _audit(args: argparse.Namespace, service: str, version: str, *, stdio: bool) -> RelayAudit | None:
     """The audit trail the options ask for (None: none), its file opened; CommandError in one line."""
     try:
-        config = audit_options.config_from_args(args, stdio=stdio)
+        config = audit_options.config_from_args(args, stdio=stdio, service=service)
         if config is None:
             return None
         from collector.audit.relayed import RelayAudit

@@ -474,13 +474,21 @@ class Canary(_Model):
 ErrorBudgetPolicy = Literal["none", "freeze"]
 
 
+# The data classification of a tool, for the audit trail (collector.audit.redact.CLASSIFICATIONS):
+# a restricted tool never has its argument values recorded, a confidential one at most redacted.
+# `mcp-slo proxy --audit-spec` reads it (collector.audit.options.classification_from_spec).
+Classification = Literal["public", "internal", "confidential", "restricted"]
+
+
 class ToolSpec(_Model):
     objectives: tuple[ObjectiveOverride, ...] = ()
+    classification: Classification | None = None  # default: the service's
 
 
 class ServiceSpec(_Model):
     objectives: tuple[ObjectiveOverride, ...] = ()
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    classification: Classification | None = None  # of its tools not classified themselves
     canary: Canary | None = None
     error_budget_policy: ErrorBudgetPolicy | None = None  # default: defaults.error_budget_policy
 

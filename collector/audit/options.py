@@ -1,11 +1,17 @@
 """The audit trail's command-line options (`mcp-slo proxy --audit-file ...`), turned into an
 `AuditConfig`: `--audit-config FILE` holds any of its options (JSON, or YAML when PyYAML is
-installed, keys as `AuditConfig`'s fields), and each `--audit-*` flag given overrides it."""
+installed, keys as `AuditConfig`'s fields), and each `--audit-*` flag given overrides it.
+
+`--audit-spec SPEC` reads the tools' data classification from the SLO spec, where it lives
+beside their objectives (`services.NAME.classification` and `services.NAME.tools.TOOL.
+classification`; `mcp-slo validate` checks the values): only those keys are read here, so the
+exporter needs no SLO library; a classification in `--audit-config` wins over the spec's."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--audit-config", metavar="FILE",
                        help="the audit options in a JSON or YAML file (keys as in collector.audit.config); "
                             "the --audit-* flags override it")
+    group.add_argument("--audit-spec", metavar="SPEC",
+                       help="read the tools' classification (public, internal, confidential, restricted) for "
+                            "--service from this SLO spec")
     group.add_argument("--audit-params", choices=MODES,
                        help="what is kept of tool arguments: names (and types and sizes, the default), "
                             "redacted values, or full values")
@@ -48,10 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="record this request header (values masked; never Authorization or Cookie); repeatable")
 
 
-def config_from_args(args: argparse.Namespace, *, stdio: bool) -> AuditConfig | None:
+def config_from_args(args: argparse.Namespace, *, stdio: bool, service: str = "") -> AuditConfig | None:
     """The audit options given, or None when no audit trail was asked for; ValueError in one
     line for a bad option (naming it)."""
-    options: dict[str, Any] = _read_file(args.audit_config) if args.audit_config else {}
+    options: dict[str, Any] = _read_file(args.audit_config, "--audit-config") if args.audit_config else {}
+    if getattr(args, "audit_spec", None):
+        classified = classification_from_spec(_read_file(args.audit_spec, "--audit-spec"), service)
+        options = {**classified, **options,
+                   "tool_classification": {**classified.get("tool_classification", {}),
+                                           **options.get("tool_classification", {})}}
     for flag, name in _FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -66,17 +80,36 @@ def config_from_args(args: argparse.Namespace, *, stdio: bool) -> AuditConfig | 
     return AuditConfig.from_mapping(options)
 
 
-def _read_file(path: str) -> dict[str, Any]:
+def classification_from_spec(spec: Mapping[str, Any], service: str) -> dict[str, Any]:
+    """The audit options a spec's `services.SERVICE` gives: `tool_classification` of its tools,
+    and its own classification as `default_classification`."""
+    services = spec.get("services")
+    body = services.get(service) if isinstance(services, Mapping) else None
+    if not isinstance(body, Mapping):
+        return {}
+    options: dict[str, Any] = {}
+    if body.get("classification") is not None:
+        options["default_classification"] = body["classification"]
+    tools = body.get("tools")
+    classified = {tool: spec_tool["classification"] for tool, spec_tool in tools.items()
+                  if isinstance(spec_tool, Mapping) and spec_tool.get("classification") is not None} \
+        if isinstance(tools, Mapping) else {}
+    if classified:
+        options["tool_classification"] = classified
+    return options
+
+
+def _read_file(path: str, option: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"--audit-config {path}: cannot read it ({exc.strerror or exc})") from None
+        raise ValueError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from None
     try:
         data = json.loads(text) if path.endswith(".json") else _yaml(text, path)
     except ValueError as exc:
-        raise ValueError(f"--audit-config {path}: {exc}") from None
+        raise ValueError(f"{option} {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"--audit-config {path}: expected a mapping of audit options")  # noqa: TRY004
+        raise ValueError(f"{option} {path}: expected a mapping")  # noqa: TRY004
     return data
 
 
