@@ -18,6 +18,10 @@ engine's URL is shown without credentials, the spec and Prometheus's URL stay on
 `/healthz` answers 200 while the process serves, without credentials: it is answered before
 authentication runs, not as one of dash-auth's public routes (see dashboard.auth). The CSS is
 in dashboard/assets/, which Dash serves and links from every page.
+
+The Audit page exists only with the audit trail's files (`audit`, `--audit-file`) and
+authentication (or `--audit-open`); the layout is then a function, so that only auditors'
+navigation links to it (the page and its callbacks check the role themselves).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ import dash
 import flask
 
 from dashboard import shell
-from dashboard.auth import AuthConfig, protect
-from dashboard.pages import alerts, canaries, overview, service
+from dashboard.audit_data import Trail, trail_from
+from dashboard.auth import AuthConfig, AuthError, protect
+from dashboard.pages import alerts, audit as audit_page, canaries, overview, service
 from dashboard.prometheus import TIMEOUT as PROMETHEUS_TIMEOUT, Metrics
 from dashboard.source import DEFAULT_TTL, CachedSource, EngineSource, Source, StoreSource
 from slo import durations, importers
@@ -65,6 +70,11 @@ ENVIRONMENT = {
     "MCP_SLO_OIDC_ISSUER": "or OpenID Connect: the issuer URL (with MCP_SLO_OIDC_CLIENT_ID, and the client "
                            "secret and session key in MCP_SLO_OIDC_CLIENT_SECRET and MCP_SLO_SESSION_KEY)",
     "MCP_SLO_OIDC_CLIENT_ID": "the OpenID Connect client id",
+    "MCP_SLO_OIDC_ROLES_CLAIM": "the ID token's claim holding the user's roles (default: both roles and groups)",
+    "MCP_SLO_OIDC_AUDITOR_VALUE": "the value of that claim that makes an auditor (default auditor)",
+    "MCP_SLO_AUDIT_FILES": f"the audit trail's files for the Audit page, paths or globs separated by {os.pathsep!r} "
+                           "(--audit-file; the HMAC key, if any, in MCP_SLO_AUDIT_KEY)",
+    "MCP_SLO_AUDIT_OPEN": "true: without authentication, show the Audit page to everyone (--audit-open, a demo)",
     "MCP_SLO_MAX_REQUEST_SIZE": "the largest request body served, e.g. 1MiB (the default; --max-request-size)",
 }
 
@@ -72,26 +82,35 @@ ENVIRONMENT = {
 def create_app(source: Source, prometheus_url: str | None = None, config: Any = None, *,
                ttl: float = DEFAULT_TTL, alertmanager_url: str | None = None,
                metrics: Metrics | None = None, auth: AuthConfig | None = None,
-               max_request_bytes: int = MAX_REQUEST_BYTES) -> dash.Dash:
+               max_request_bytes: int = MAX_REQUEST_BYTES, audit: Trail | None = None) -> dash.Dash:
     """The app over `source` (EngineSource or StoreSource; wrapped in a CachedSource of `ttl`
     seconds unless it is one). Charts and alerts read Prometheus and Alertmanager through
     `metrics` (built from the URLs unless given). `config`, the SLO spec, is taken from the
     commands that have one: the charts read the metrics its `metrics:` names (else both schemas). `auth` puts every page behind basic auth or
     OpenID Connect (dashboard.auth). A request body over `max_request_bytes` is refused with
-    413 before anything reads it, authentication included."""
+    413 before anything reads it, authentication included. `audit` (the trail's files) adds
+    the Audit page for auditors; it needs `auth` to name them (or to be `audit_open`)."""
+    check_audit(audit, auth)
     data = source if isinstance(source, CachedSource) else CachedSource(source, ttl)
     metrics = metrics or Metrics(prometheus_url, alertmanager_url, ttl=ttl)
     if config is not None:
         metrics.schema = config.metrics
     app = dash.Dash(__name__, use_pages=True, pages_folder="", assets_folder=str(ASSETS), title="mcp-slo",
                     update_title=None)
-    for page in PAGES:
+    pages = PAGES + ((audit_page,) if audit is not None else ())
+    dash.page_registry.pop(audit_page.__name__, None)  # Dash's registry is global: an earlier app's audit page
+    for page in pages:
         dash.register_page(page.__name__, path=page.PATH, path_template=getattr(page, "PATH_TEMPLATE", None),
                            name=page.NAME, order=page.ORDER, title=f"{page.NAME} · mcp-slo", layout=page.layout)
-    app.layout = shell.layout()
+    if audit is None:
+        app.layout = shell.layout()
+    else:  # built for each request: only an auditor's nav links to the audit page
+        app.layout = lambda: shell.layout(shell.NAV + ((audit_page,) if audit_page.visible() else ()))
     shell.register_callbacks(app, data)
     for page in PAGES:
         page.register_callbacks(app, data, metrics)
+    if audit is not None:
+        audit_page.register_callbacks(app, audit)
     app.server.before_request(healthz)  # before protect(): load balancers have no credentials
     # before protect() too: dash-auth parses a callback's JSON body before it refuses it
     app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes  # bodies without a Content-Length
@@ -100,6 +119,16 @@ def create_app(source: Source, prometheus_url: str | None = None, config: Any = 
         protect(app, auth)
     logging.getLogger(__name__).info("dashboard reading %s", data.description)  # never a credential
     return app
+
+
+def check_audit(audit: Trail | None, auth: AuthConfig | None) -> None:
+    """AuthError unless the audit page is given files and a way to tell auditors, or neither."""
+    open_ = auth is not None and auth.audit_open
+    if audit is not None and not (open_ or (auth is not None and auth.enabled)):
+        raise AuthError("--audit-file needs authentication to tell auditors (--auth-users or --oidc-issuer, "
+                        "see dashboard/auth.py), or --audit-open to show the trail to everyone")
+    if audit is None and open_:
+        raise AuthError("--audit-open needs --audit-file")
 
 
 def healthz() -> flask.Response | None:
@@ -177,12 +206,16 @@ def app_from_env(environ: Mapping[str, str] = os.environ) -> dash.Dash:
     except ValueError as exc:
         raise ValueError(f"MCP_SLO_ENGINE_URL / MCP_SLO_STORE / MCP_SLO_ENGINE_INTERVAL: {exc}") from exc
     auth = AuthConfig(users_file=environ.get("MCP_SLO_AUTH_USERS"), oidc_issuer=environ.get("MCP_SLO_OIDC_ISSUER"),
-                      oidc_client_id=environ.get("MCP_SLO_OIDC_CLIENT_ID"))
+                      oidc_client_id=environ.get("MCP_SLO_OIDC_CLIENT_ID"),
+                      oidc_roles_claim=environ.get("MCP_SLO_OIDC_ROLES_CLAIM") or None,
+                      oidc_auditor_value=environ.get("MCP_SLO_OIDC_AUDITOR_VALUE") or None,
+                      audit_open=environ.get("MCP_SLO_AUDIT_OPEN", "").lower() in ("1", "true", "yes"))
+    audit = trail_from([p for p in environ.get("MCP_SLO_AUDIT_FILES", "").split(os.pathsep) if p.strip()])
     limit = environ.get("MCP_SLO_MAX_REQUEST_SIZE")
     return create_app(source, environ.get("MCP_SLO_PROMETHEUS_URL"), spec,
                       alertmanager_url=environ.get("MCP_SLO_ALERTMANAGER_URL"), metrics=metrics_from_env(environ),
                       auth=auth, max_request_bytes=engine_cli.parse_size(limit, "MCP_SLO_MAX_REQUEST_SIZE") if limit
-                      else MAX_REQUEST_BYTES)
+                      else MAX_REQUEST_BYTES, audit=audit)
 
 
 _server: flask.Flask | None = None

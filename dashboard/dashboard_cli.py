@@ -8,9 +8,11 @@ host); the overview never queries Prometheus (--prometheus is for the service an
 charts, --alertmanager for the alerts page). Both are reached with the engine's backend
 options (--header, --basic-auth-user/--basic-auth-password-env, --bearer-token-env,
 --ca-file, --insecure-skip-verify; secrets from the environment variables they name), which
-`mcp-slo serve` passes on. This serves with Werkzeug's threaded server, for one machine;
-behind a real server, run several workers with gunicorn 'dashboard.app:server', configured
-by the environment (dashboard.app.ENVIRONMENT). Exit 2 for bad usage.
+`mcp-slo serve` passes on. With --audit-file (and authentication naming auditors, see
+dashboard/auth.py) it adds the Audit page over the audit trail's files. This serves with
+Werkzeug's threaded server, for one machine; behind a real server, run several workers with
+gunicorn 'dashboard.app:server', configured by the environment (dashboard.app.ENVIRONMENT).
+Exit 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -50,10 +52,20 @@ def add_page_arguments(parser: argparse.ArgumentParser) -> None:
     """What the dashboard needs besides its data source (shared with `mcp-slo serve`)."""
     parser.add_argument("--alertmanager", metavar="URL", help="Alertmanager, for the alerts page (optional)")
     parser.add_argument("--auth-users", metavar="FILE",
-                        help="basic auth: a file of user:password lines (see dashboard/auth.py); default: no auth")
+                        help="basic auth: a file of user:password lines, roles after a hashed password "
+                        "(user:HASH:auditor; see dashboard/auth.py); default: no auth")
     parser.add_argument("--oidc-issuer", metavar="URL", help="or OpenID Connect: the identity provider's issuer URL "
                         "(client secret and session key from MCP_SLO_OIDC_CLIENT_SECRET, MCP_SLO_SESSION_KEY)")
     parser.add_argument("--oidc-client-id", metavar="ID", help="the OpenID Connect client id")
+    parser.add_argument("--oidc-roles-claim", metavar="CLAIM", help="the ID token's claim holding the user's roles "
+                        "(default: both roles and groups; a.b reaches into an object, e.g. realm_access.roles)")
+    parser.add_argument("--oidc-auditor-value", metavar="VALUE",
+                        help="the value of the roles claim that makes a user an auditor (default auditor)")
+    parser.add_argument("--audit-file", action="append", metavar="PATH", help="an audit trail file for the Audit "
+                        "page, auditors only; repeatable, globs for a rotated set (audit/mcp*.jsonl); the chain's "
+                        "HMAC key, if any, from MCP_SLO_AUDIT_KEY")
+    parser.add_argument("--audit-open", action="store_true", help="without authentication, show the Audit page "
+                        "to everyone (a demo); default: no authentication, no Audit page")
     parser.add_argument("--max-request-size", default="1MiB", metavar="SIZE",
                         help="refuse request bodies over SIZE with 413, unread (default 1MiB; callbacks send a few KB)")
 
@@ -68,15 +80,19 @@ def build_app(source, args: argparse.Namespace, spec):
     """The app over `source` with the page arguments (`add_page_arguments`) and the backend
     arguments (slo.engine.engine_cli.add_backend_arguments) of `args`."""
     from dashboard.app import create_app, metrics_from_args
+    from dashboard.audit_data import trail_from
     from dashboard.auth import AuthConfig
 
     for flag, url in (("--prometheus", args.prometheus), ("--alertmanager", args.alertmanager)):
         check_url(flag, url)
     metrics = metrics_from_args(args)
-    auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id)
+    auth = AuthConfig(users_file=args.auth_users, oidc_issuer=args.oidc_issuer, oidc_client_id=args.oidc_client_id,
+                      oidc_roles_claim=args.oidc_roles_claim, oidc_auditor_value=args.oidc_auditor_value,
+                      audit_open=args.audit_open)
     return create_app(source, prometheus_url=args.prometheus, config=spec, alertmanager_url=args.alertmanager,
                       metrics=metrics, auth=auth,
-                      max_request_bytes=engine_cli.parse_size(args.max_request_size, "--max-request-size"))
+                      max_request_bytes=engine_cli.parse_size(args.max_request_size, "--max-request-size"),
+                      audit=trail_from(args.audit_file))
 
 
 def build(args: argparse.Namespace):

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from dashboard.app import create_app
+from dashboard.audit_data import Trail
 from dashboard.auth import AuthConfig, hash_password
 from dashboard.canary_data import fmt_pct
 from dashboard.formatting import fmt_budget, fmt_objective, fmt_sli
@@ -126,6 +127,39 @@ def test_pages_behind_basic_auth_are_refused_without_credentials(dash_duo, healt
     dash_duo.driver.get(url + "/?q=analytics")
     dash_duo.wait_for_element("table.overview tbody tr", timeout=20)
     assert "analytics" in dash_duo.find_element("table.overview tbody").text
+
+
+def test_the_audit_page_is_for_auditors_only(dash_duo, tmp_path, shots):
+    from tests.test_dashboard_audit import write_trail
+    from tests.test_dashboard_overview import FakeSource
+
+    write_trail(tmp_path / "audit")
+    users = tmp_path / "users.txt"
+    users.write_text(f"ana:{hash_password('audits', iterations=1000)}:auditor\nsre:{hash_password('on-call')}\n")
+    app = create_app(FakeSource(), auth=AuthConfig(users_file=str(users)),
+                     audit=Trail((str(tmp_path / "audit" / "mcp*.jsonl"),)))
+    url = start(dash_duo, app, "/healthz")
+    dash_duo.driver.execute_cdp_cmd("Network.enable", {})
+
+    def sign_in(credentials: bytes) -> None:
+        token = base64.b64encode(credentials).decode()
+        dash_duo.driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+
+    sign_in(b"ana:audits")
+    dash_duo.driver.get(url + "/audit?user=bob")
+    dash_duo.wait_for_element("#audit-body table.audit tbody tr", timeout=20)
+    assert "Chain intact" in dash_duo.find_element("#audit-verdict").text
+    rows = dash_duo.find_elements("#audit-body table.audit tbody tr")
+    assert len(rows) == 8 and all("bob" in r.text and "error" in r.text for r in rows)
+    assert "Audit" in dash_duo.find_element("header.top nav").text
+    assert console_errors(dash_duo) == []
+    dash_duo.driver.save_screenshot(str(shots / "audit.png"))
+    sign_in(b"sre:on-call")
+    dash_duo.driver.get(url + "/audit")
+    dash_duo.wait_for_contains_text("#_pages_content", "Not authorised", timeout=20)
+    assert "Audit" not in dash_duo.find_element("header.top nav").text
+    assert not dash_duo.find_element("#audit-body").is_displayed() and dash_duo.find_element("#audit-body").text == ""
+    assert console_errors(dash_duo) == []
 
 
 def test_service_page_shows_the_engines_numbers_and_its_charts(dash_duo, healthy_stack, shots):

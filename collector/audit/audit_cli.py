@@ -6,7 +6,9 @@
 
     mcp-slo audit query FILE... [--user U] [--service S] [--tool T] [--status S]
                                 [--since TIME] [--until TIME] [--format jsonl|table]
-        the matching records, in chain order; TIME is RFC 3339 or an age like 1h or 7d.
+        the matching records, in chain order; TIME is RFC 3339 or an age like 1h or 7d. Lines
+        that are not records, or over 1 MiB, are skipped and counted on stderr
+        (collector.audit.reading, which the dashboard's Audit page reads with too).
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from collector.audit.chain import DEFAULT_KEY_ENV, chain_order, key_from_env, verify
+from collector.audit.chain import DEFAULT_KEY_ENV, key_from_env, verify
 from collector.audit.config import parse_duration, parse_time
+from collector.audit.reading import (
+    MAX_LINE_BYTES,
+    Filters,
+    Skipped,
+    matches,
+    records,
+    user_of,
+)
 from collector.command import FAILED, OK, USAGE, CommandError
 
 TABLE_COLUMNS = (("time", 24), ("user", 24), ("service", 14), ("version", 8), ("tool", 20), ("status", 9),
@@ -73,22 +83,20 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace, now: float) -> int:
-    since = _moment(args.since, "--since", now)
-    until = _moment(args.until, "--until", now)
-    skipped = 0
-    matched = 0
+    filters = Filters(user=args.user, service=args.service, tool=args.tool, status=args.status,
+                      since=_moment(args.since, "--since", now), until=_moment(args.until, "--until", now))
+    skipped = Skipped()
     table = args.format == "table"
     if table:
         print(_row({name: name for name, _ in TABLE_COLUMNS}))
-    for record in _records(chain_order(args.files)):
-        if record is None:
-            skipped += 1
-            continue
-        if _matches(record, args, since, until):
-            matched += 1
+    for record in records(args.files, skipped):
+        if matches(record, filters):
             print(_row(_columns(record)) if table else json.dumps(record, ensure_ascii=False))
-    if skipped:
-        print(f"mcp-slo audit: skipped {skipped} line(s) that are not JSON records", file=sys.stderr)
+    if skipped.damaged:
+        print(f"mcp-slo audit: skipped {skipped.damaged} line(s) that are not JSON records", file=sys.stderr)
+    if skipped.oversized:
+        print(f"mcp-slo audit: skipped {skipped.oversized} line(s) over {MAX_LINE_BYTES // 1024} KiB",
+              file=sys.stderr)
     return OK
 
 
@@ -106,43 +114,8 @@ def _moment(text: str | None, option: str, now: float) -> float | None:
                            "or an age like 1h or 7d", USAGE) from None
 
 
-def _records(paths: list[Path]) -> Iterator[dict[str, Any] | None]:
-    for path in paths:
-        with open(path, "rb") as file:
-            for raw in file:
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    yield None
-                    continue
-                yield record if isinstance(record, dict) else None
-
-
-def _matches(record: Mapping[str, Any], args: argparse.Namespace, since: float | None, until: float | None) -> bool:
-    for name in ("service", "tool", "status"):
-        wanted = getattr(args, name)
-        if wanted is not None and record.get(name) != wanted:
-            return False
-    if args.user is not None:
-        identity = record.get("identity") or {}
-        if not isinstance(identity, Mapping) or args.user not in (
-                identity.get("user"), identity.get("email"), identity.get("subject")):
-            return False
-    if since is not None or until is not None:
-        try:
-            moment = parse_time(str(record.get("time")))
-        except ValueError:
-            return False  # a record without a readable time is outside every time range
-        if (since is not None and moment < since) or (until is not None and moment > until):
-            return False
-    return True
-
-
 def _columns(record: Mapping[str, Any]) -> dict[str, str]:
-    identity = record.get("identity") if isinstance(record.get("identity"), Mapping) else {}
-    user = identity.get("user") or identity.get("email") or identity.get("subject") or "-"
+    user = user_of(record) or "-"
     seconds = record.get("duration_seconds")
     return {
         "time": str(record.get("time", "-")),
