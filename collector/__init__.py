@@ -50,7 +50,7 @@ def instrument(
 
     `audit`: an audit trail of every request (collector.audit: the options of
     `AuditConfig`, e.g. `{"path": "audit/mcp.jsonl", "retention": "90d"}`), its
-    counters on `registry`; official SDK servers only for now.
+    counters on `registry`.
     """
     service, version = resolve_identity(
         service,
@@ -59,8 +59,6 @@ def instrument(
         fallback_version=getattr(server, "version", None),
     )
     fastmcp = sys.modules.get("fastmcp")
-    if audit is not None and fastmcp is not None and isinstance(server, fastmcp.FastMCP):
-        raise TypeError("audit is not supported on fastmcp.FastMCP yet: use it on the official SDK's servers")
     recorder = Recorder(service, version, registry=registry, buckets=buckets, max_tools=max_tools, metrics=metrics)
     if otlp:
         from collector.otlp import OtlpPush
@@ -69,7 +67,7 @@ def instrument(
     if fastmcp is not None and isinstance(server, fastmcp.FastMCP):
         from collector.fastmcp_middleware import instrument_fastmcp
 
-        return instrument_fastmcp(server, recorder)
+        return instrument_fastmcp(server, recorder, _request_audit(audit, service, version, registry))
     if hasattr(server, "middleware") and isinstance(server.middleware, list):
         from collector.mcpserver import instrument_mcpserver
 

@@ -28,13 +28,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastmcp.exceptions import DisabledError, NotFoundError
 from fastmcp.server.middleware import Middleware
 
 from collector.mcpserver import MetricsMiddleware
 from collector.metrics import Recorder, ToolNames
+
+if TYPE_CHECKING:
+    from collector.audit.requests import RequestAudit
 
 # Set while a wire tools/call whose tool name is not yet known runs: the
 # recorder's tool names and the name the client called.
@@ -108,8 +111,9 @@ def _registered_tool_names(server: Any) -> set[str]:
         return set()
 
 
-def instrument_fastmcp(server: Any, recorder: Recorder) -> Any:
-    """Measure every request a `fastmcp.FastMCP` server (or proxy) handles; returns it."""
+def instrument_fastmcp(server: Any, recorder: Recorder, audit: RequestAudit | None = None) -> Any:
+    """Measure every request a `fastmcp.FastMCP` server (or proxy) handles; returns it. With
+    `audit`, each also gets an audit record (the same middleware as the SDK's servers)."""
     lowlevel = getattr(server, "_mcp_server", None)
     middleware = getattr(lowlevel, "middleware", None)
     if not isinstance(middleware, list):
@@ -123,7 +127,7 @@ def instrument_fastmcp(server: Any, recorder: Recorder) -> Any:
     # Tools registered later (a lookup runs only for names not yet known).
     recorder.tools.lookup = lambda name: name in _registered_tool_names(server)
     # Outermost on the low-level server: ahead of FastMCP's own dispatch.
-    middleware.insert(0, FastMCPMetricsMiddleware(recorder))
+    middleware.insert(0, FastMCPMetricsMiddleware(recorder, audit))
     # Innermost in FastMCP's chain: nearest to where FastMCP resolves the tool.
     server.middleware.append(ToolResolutionMiddleware())
     return server

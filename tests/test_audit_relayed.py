@@ -109,7 +109,7 @@ def test_every_outcome_has_one_record_under_the_metrics_status():
     assert {k: r[k]["status"] for k in r} == {0: "success", "list": "success", 1: "success", 2: "error", 3: "error", 4: "cancelled",
                                               5: "timeout", 6: "error", 7: "error"}
     assert r[1]["error"] is None and r[1]["params"] == {"path": {"type": "string", "size": 10}}
-    assert r[2]["error"] == {"code": None, "message": "ENOENT: /nope"}
+    assert r[2]["error"] == {"code": None, "message": "ENOENT: [value]"}  # the argument it repeats: names mode
     assert r[3]["error"] == {"code": -32002, "message": "Resource not found"} and r[3]["resource"] == "file:///a"
     assert r[4]["error"] == {"code": None, "message": "user"}
     assert r[5]["error"] == {"code": -32001, "message": "Request timed out (answered by the proxy)"}
@@ -218,3 +218,21 @@ def test_sessions_remembered_are_bounded(monkeypatch):
         s.client(initialize(n, f"c{n}"), f"s{n}", connection=connection)
         s.server(result(n, {"protocolVersion": "2025-11-25"}), f"s{n}")
     assert list(s.audit._sessions) == ["s2", "s3", "s4"]
+
+
+@pytest.mark.parametrize("params, kept", [("names", False), ("redacted", False), ("full", True)])
+def test_an_error_that_repeats_an_argument_keeps_it_only_where_values_are_kept(params, kept):
+    """Servers echo their input in errors (pydantic quotes it as input_value=...): the message
+    must not keep what the parameters mode leaves out."""
+    s = Setup(params=params)
+    s.client(call(1, "open", {"path": "/home/ana/contract-2027.pdf", "mode": "rw"}))
+    s.server(result(1, {"content": [{"type": "text", "text": "cannot open /home/ana/contract-2027.pdf"}],
+                        "isError": True}))
+    s.client(call(2, "open", {"path": "/x", "pin": "884211"}))
+    s.server({"jsonrpc": "2.0", "id": 2, "error": {"code": -32602, "message": (
+        "1 validation error\npin\n  Unexpected keyword argument [type=unexpected_keyword_argument, "
+        "input_value='884211', input_type=str]")}})
+    r = by_id(s.records())
+    assert ("contract-2027" in r[1]["error"]["message"]) is kept
+    assert ("884211" in r[2]["error"]["message"]) is kept
+    assert r[2]["error"]["message"].startswith("1 validation error\npin\n  Unexpected keyword argument")

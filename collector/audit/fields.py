@@ -4,13 +4,18 @@ the client chose (bounded), error messages (redacted and bounded), sizes, identi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from collector.audit.redact import redact_text
 
 MAX_ERROR_TEXT = 1000  # characters of an error message kept (after redaction)
 MAX_NAME = 256  # characters kept of a name the client chose (tool, prompt, resource URI, JSON-RPC id)
+MIN_ECHO = 4  # an argument value this long or longer is masked where an error message repeats it
+MAX_ECHO_VALUES = 200  # argument values looked for in one message
+# pydantic's validation errors quote the input: "input_value='...'" (cut with "..." when long)
+_INPUT_VALUE = re.compile(r"""input_value=('(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^,\]\n]*)""")
 
 
 def bounded(value: Any) -> Any:
@@ -20,11 +25,38 @@ def bounded(value: Any) -> Any:
     return value
 
 
-def error_field(code: object, message: object) -> dict[str, Any]:
-    """{code, message}: the code when it is an integer, the message redacted and bounded."""
+def error_field(code: object, message: object, arguments: Any = None, *, keep_values: bool = False) -> dict[str, Any]:
+    """{code, message}: the code when it is an integer, the message redacted and bounded. Unless
+    `keep_values` (the tool's values are recorded in full), the values of the request's
+    `arguments` are masked where the message repeats them: servers echo their input in errors
+    (a validation error quotes it), which would keep what the parameters mode left out."""
     text = message if isinstance(message, str) and message else None
+    if text and not keep_values:
+        text = _mask_echoes(text, arguments)
     return {"code": code if isinstance(code, int) and not isinstance(code, bool) else None,
             "message": redact_text(text[:MAX_ERROR_TEXT]) if text else None}
+
+
+def _mask_echoes(text: str, arguments: Any) -> str:
+    text = _INPUT_VALUE.sub("input_value=[value]", text)
+    values = sorted({v for v in _strings(arguments, MAX_ECHO_VALUES) if len(v) >= MIN_ECHO}, key=len, reverse=True)
+    for value in values:
+        text = text.replace(value, "[value]")
+    return text
+
+
+def _strings(value: Any, limit: int) -> Iterator[str]:
+    """The string values (and numbers, as text) in a JSON value, at most `limit` of them."""
+    stack, found = [value], 0
+    while stack and found < limit:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str | int | float) and not isinstance(item, bool):
+            found += 1
+            yield str(item)
 
 
 def tool_error_text(result: Any) -> str | None:

@@ -161,7 +161,8 @@ class RelayAudit:
                                                 arguments if isinstance(arguments, Mapping) else {})
             if arguments is not None else None,
             "status": outcome["status"],
-            "error": _error(outcome),
+            "error": _error(outcome, arguments, self.config.params_mode(tool if isinstance(tool, str) else None)
+                            == "full"),
             "duration_seconds": round(outcome["duration"], 6),
             "request_bytes": note.size if note.size is not None else json_size(message),
             "response_bytes": outcome["size"] if outcome["size"] is not None or response is None
@@ -194,15 +195,16 @@ class RelayAudit:
         return filter_headers(raw, self.config.header_allow, self.config.header_deny) or None
 
 
-def _error(outcome: Mapping[str, Any]) -> dict[str, Any] | None:
+def _error(outcome: Mapping[str, Any], arguments: Any, keep_values: bool) -> dict[str, Any] | None:
     """{code, message} of a request that did not succeed: the JSON-RPC error's, a tool result's
-    text (isError), or what the proxy answered in place of a response (and why)."""
+    text (isError), or what the proxy answered in place of a response (and why); argument
+    values it repeats masked unless they are kept."""
     if outcome["status"] == "success":
         return None
     response = outcome["response"]
     if isinstance(response, Mapping):
         error = response.get("error")
         if isinstance(error, Mapping):
-            return error_field(error.get("code"), error.get("message"))
-        return error_field(None, tool_error_text(response.get("result")))
-    return error_field(outcome["code"], outcome["reason"])
+            return error_field(error.get("code"), error.get("message"), arguments, keep_values=keep_values)
+        return error_field(None, tool_error_text(response.get("result")), arguments, keep_values=keep_values)
+    return error_field(outcome["code"], outcome["reason"], arguments, keep_values=keep_values)

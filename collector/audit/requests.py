@@ -79,7 +79,8 @@ class RequestAudit:
             "params": self.config.record_params(tool, arguments if isinstance(arguments, Mapping) else {})
             if arguments is not None else None,
             "status": seen["status"],
-            "error": _error(seen["error"], seen["result"], seen["status"]),
+            "error": _error(seen["error"], seen["result"], seen["status"], arguments,
+                            self.config.params_mode(tool) == "full"),
             "duration_seconds": round(seen["duration"], 6),
             "request_bytes": json_size(params),
             "response_bytes": json_size(seen["result"]) if seen["error"] is None else None,
@@ -124,13 +125,14 @@ def _principal_reader() -> Callable[[], Any]:
     return get_access_token
 
 
-def _error(exc: BaseException | None, result: Any, status: str) -> dict[str, Any] | None:
+def _error(exc: BaseException | None, result: Any, status: str, arguments: Any, keep_values: bool,
+           ) -> dict[str, Any] | None:
     """{code, message} of a failed request: the JSON-RPC error's, the exception's, or a tool
-    result's text (isError)."""
+    result's text (isError); argument values it repeats masked unless they are kept."""
     if status == "success":
         return None
     if exc is not None:
         error = getattr(exc, "error", None)
         message = getattr(error, "message", None) or str(exc) or type(exc).__name__
-        return error_field(getattr(error, "code", None), message)
-    return error_field(None, tool_error_text(result))
+        return error_field(getattr(error, "code", None), message, arguments, keep_values=keep_values)
+    return error_field(None, tool_error_text(result), arguments, keep_values=keep_values)
