@@ -13,8 +13,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 
-def build() -> MCPServer:
-    server = MCPServer("outcomes", version="1.0.0")
+def build(**options) -> MCPServer:
+    """`options`: for MCPServer (auth settings and a token verifier, say)."""
+    server = MCPServer("outcomes", version="1.0.0", **options)
 
     @server.tool()
     def echo(text: str) -> str:
