@@ -90,6 +90,6 @@ def _request_audit(audit: Mapping[str, Any] | AuditConfig | None, service: str, 
     from collector.audit.writer import AuditWriter
 
     config = audit if isinstance(audit, AuditConfig) else AuditConfig.from_mapping(audit)
-    writer = AuditWriter.from_config(config, registry=registry)
+    writer = AuditWriter.from_config(config, registry=registry, service=service, version=version)
     atexit.register(writer.close)
     return RequestAudit(writer, config, service, version)

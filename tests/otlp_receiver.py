@@ -1,5 +1,6 @@
-"""A small OTLP/HTTP metrics receiver for the tests: POST /v1/metrics on 127.0.0.1,
-each body decoded as the official ExportMetricsServiceRequest protobuf message."""
+"""A small OTLP/HTTP receiver for the tests: POST /v1/metrics and /v1/logs on 127.0.0.1, each
+body decoded as the official ExportMetricsServiceRequest or ExportLogsServiceRequest protobuf
+message. `fail` makes it answer that many requests with 503 first (an exporter must retry)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -18,8 +23,18 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 class Receiver:
     def __init__(self) -> None:
         self.requests: list[ExportMetricsServiceRequest] = []
+        self.logs: list[ExportLogsServiceRequest] = []
+        self.fail = 0  # requests still to be refused with 503
+        self.refused = 0
         self.lock = threading.Lock()
         self.url = ""
+
+    def log_records(self) -> list[tuple[dict, object]]:
+        """(resource attributes, log record) of every log record received, in order."""
+        with self.lock:
+            requests = list(self.logs)
+        return [(_attributes(rl.resource.attributes), record) for request in requests
+                for rl in request.resource_logs for sl in rl.scope_logs for record in sl.log_records]
 
     def histogram_points(self, name: str) -> list[tuple[dict, dict, object]]:
         """(resource attributes, point attributes, point) of every data point of
@@ -52,15 +67,28 @@ def otlp_receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            if self.path != "/v1/metrics":
+            kinds = {"/v1/metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse, receiver.requests),
+                     "/v1/logs": (ExportLogsServiceRequest, ExportLogsServiceResponse, receiver.logs)}
+            if self.path not in kinds:
                 self.send_response(404)
                 self.end_headers()
                 return
-            request = ExportMetricsServiceRequest()
+            with receiver.lock:
+                refuse = receiver.fail > 0
+                if refuse:
+                    receiver.fail -= 1
+                    receiver.refused += 1
+            if refuse:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            request_type, response_type, kept = kinds[self.path]
+            request = request_type()
             request.ParseFromString(body)
             with receiver.lock:
-                receiver.requests.append(request)
-            answer = ExportMetricsServiceResponse().SerializeToString()
+                kept.append(request)
+            answer = response_type().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(answer)))

@@ -331,3 +331,23 @@ def test_record_times():
     assert format_time(1735689600.5) == "2025-01-01T00:00:00.500Z"
     assert parse_time("2025-01-01T00:00:00.500Z") == 1735689600.5
     assert parse_time("2025-01-01T01:00:00+01:00") == parse_time("2025-01-01T00:00:00") == 1735689600
+
+
+def test_close_retries_a_failing_sink_and_counts_what_it_never_took(registry, fast_retry):
+    """A sink failing at shutdown gets its kept records retried until close's deadline; what it
+    never takes is dropped, counted and logged, not lost silently."""
+    recovering = MemorySink(failures=3)
+    writer = AuditWriter([recovering], registry=registry)
+    for n in range(5):
+        writer.submit({"n": n})
+    assert writer.close(timeout=DEADLINE)
+    assert [r["n"] for r in recovering.records] == list(range(5))
+    broken = MemorySink(failures=10**9)
+    other = CollectorRegistry()
+    writer = AuditWriter([broken], registry=other)
+    for n in range(7):
+        writer.submit({"n": n})
+    started = time.monotonic()
+    assert writer.close(timeout=1.0)
+    assert time.monotonic() - started < DEADLINE  # bounded by close's timeout, not forever
+    assert broken.records == [] and sample(other, "mcp_audit_records_dropped_total", reason="backlog") == 7

@@ -80,6 +80,7 @@ class AuditConfig:
     rotate_every: float | None = DEFAULT_ROTATE_EVERY  # rotate a file this old (seconds); None: by size only
     retention: float | None = None  # delete rotated files older than this (seconds); None: keep them
     stdout: bool = False  # also write each record as a JSON line on stdout
+    otlp: bool = False  # also export each record as an OpenTelemetry log record (the otel extra)
     params: str = "names"  # names, redacted or full (see the module's docstring)
     tool_classification: Mapping[str, str] = field(default_factory=dict)
     default_classification: str = "internal"
@@ -208,6 +209,7 @@ _OPTIONS = {
     "rotate_every": _optional_duration,
     "retention": _optional_duration,
     "stdout": _bool,
+    "otlp": _bool,
     "params": _text,
     "tool_classification": _classifications,
     "default_classification": _text,

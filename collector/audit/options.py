@@ -23,7 +23,7 @@ _FLAGS = {
     "audit_file": "path", "audit_params": "params", "audit_max_bytes": "max_bytes",
     "audit_rotate_every": "rotate_every", "audit_retention": "retention", "audit_when_full": "when_full",
     "audit_jwks": "jwks", "audit_issuer": "issuer", "audit_audience": "audience",
-    "audit_user_claim": "user_claim", "audit_header": "header_allow",
+    "audit_user_claim": "user_claim", "audit_header": "header_allow", "audit_otlp": "otlp",
 }
 
 
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--audit-when-full", choices=WHEN_FULL,
                        help="when the writer falls behind: drop records (counted; never slows a request, the "
                             "default) or block requests until there is room")
+    group.add_argument("--audit-otlp", action="store_true", default=None,
+                       help="also export the records as OpenTelemetry logs over OTLP/HTTP, configured by "
+                            "OTEL_EXPORTER_OTLP_ENDPOINT (needs pip install 'mcp-slo[otel]')")
     group.add_argument("--audit-jwks", metavar="FILE|URL",
                        help="verify bearer tokens with these keys (needs pip install 'mcp-slo[audit]'); "
                             "without it their claims are recorded as unverified")
@@ -72,8 +75,9 @@ def config_from_args(args: argparse.Namespace, *, stdio: bool, service: str = ""
             options[name] = value
     if not options:
         return None
-    if not options.get("path") and not options.get("stdout"):
-        raise ValueError("the audit options need a file: --audit-file PATH (or path: in --audit-config)")
+    if not options.get("path") and not options.get("stdout") and not options.get("otlp"):
+        raise ValueError("the audit options need a file: --audit-file PATH (or path: in --audit-config), "
+                         "or --audit-otlp")
     if stdio and options.get("stdout"):
         raise ValueError("stdout: the stdio proxy's standard output is the MCP stream; write the audit trail to "
                          "a file (--audit-file)")

@@ -88,7 +88,8 @@ class RelayAudit:
     @classmethod
     def from_config(cls, config: AuditConfig, service: str, version: str, **writer_options: Any) -> RelayAudit:
         verifier = JwtVerifier(config.jwks, config.issuer, config.audience) if config.jwks else None
-        return cls(AuditWriter.from_config(config, **writer_options), config, service, version, verifier)
+        return cls(AuditWriter.from_config(config, service=service, version=version, **writer_options), config,
+                   service, version, verifier)
 
     def close(self) -> None:
         self.writer.close()

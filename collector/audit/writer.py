@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 RETRY_AFTER = (0.5, 30.0)  # a failing sink is retried after 0.5s, doubling up to 30s
+CLOSE_RETRY = 60.0  # close(timeout=None): how long a failing sink's records are retried
 _STOP = object()
 
 
@@ -77,16 +79,24 @@ class AuditWriter:
 
     @classmethod
     def from_config(cls, config: AuditConfig, registry: CollectorRegistry = REGISTRY,
-                    environ: Mapping[str, str] | None = None) -> AuditWriter:
-        """The sinks of `config`, the chain resumed from its file with the key from its variable."""
+                    environ: Mapping[str, str] | None = None, *, service: str = "", version: str = "",
+                    ) -> AuditWriter:
+        """The sinks of `config`, the chain resumed from its file with the key from its variable;
+        `service` and `version` name the OTLP sink's resource."""
         sinks: list[Sink] = []
         if config.path is not None:
             sinks.append(JsonlFileSink(config.path, max_bytes=config.max_bytes, rotate_every=config.rotate_every,
                                        retention=config.retention))
         if config.stdout:
             sinks.append(StdoutSink())
+        if config.otlp:
+            from collector.audit.otlp_sink import (
+                OtlpLogSink,  # the otel extra, only when asked for
+            )
+
+            sinks.append(OtlpLogSink(service, version))
         if not sinks:
-            raise ValueError("the audit trail needs a file (path) or stdout")
+            raise ValueError("the audit trail needs a file (path), stdout or otlp")
         key = key_from_env(config.key_env, os.environ if environ is None else environ)
         return cls(sinks, queue_size=config.queue_size, when_full=config.when_full,
                    chain=Chain.resume(_newest(sinks), key), registry=registry)
@@ -124,6 +134,8 @@ class AuditWriter:
         when the thread did not finish within `timeout`."""
         if not self._closed:
             self._closed = True
+            # a failing sink's kept records are retried until then (leaving time to join)
+            self._close_deadline = time.monotonic() + (0.8 * timeout if timeout is not None else CLOSE_RETRY)
             try:
                 self._queue.put(_STOP, timeout=timeout)
             except queue.Full:
@@ -159,7 +171,23 @@ class AuditWriter:
                 self._handled += len(batch)
                 self._progress.notify_all()
             if stop:
+                self._drain_backlog()
                 return
+
+    def _drain_backlog(self) -> None:
+        """At close: retry what failing sinks kept until the close's deadline; what is still
+        unwritten then is dropped, counted (reason "backlog") and logged, never lost silently."""
+        retry_in = RETRY_AFTER[0]
+        while any(self._backlog.values()) and (left := self._close_deadline - time.monotonic()) > 0:
+            time.sleep(min(retry_in, left))
+            self._write([])
+            retry_in = min(retry_in * 2, RETRY_AFTER[1])
+        for sink in self.sinks:
+            kept = self._backlog[id(sink)]
+            if kept:
+                self.dropped.labels("backlog").inc(len(kept))
+                log.error("audit sink %s: %d record(s) still unwritten at close: dropped", sink.name, len(kept))
+                kept.clear()
 
     def _take(self, first: Any) -> tuple[list[Mapping[str, Any]], bool]:
         batch: list[Mapping[str, Any]] = []
