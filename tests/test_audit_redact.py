@@ -240,3 +240,38 @@ def test_the_value_of_a_sensitive_name_in_text_is_masked(text, secret):
 def test_names_that_only_contain_a_sensitive_word_keep_their_values():
     text = "max_tokens=100 author: Bob note=fine"
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("mode", ["names", "redacted", "full"])
+def test_what_a_record_keeps_of_huge_arguments_is_bounded(mode):
+    """A stdio message has no size limit: the record keeps a bounded copy whatever was sent."""
+    from collector.audit import redact as r
+
+    deep: dict = {}
+    node = deep
+    for _ in range(50):
+        node["down"] = {}
+        node = node["down"]
+    arguments = {**{f"k{i}": i for i in range(5000)}, "text": "x" * 100_000, "items": list(range(5000)),
+                 "deep": deep, "jwt": "a" * 2000 + " eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVlLXh4eA"}
+    kept = r.record_params(arguments, mode)
+    assert len(json.dumps(kept)) < 60_000  # from megabytes of input
+    assert kept[r.MORE] == f"{len(arguments) - r.MAX_ITEMS} more"
+    assert len(kept) == r.MAX_ITEMS + 1
+    if mode == "names":
+        return
+    big = r.record_params({"text": "x" * 100_000, "items": list(range(5000)), "deep": deep}, mode)
+    assert big["text"].startswith("x" * r.MAX_VALUE_CHARS) and big["text"].endswith("[cut 98976 chars]")
+    assert len(big["items"]) == r.MAX_ITEMS + 1 and big["items"][-1] == {r.MORE: "4900 more items"}
+    depth, node = 0, big["deep"]
+    while isinstance(node, dict) and "down" in node:
+        depth, node = depth + 1, node["down"]
+    assert depth == r.MAX_DEPTH - 1 and node == {"type": "object", "size": 1}
+    if mode == "redacted":  # masked before cutting: a secret past the cut is not left half-visible
+        masked = r.record_params({"v": "a" * 1020 + " eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"}, mode)
+        assert "eyJ" not in masked["v"]
+
+
+def test_an_address_past_the_length_rfc_5321_allows_still_loses_its_domain():
+    masked = redact_text("from " + "x" * 70 + "@mail.example.com today")
+    assert "mail.example.com" not in masked and masked.endswith("[REDACTED:email] today")

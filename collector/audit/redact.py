@@ -152,7 +152,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = 
         (_NOT_WORD_BEFORE + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", 0, "stripe_key"),
         (_NOT_WORD_BEFORE + r"AIza[0-9A-Za-z_-]{35}" + _NOT_WORD_AFTER, 0, "google_api_key"),
         (_NOT_WORD_BEFORE + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", 0, "api_key"),
-        (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", 0, "email"),
+        # bounded as RFC 5321 bounds an address (64-character local part, 63-character labels):
+        # unbounded runs made this quadratic on a long word without "@" (seconds for 100 KB)
+        (r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,63}", 0, "email"),
         (r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])", 0, _iban),
         # 13-19 digits, single spaces or dashes between them; not part of a longer token (a UUID,
         # a hex sha, "id-123...") on either side, nor the rest of an IBAN-like "DE89 ..."
@@ -220,8 +222,17 @@ def describe(value: Any) -> dict[str, Any]:
     return {"type": kind, "size": size}
 
 
+# A record keeps a bounded copy of what a client sent, whatever it sent (a stdio message has no
+# size limit): so many characters of a string or key, items of an object or array, levels deep.
+MAX_VALUE_CHARS = 1024
+MAX_ITEMS = 100
+MAX_DEPTH = 8
+MORE = "…"  # the key that says how many items were left out
+
+
 def record_params(arguments: Mapping[str, Any] | None, mode: str, classification: str = "internal") -> dict:
-    """What the record keeps of a tool call's arguments in `mode`; a restricted tool: names only."""
+    """What the record keeps of a tool call's arguments in `mode`; a restricted tool: names only.
+    Bounded: see MAX_VALUE_CHARS, MAX_ITEMS, MAX_DEPTH."""
     if mode not in MODES:
         raise ValueError(f"unknown parameter mode {mode!r}: use one of {', '.join(MODES)}")
     if classification not in CLASSIFICATIONS:
@@ -229,10 +240,47 @@ def record_params(arguments: Mapping[str, Any] | None, mode: str, classification
     if not arguments:
         return {}
     if mode == "names" or classification == "restricted":
-        return {str(name): describe(value) for name, value in arguments.items()}
+        kept = {_cut(str(name)): describe(value) for name, value in list(arguments.items())[:MAX_ITEMS]}
+        return _say_more(kept, len(arguments))
     if mode == "redacted":
-        return redact(arguments)
-    return {str(name): _json_safe(value) for name, value in arguments.items()}
+        # strings are cut after masking: a secret cut in two might not be recognised
+        return _cut_strings(redact(_bounded(arguments, cut=False)))
+    return _bounded(_json_safe(arguments))
+
+
+def _bounded(value: Any, depth: int = 0, *, cut: bool = True) -> Any:
+    """`value` kept to the bounds: items past MAX_ITEMS left out (counted under MORE), anything
+    deeper than MAX_DEPTH described by type and size, and with `cut` long strings and keys cut
+    (marked)."""
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
+        return describe(value)
+    if isinstance(value, Mapping):
+        kept = {(_cut(str(k)) if cut else k): _bounded(v, depth + 1, cut=cut) for k, v in list(value.items())[:MAX_ITEMS]}
+        return _say_more(kept, len(value))
+    if isinstance(value, list | tuple):
+        items = [_bounded(v, depth + 1, cut=cut) for v in value[:MAX_ITEMS]]
+        return items + [{MORE: f"{len(value) - MAX_ITEMS} more items"}] if len(value) > MAX_ITEMS else items
+    if isinstance(value, str) and cut:
+        return _cut(value)
+    return value
+
+
+def _cut_strings(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {_cut(str(k)): _cut_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v) for v in value]
+    return _cut(value) if isinstance(value, str) else value
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_CHARS else f"{text[:MAX_VALUE_CHARS]}…[cut {len(text) - MAX_VALUE_CHARS} chars]"
+
+
+def _say_more(kept: dict, total: int) -> dict:
+    if total > len(kept):
+        kept[MORE] = f"{total - len(kept)} more"
+    return kept
 
 
 def _json_safe(value: Any) -> Any:
