@@ -18,8 +18,9 @@ from pathlib import Path
 
 from alerts import rules, rules_tests
 from alerts.output import write_atomically
+from collector import durations
 from collector.command import OK, CommandError
-from slo import durations, importers, spec
+from slo import importers, spec
 
 TESTS_DIR = "tests"
 # Kubernetes object names (RFC 1123 subdomain) and namespaces (RFC 1123 label)

@@ -63,8 +63,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from alerts import rules
-from collector import names, semconv
-from slo import durations, promql, schema, significance
+from collector import durations, names, semconv
+from slo import promql, schema, significance
 from slo.plan import ScaledTier, plan, scale_tiers
 from slo.spec import Objective, ObjectiveAlerts, Spec
 

@@ -47,7 +47,7 @@ from dashboard import overview_data as overview
 from dashboard.app import create_app
 from dashboard.overview_data import ViewState
 from dashboard.source import CachedSource, EngineSource
-from slo import durations
+from collector import durations
 from slo import spec as slo_spec
 from slo.engine.api import create_app as engine_api
 from slo.engine.backend import Backend, BackendOptions

@@ -42,7 +42,8 @@ from dashboard.auth import AuthConfig, AuthError, protect
 from dashboard.pages import alerts, audit as audit_page, canaries, overview, service
 from dashboard.prometheus import TIMEOUT as PROMETHEUS_TIMEOUT, Metrics
 from dashboard.source import DEFAULT_TTL, CachedSource, EngineSource, Source, StoreSource
-from slo import durations, importers
+from collector import durations
+from slo import importers
 from slo.engine import engine_cli
 
 PAGES = (overview, canaries, alerts, service)

@@ -19,10 +19,11 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from collector import durations
 from dashboard.colors import VERDICT_COLORS
 from dashboard.formatting import NONE, fmt_duration, fmt_threshold
 from dashboard.plot_text import plot_text
-from slo import durations, promql
+from slo import promql
 from slo.canary.judge import (
     ERRORS,
     FAILED,

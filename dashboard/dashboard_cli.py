@@ -97,8 +97,9 @@ def build_app(source, args: argparse.Namespace, spec):
 
 def build(args: argparse.Namespace):
     """(app, host, port) from the arguments; ValueError (SpecError for the spec) with a clear message."""
+    from collector import durations
     from dashboard.app import make_source
-    from slo import durations, importers
+    from slo import importers
 
     host, port = parse_host_port(args.listen, "--listen")
     spec = importers.load(args.config).spec if args.config else None

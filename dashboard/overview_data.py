@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from dashboard.formatting import (fmt_budget, fmt_burn, fmt_exhaustion, fmt_objective, fmt_sli,
                                   fmt_threshold)
-from slo import durations
+from collector import durations
 from slo.engine.answers import SEVERITY
 from slo.results import CanaryDecision, Evaluated, SLOResult
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from collector import durations
 from dashboard import maintenance_data, overview_data
 from dashboard.colors import SEVERITY_COLORS
 from dashboard.formatting import (
@@ -43,7 +44,7 @@ from dashboard.plot_text import plot_text
 from dashboard.prometheus import Exemplar, Metrics, step_for
 from dashboard.source import SLOs, SourceError
 from dashboard.url_state import shell_settings
-from slo import durations, evaluate, promql
+from slo import evaluate, promql
 from slo.maintenance import Occurrence
 from slo.query import Sample, Series
 from slo.schema import AUTO, MCP_SLO, OTEL, RESOURCE_JOIN, TOOL, includes

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
-from slo import durations
+from collector import durations
 
 RANGES = ("1h", "6h", "24h", "7d", "30d")
 DEFAULT_RANGE = "24h"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from alerts.rules import BURN_ALERT, EXHAUSTED_ALERT, EXHAUSTED_FOR
-from collector import names
+from collector import durations, names
 from demo.history import History
-from slo import durations, promql, significance
+from slo import promql, significance
 from slo.plan import Plan
 from slo.promql import SLI, Scope
 from slo.spec import Objective

@@ -63,7 +63,7 @@ from pydantic import (
     model_validator,
 )
 
-from slo import durations
+from collector import durations
 
 MODES = ("exclude", "silence")
 DEFAULT_MODE = "silence"  # excluding events from an SLI is the stronger claim: say it explicitly

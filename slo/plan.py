@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from slo import durations, promql
+from collector import durations
+from slo import promql
 from slo import schema as schema_
 from slo.promql import SLI, Scope
 from slo.spec import Objective, Spec, Tier

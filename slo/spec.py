@@ -69,8 +69,8 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from collector import names, semconv
-from slo import durations, maintenance, promql, schema, significance
+from collector import durations, names, semconv
+from slo import maintenance, promql, schema, significance
 from slo.maintenance import Window as MaintenanceWindow
 
 # Names that end up in label values, rule names and URLs: no quotes, braces,

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from alerts import alertmanager
+from collector import durations
 from mcp_slo import cli
-from slo import durations, importers, spec
+from slo import importers, spec
 from tests import binaries
 
 EXAMPLE = "examples/slo.yaml"

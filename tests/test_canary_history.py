@@ -13,8 +13,9 @@ from itertools import pairwise
 
 import pytest
 
+from collector import durations
 from mcp_slo import cli
-from slo import durations, promql
+from slo import promql
 from slo.engine import engine_cli
 from slo.engine.backend import BackendError
 from slo.engine.scheduler import Engine, history_instants, history_step

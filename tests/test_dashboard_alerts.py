@@ -15,12 +15,13 @@ from datetime import datetime
 import httpx
 import pytest
 
+from collector import durations
 from dashboard import alerts_data
 from dashboard.app import create_app
 from dashboard.pages import alerts as page
 from dashboard.prometheus import Metrics
 from dashboard.source import SourceError
-from slo import durations, promql
+from slo import promql
 from slo.engine import answers
 from tests.support import wait_until
 from tests.test_dashboard_overview import ROUTER, FakeSource, dispatch, texts

@@ -25,7 +25,7 @@ from dashboard.pages import overview as page
 from dashboard.shell import banner, sync_shell
 from dashboard.source import EngineSource, SourceError, Status, typed
 from mcp_slo import cli
-from slo import durations
+from collector import durations
 from slo.engine import answers
 from slo import spec as slo_spec
 from slo.canary.judge import Comparison, Counts, judge

@@ -22,7 +22,8 @@ from dashboard.maintenance_data import Maintenance
 from dashboard.pages import service as page
 from dashboard.prometheus import MAX_POINTS, Metrics
 from dashboard.source import EngineSource, SLOs, SourceError, Status, typed
-from slo import durations, promql
+from collector import durations
+from slo import promql
 from slo.engine import answers
 from slo import spec as slo_spec
 from slo.query import Sample

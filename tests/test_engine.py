@@ -103,7 +103,7 @@ def test_slis_budgets_and_burn_rates_match_the_generated_history(regression_stac
 
 
 def promql_seconds(window: str) -> float:
-    from slo import durations
+    from collector import durations
     return durations.parse(window)
 
 

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from slo import durations, exclusion, spec
+from collector import durations
 from slo import evaluate as ev
+from slo import exclusion, spec
 from slo.maintenance import Window, rfc3339
 from slo.plan import plan, scale_tiers
 from slo.query import Sample

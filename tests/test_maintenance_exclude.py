@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import pytest
 from starlette.testclient import TestClient
 
-from collector import names
+from collector import durations, names
 from demo import history, recorded
 from demo.history import History
 from demo.prometheus import start_prometheus
 from demo.scenario import parse as parse_scenario
-from slo import durations, exclusion, promql, spec
+from slo import exclusion, promql, spec
 from slo.engine.api import create_app
 from slo.engine.backend import Backend, BackendOptions
 from slo.engine.scheduler import Engine

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
+from collector import durations
 from demo import history, recorded
 from demo.prometheus import start_prometheus
 from demo.scenario import load
 from demo.stack import default_rule_files, default_slo_spec
-from slo import durations, importers, promql
+from slo import importers, promql
 from slo.plan import plan
 from tests import binaries
 from tests.support import free_port

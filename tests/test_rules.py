@@ -150,7 +150,7 @@ def test_the_number_of_rules_does_not_grow_with_services():
     ("7d", [("14m", "5m"), ("84m", "7m"), ("336m", "28m"), ("1008m", "84m")]),
 ])
 def test_tier_windows_scale_with_the_slo_window(window, expected):
-    from slo import durations
+    from collector import durations
 
     tiers = plan.scale_tiers(spec.WORKBOOK_TIERS, durations.parse(window))
     assert [(promql.duration(t.long_window), promql.duration(t.short_window)) for t in tiers] == expected

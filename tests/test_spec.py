@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collector import names, semconv
-from slo import durations, importers, spec
+from collector import durations, names, semconv
+from slo import importers, spec
 
 EXAMPLE = "examples/slo.yaml"
 

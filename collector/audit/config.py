@@ -18,28 +18,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from collector import durations
 from collector.audit.chain import DEFAULT_KEY_ENV
 from collector.audit.redact import CLASSIFICATIONS, MODES, record_params
 from collector.audit.sinks import DEFAULT_MAX_BYTES, DEFAULT_ROTATE_EVERY
 
 WHEN_FULL = ("drop", "block")
 
-DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-_DURATION = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)(ms|s|m|h|d|w)")
 _SIZE = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,6})?)\s*([a-z]*)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_duration(value: object, option: str = "duration") -> float:
-    """Seconds in "30d", "12h", "90m", "45s", "500ms", "1w", or a number of seconds; ValueError
+    """Seconds in a duration as Prometheus writes them ("30d", "12h", "90m", "500ms", "1w", "1y":
+    `collector.durations`, the one grammar of the product), or a number of seconds; ValueError
     naming `option` otherwise (and for 0 or less)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
-        seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
     else:
-        raise ValueError(f"{option} {value!r} is not a duration like 30d, 12h or 90m")
+        try:
+            seconds = durations.parse(value.strip() if isinstance(value, str) else value)
+        except ValueError:
+            raise ValueError(f"{option} {value!r} is not a duration like 30d, 12h or 90m") from None
     if seconds <= 0:
         raise ValueError(f"{option} {value!r} must be positive")
     return seconds

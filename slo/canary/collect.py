@@ -15,8 +15,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from collector import names
-from slo import durations, promql
+from collector import durations, names
+from slo import promql
 from slo.query import Querier, Sample
 from slo.canary.judge import Comparison, Counts
 from slo.plan import Plan

@@ -23,8 +23,9 @@ import re
 import signal
 import threading
 
+from collector import durations
 from collector.command import FAILED, OK, CommandError, host_port, parse_host_port
-from slo import durations, importers
+from slo import importers
 from slo.spec import SpecError, check_url
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from slo import durations, maintenance
+from collector import durations
+from slo import maintenance
 from slo.engine.answers import jsonable, parse_time, rfc3339
 from slo.engine.store import MaintenanceRecord
 from slo.maintenance import Occurrence, Window

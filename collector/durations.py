@@ -1,4 +1,6 @@
-"""Prometheus durations ("5m", "30d") to seconds and back."""
+"""Durations as Prometheus writes them ("5m", "30d") to seconds and back: the one grammar of
+every duration mcp-slo reads (SLO windows, maintenance windows, audit retention and rotation).
+In the collector, the lowest layer, so the exporter reads them without the SLO library."""
 
 from __future__ import annotations
 
