@@ -235,3 +235,19 @@ def test_an_empty_set_and_a_missing_file(tmp_path):
     assert verify([empty], None).summary() == "intact: 0 records, 1 file"
     verdict = verify([tmp_path / "missing.jsonl"], None)
     assert verdict.kind == "unreadable" and "missing.jsonl" in verdict.message
+
+
+def test_an_oversized_line_is_never_read_whole(tmp_path, monkeypatch):
+    """A damaged file may hold anything: verify names a line over the bound as not a record,
+    and the chain resumes from the last sealed record before it, without holding it."""
+    from collector.audit import chain as chain_module
+
+    path = tmp_path / "audit.jsonl"
+    chain = Chain()
+    path.write_text("".join(json.dumps(chain.seal({"n": n})) + "\n" for n in range(3)))
+    with open(path, "a") as file:
+        file.write('{"junk": "' + "x" * 5000 + '"}\n')
+    monkeypatch.setattr(chain_module, "MAX_LINE_BYTES", 1000)
+    verdict = verify([path])
+    assert not verdict.ok and verdict.line == 4 and "is longer than 1000 bytes" in verdict.message
+    assert last_record(path, chunk=300, max_line_bytes=1000)["n"] == 2

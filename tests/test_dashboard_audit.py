@@ -129,13 +129,14 @@ def test_damaged_and_oversized_lines_are_counted_and_skipped(tmp_path):
         == ["req-0099"]
 
 
-def test_the_last_record_is_read_from_the_end_of_the_file_only(tmp_path):
+def test_the_last_record_is_read_from_the_end_of_the_file(tmp_path):
     current = write_trail(tmp_path)[0]
     assert last_record(current)["request_id"] == "req-0039"
-    with open(current, "ab") as file:
-        file.write(b'{"pad": "' + b"x" * 5000 + b'"}\n')
-    assert last_record(current, max_line_bytes=1000) is None  # too long to be read from the end
-    assert last_record(current)["pad"].startswith("xxx")
+    with open(current, "ab") as file:  # a damaged tail: an oversized line, then one without a seq
+        file.write(b'{"pad": "' + b"x" * 5000 + b'"}\n{"no": "seq"}\n')
+    # the last sealed record, the oversized line skipped without being held whole
+    assert last_record(current, max_line_bytes=1000)["request_id"] == "req-0039"
+    assert last_record(current)["request_id"] == "req-0039"
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     assert last_record(empty) is None

@@ -7,6 +7,10 @@ separators, UTF-8). Removing, changing or reordering a record breaks the chain a
 without the key, a chain cannot be rewritten from a changed record on.
 
 `verify` reads JSON Lines files in chain order and names the first problem with file and line.
+
+Reading is bounded whatever a file holds (a damaged one may hold anything): a line longer than
+MAX_LINE_BYTES (a record is a few KB) is never read whole, here nor by `collector.audit.reading`,
+which uses these primitives.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 
 GENESIS = "0" * 64
 DEFAULT_KEY_ENV = "MCP_SLO_AUDIT_KEY"
+MAX_LINE_BYTES = 1 << 20
+_CHUNK = 64 * 1024  # how much is read at a time while skipping an oversized line, or reading backwards
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -75,38 +81,71 @@ class Chain:
         return sealed
 
 
-def last_record(path: Path, chunk: int = 65536) -> dict[str, Any] | None:
-    """The last complete JSON record of a JSON Lines file (a torn last line is skipped), or None."""
+def last_record(path: Path, chunk: int = _CHUNK, max_line_bytes: int = MAX_LINE_BYTES) -> dict[str, Any] | None:
+    """The last complete sealed record of a JSON Lines file (a torn or damaged line after it is
+    skipped, an oversized one without being held whole), or None."""
     try:
         with open(path, "rb") as file:
             end = file.seek(0, os.SEEK_END)
             tail = b""
+            oversized = False  # in a line over the bound: its bytes are dropped until its start
             while end > 0:
                 start = max(0, end - chunk)
                 file.seek(start)
-                tail = file.read(end - start) + tail
+                data = file.read(end - start)
                 end = start
+                if oversized:
+                    cut = data.rfind(b"\n")
+                    if cut < 0:
+                        continue
+                    data, oversized = data[:cut], False
+                tail = data + tail
                 lines = tail.split(b"\n")
                 # lines[0] may be cut at the chunk's start unless the file starts there
-                candidates = lines if end == 0 else lines[1:]
-                for line in reversed(candidates):
-                    record = _parse(line)
+                for line in reversed(lines if end == 0 else lines[1:]):
+                    record = parse_line(line)
                     if record is not None:
                         return record
                 tail = lines[0] if end > 0 else b""
+                if len(tail) > max_line_bytes:
+                    tail, oversized = b"", True
     except FileNotFoundError:
         return None
     return None
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+def parse_line(line: bytes, *, sealed: bool = True) -> dict[str, Any] | None:
+    """The JSON object on a line (with `sealed`: only one with a seq), or None."""
     if not line.strip():
         return None
     try:
         record = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("seq"), int) else None
+    if not isinstance(record, dict):
+        return None
+    return record if not sealed or isinstance(record.get("seq"), int) else None
+
+
+def bounded_lines(file: Any, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """The lines of a binary file, each with its newline; None for a line over `max_line_bytes`,
+    skipped without being read whole."""
+    while True:
+        raw = file.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            skip_rest_of_line(file)
+            yield None
+        else:
+            yield raw
+
+
+def skip_rest_of_line(file: Any) -> None:
+    while True:
+        chunk = file.readline(_CHUNK)
+        if not chunk or chunk.endswith(b"\n"):
+            return
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -155,7 +194,10 @@ class _Line:
 
 def _lines(path: Path) -> Iterator[_Line]:
     with open(path, "rb") as file:
-        for number, raw in enumerate(file, 1):
+        for number, raw in enumerate(bounded_lines(file, MAX_LINE_BYTES), 1):
+            if raw is None:
+                yield _Line(path, number, None, f"is longer than {MAX_LINE_BYTES} bytes: not a record")
+                continue
             if not raw.strip():
                 if raw.endswith(b"\n"):
                     yield _Line(path, number, None, "is empty")

@@ -15,18 +15,21 @@ shows what is there, `chain.verify` says whether it is intact.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.audit.chain import chain_order
+from collector.audit.chain import (
+    MAX_LINE_BYTES,
+    bounded_lines,
+    chain_order,
+    parse_line,
+    skip_rest_of_line,
+)
+from collector.audit.chain import last_record as last_sealed_record
 from collector.audit.config import parse_time
-
-MAX_LINE_BYTES = 1 << 20
-_CHUNK = 64 * 1024  # how much of an oversized line is read at a time while skipping it
 
 
 @dataclass
@@ -64,18 +67,14 @@ def read_file(path: str | os.PathLike[str], skipped: Skipped | None = None,
     with open(path, "rb") as file:
         if start > 0:
             file.seek(start - 1)
-            _skip_rest_of_line(file)  # from the byte before: `start` may be where a line begins
-        while True:
-            raw = file.readline(max_line_bytes + 1)
-            if not raw:
-                return
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            skip_rest_of_line(file)  # from the byte before: `start` may be where a line begins
+        for raw in bounded_lines(file, max_line_bytes):
+            if raw is None:
                 skipped.oversized += 1
-                _skip_rest_of_line(file)
                 continue
             if not raw.strip():
                 continue
-            record = _parse(raw)
+            record = parse_line(raw, sealed=False)
             if record is None:
                 skipped.damaged += 1
             else:
@@ -90,19 +89,9 @@ def records(paths: Sequence[str | os.PathLike[str]], skipped: Skipped | None = N
 
 
 def last_record(path: str | os.PathLike[str], max_line_bytes: int = MAX_LINE_BYTES) -> dict[str, Any] | None:
-    """The last record of a file, reading at most its last `max_line_bytes`; None when there
-    is none there (an empty file, or a last line too long or damaged)."""
-    with open(path, "rb") as file:
-        end = file.seek(0, os.SEEK_END)
-        file.seek(max(0, end - max_line_bytes - 1))
-        tail = file.read()
-    lines = tail.split(b"\n")
-    if end > len(tail):
-        lines = lines[1:]  # the first piece may be the end of a longer line
-    for line in reversed(lines):
-        if line.strip():
-            return _parse(line)
-    return None
+    """The last sealed record of a file (damaged or oversized lines after it skipped); None when
+    there is none."""
+    return last_sealed_record(Path(path), max_line_bytes=max_line_bytes)
 
 
 def record_time(record: Mapping[str, Any]) -> float | None:
@@ -152,18 +141,3 @@ def matches(record: Mapping[str, Any], filters: Filters) -> bool:
                 filters.until is not None and moment > filters.until):
             return False
     return True
-
-
-def _parse(raw: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _skip_rest_of_line(file) -> None:
-    while True:
-        chunk = file.readline(_CHUNK)
-        if not chunk or chunk.endswith(b"\n"):
-            return
