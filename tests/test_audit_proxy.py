@@ -19,8 +19,17 @@ from mcp.types import Implementation
 
 from collector.audit.chain import verify
 from tests.audit_support import AUDIENCE, ISSUER, signing_keys, token, write_jwks
-from tests.proxy_support import PYTHON, ROOT, child_env, metrics_text, proxy_command
-from tests.support import free_port, operations, wait_until
+from tests.proxy_support import (
+    PYTHON,
+    ROOT,
+    child_env,
+    metrics_text,
+    proxy_command,
+    running,
+    wait_for_http,
+    wait_for_metrics,
+)
+from tests.support import free_port, operations, samples, wait_until
 from tests.test_proxy_http import http_proxy, tool_server
 from tests.test_proxy_stdio import filesystem_server, params, populate, proxied  # noqa: F401 - a fixture
 
@@ -139,6 +148,35 @@ def test_http_proxy_records_sessions_client_ips_and_verified_users(tmp_path):
     assert len(set(session_ids)) == HTTP_CLIENTS // 2
     assert all("Bearer" not in json.dumps(r) for r in found)
     assert verify([path], None).ok
+
+
+def test_an_audit_sink_on_a_full_pipe_slows_no_relayed_call_in_drop_mode(tmp_path):
+    """The audit trail to the HTTP proxy's stdout, a pipe nobody reads: it fills, the writer
+    stalls on it, and the calls go on while the records that do not fit are counted as dropped."""
+    config = tmp_path / "audit.json"
+    config.write_text(json.dumps({"stdout": True, "queue_size": 10}))
+    port, metrics_port = free_port(), free_port()
+    calls = 400
+    with tool_server() as upstream:
+        command = proxy_command("piped", metrics_port, "--upstream", upstream, "--listen", f"127.0.0.1:{port}",
+                                "--audit-config", str(config))
+        with running(command, stdout=subprocess.PIPE):  # never read: a full pipe after about 64 KiB
+            wait_for_metrics(metrics_port)
+            wait_for_http(f"http://127.0.0.1:{port}/")
+
+            async def main() -> None:
+                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                    for i in range(calls):
+                        result = await client.call_tool("echo", {"text": f"{i} " + "x" * 200})
+                        assert not result.is_error
+
+            anyio.run(main)  # every call answered while the sink could not write
+            text = metrics_text(metrics_port)
+    dropped = samples(text, "mcp_audit_records_dropped_total")[(("reason", "queue_full"),)]
+    written = samples(text, "mcp_audit_records_total")[(("sink", "stdout"),)]
+    counted = sum(operations(text, service="piped").values())
+    assert counted == calls + 2  # the calls, server/discover and the client's tools/list
+    assert dropped > 0 and written < counted - dropped  # the pipe took some; the queue holds the rest
 
 
 @pytest.mark.parametrize("options, message", [
