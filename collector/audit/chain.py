@@ -31,11 +31,22 @@ MAX_LINE_BYTES = 1 << 20
 _CHUNK = 64 * 1024  # how much is read at a time while skipping an oversized line, or reading backwards
 
 
+# Built once: json.dumps with any non-default option builds an encoder per call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(record: Mapping[str, Any]) -> bytes:
     """The bytes hashed: the record without `hash`, sorted keys, compact, UTF-8. A value that is
     not JSON is hashed as its text, as the sinks write it."""
     body = {k: v for k, v in record.items() if k != "hash"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return _CANONICAL.encode(body).encode()
+
+
+class Sealed(dict):
+    """A sealed record, and `line`: the JSON the sinks write for it, made while sealing (the
+    canonical text with the hash added last), so a record is serialized once, not twice."""
+
+    __slots__ = ("line",)
 
 
 def digest(record: Mapping[str, Any], key: bytes | None = None) -> str:
@@ -70,14 +81,20 @@ class Chain:
             raise TypeError("cannot resume the audit chain: the last record has no seq or hash")
         return cls(key, seq, hash_)
 
-    def seal(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of `record` with `seq`, `prev` and `hash` (any given are replaced)."""
-        sealed = {k: v for k, v in record.items() if k not in ("seq", "prev", "hash")}
+    def seal(self, record: Mapping[str, Any]) -> Sealed:
+        """A copy of `record` with `seq`, `prev` and `hash` (any given are replaced), and its line."""
+        sealed = Sealed(record)  # a copy; a dict comprehension filtering the keys costs 3x more
+        sealed.pop("hash", None)
         with self._lock:
             sealed["seq"] = self.last_seq + 1
             sealed["prev"] = self.last_hash
-            sealed["hash"] = digest(sealed, self.key)
-            self.last_seq, self.last_hash = sealed["seq"], sealed["hash"]
+            text = _CANONICAL.encode(sealed)
+            data = text.encode()
+            hash_ = hmac.new(self.key, data, hashlib.sha256).hexdigest() if self.key else \
+                hashlib.sha256(data).hexdigest()
+            sealed["hash"] = hash_
+            sealed.line = f'{text[:-1]},"hash":"{hash_}"}}'  # verify sorts the keys again
+            self.last_seq, self.last_hash = sealed["seq"], hash_
         return sealed
 
 

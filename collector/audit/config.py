@@ -63,7 +63,7 @@ def parse_size(value: object, option: str = "size") -> int:
 
 def format_time(timestamp: float) -> str:
     """A record's `time`: RFC 3339 UTC with milliseconds and Z, e.g. 2025-01-31T12:00:00.123Z."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" off
 
 
 def parse_time(text: str) -> float:

@@ -4,6 +4,7 @@ the client chose (bounded), error messages (redacted and bounded), sizes, identi
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -16,6 +17,11 @@ MIN_ECHO = 4  # an argument value this long or longer is masked where an error m
 MAX_ECHO_VALUES = 200  # argument values looked for in one message
 # pydantic's validation errors quote the input: "input_value='...'" (cut with "..." when long)
 _INPUT_VALUE = re.compile(r"""input_value=('(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^,\]\n]*)""")
+
+
+def new_id() -> str:
+    """A record's unique `request_id`: 128 random bits in hex (uuid4's cost without its formatting)."""
+    return os.urandom(16).hex()
 
 
 def bounded(value: Any) -> Any:
@@ -68,6 +74,9 @@ def tool_error_text(result: Any) -> str | None:
     return " ".join(t for t in texts if isinstance(t, str)) or None
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # built once
+
+
 def json_size(value: Any) -> int | None:
     """Bytes of `value` as compact JSON (where the bytes on the wire are not known)."""
     if value is None:
@@ -76,7 +85,7 @@ def json_size(value: Any) -> int | None:
     if dump is not None:
         value = dump(by_alias=True, exclude_none=True)
     try:
-        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        return len(_COMPACT.encode(value).encode())
     except (TypeError, ValueError):
         return None
 

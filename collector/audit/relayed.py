@@ -30,6 +30,7 @@ from collector.audit.fields import (
     client_info,
     error_field,
     json_size,
+    new_id,
     tool_error_text,
 )
 from collector.audit.identity import JwtVerifier, expiry, from_bearer
@@ -143,7 +144,7 @@ class RelayAudit:
         trace = outcome["trace"] or parse_traceparent(connection.header(b"traceparent"))
         return {
             "time": format_time(note.wall),
-            "request_id": uuid.uuid4().hex,
+            "request_id": new_id(),
             "jsonrpc_id": bounded(message.get("id")),
             "session_id": outcome["session"],
             "client": note.client,

@@ -22,6 +22,7 @@ from collector.audit.fields import (
     client_info,
     error_field,
     json_size,
+    new_id,
     tool_error_text,
 )
 from collector.audit.redact import filter_headers
@@ -62,7 +63,7 @@ class RequestAudit:
             if seen["headers"] is not None else None
         return {
             "time": format_time(seen["wall"]),
-            "request_id": uuid.uuid4().hex,
+            "request_id": new_id(),
             "jsonrpc_id": bounded(seen["jsonrpc_id"]),
             "session_id": seen["session_id"],
             "client": seen["client"],

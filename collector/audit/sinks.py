@@ -42,10 +42,14 @@ class Sink(Protocol):
     def last_record(self) -> dict[str, Any] | None: ...
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def dumps(record: Mapping[str, Any]) -> str:
-    """One record as one line of JSON (no newline); a value that is not JSON is written as its
-    text, as the chain hashes it."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One record as one line of JSON (no newline): the line it was sealed with (`chain.Sealed`),
+    else its JSON; a value that is not JSON is written as its text, as the chain hashes it."""
+    line = getattr(record, "line", None)
+    return line if isinstance(line, str) else _ENCODER.encode(record)
 
 
 class StdoutSink:

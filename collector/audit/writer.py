@@ -1,6 +1,11 @@
-"""Writing audit records without slowing MCP calls: `submit` puts a record on a bounded queue;
-one daemon thread seals records in queue order (the chain) and writes them in batches to every
-sink.
+"""Writing audit records without slowing MCP calls: `submit` appends a record to a bounded
+queue; one daemon thread seals records in queue order (the chain) and writes them in batches to
+every sink.
+
+The queue is a deque the writer's thread polls every LINGER seconds while records come (and
+waits on an event once idle): a submit takes no lock and wakes no thread. Waking the writer for
+every record, as a queue.Queue does, cost an in-process call 8% in thread switches and the GIL;
+records written in batches a few milliseconds apart cost a fraction of that.
 
 When the queue is full, "drop" mode drops the record (counted), "block" mode waits for room. A
 sink's failed write is logged once per kind of error, counted, and its records are kept for the
@@ -19,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,7 +41,18 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 RETRY_AFTER = (0.5, 30.0)  # a failing sink is retried after 0.5s, doubling up to 30s
 CLOSE_RETRY = 60.0  # close(timeout=None): how long a failing sink's records are retried
+LINGER = 0.01  # how often the writer takes what was queued, while records come
+IDLE_POLLS = 100  # after this many empty polls (a second) the writer sleeps until a submit wakes it
 _STOP = object()
+
+
+class _Flush:
+    """A marker `flush` queues: set once every record queued before it is handled."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
 
 
 class AuditWriter:
@@ -57,13 +73,13 @@ class AuditWriter:
         # starting again at seq 1 beside an existing trail would break it
         newest = _newest(self.sinks) if chain is None or chain.last_seq == 0 else None
         self.chain = Chain.resume(newest, chain.key if chain else None) if newest or chain is None else chain
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._queue: deque[Any] = deque()  # append and popleft are atomic: no lock
+        self._asleep = False  # the writer waits on _wake: a submit sets it
+        self._wake = threading.Event()
+        self._room = threading.Condition()  # block mode: submits wait here for room
         self._backlog: dict[int, list[dict[str, Any]]] = {id(s): [] for s in self.sinks}
         self._logged: set[tuple[str, str]] = set()
         self._closed = False
-        self._accepted = 0  # records put on the queue
-        self._handled = 0  # records taken off it and written (or given up on)
-        self._progress = threading.Condition()
         self.written = Counter("mcp_audit_records", "Audit records written, per sink", ["sink"], registry=registry)
         self.dropped = Counter("mcp_audit_records_dropped", "Audit records dropped, per reason", ["reason"],
                                registry=registry)
@@ -110,24 +126,28 @@ class AuditWriter:
             self.dropped.labels("closed").inc()
             self._log_once("submit", "closed", "audit record submitted after close: dropped")
             return False
-        try:
-            if self.when_full == "block":
-                self._queue.put(record)
-            else:
-                self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped.labels("queue_full").inc()
-            return False
-        with self._progress:
-            self._accepted += 1
+        if len(self._queue) >= self.queue_size:
+            if self.when_full != "block":
+                self.dropped.labels("queue_full").inc()
+                return False
+            with self._room:
+                while len(self._queue) >= self.queue_size and self._thread.is_alive():
+                    self._room.wait(0.1)
+        self._put(record)
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record accepted so far is handled; False when `timeout` passed first."""
-        with self._progress:
-            target = self._accepted
-            return self._progress.wait_for(lambda: self._handled >= target or not self._thread.is_alive(),
-                                           timeout) and self._handled >= target
+        if not self._thread.is_alive():
+            return not self._queue
+        marker = _Flush()
+        self._put(marker)
+        return marker.done.wait(timeout)
+
+    def _put(self, item: Any) -> None:
+        self._queue.append(item)
+        if self._asleep:  # read after the append: the writer checks the queue after setting it
+            self._wake.set()
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Write what is queued, stop the thread and close the sinks; False (sinks left open)
@@ -136,10 +156,8 @@ class AuditWriter:
             self._closed = True
             # a failing sink's kept records are retried until then (leaving time to join)
             self._close_deadline = time.monotonic() + (0.8 * timeout if timeout is not None else CLOSE_RETRY)
-            try:
-                self._queue.put(_STOP, timeout=timeout)
-            except queue.Full:
-                return False
+            self._put(_STOP)
+            self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             return False
@@ -153,26 +171,41 @@ class AuditWriter:
     # --- the writer's thread ---
 
     def _run(self) -> None:
-        retry_in = RETRY_AFTER[0]
+        retry_in, idle = RETRY_AFTER[0], 0
         while True:
-            pending = any(self._backlog.values())
-            try:
-                first = self._queue.get(timeout=retry_in if pending else None)
-            except queue.Empty:
-                first = None
-            batch, stop = self._take(first)
+            batch, flushes, stop = self._take()
+            if not batch and not flushes and not stop and not any(self._backlog.values()):
+                idle += 1
+                self._idle(idle)
+                continue
+            idle = 0
             try:
                 failed = self._write(batch)
             except Exception:  # a bug must not end the audit trail: log it, go on
                 log.exception("audit writer: unexpected error")
                 failed = True
-            retry_in = min(retry_in * 2, RETRY_AFTER[1]) if failed else RETRY_AFTER[0]
-            with self._progress:
-                self._handled += len(batch)
-                self._progress.notify_all()
+            for marker in flushes:
+                marker.done.set()
             if stop:
                 self._drain_backlog()
                 return
+            # a failing sink is retried after a growing pause (records queue up meanwhile)
+            retry_in = min(retry_in * 2, RETRY_AFTER[1]) if failed else RETRY_AFTER[0]
+            if failed:
+                self._wake.wait(retry_in)  # close sets it: a long pause must not hold up the stop
+                self._wake.clear()
+            else:
+                time.sleep(LINGER)
+
+    def _idle(self, polls: int) -> None:
+        if polls < IDLE_POLLS:
+            time.sleep(LINGER)
+            return
+        self._asleep = True
+        if not self._queue:  # checked after setting _asleep: a submit since then sets _wake
+            self._wake.wait()
+        self._wake.clear()
+        self._asleep = False
 
     def _drain_backlog(self) -> None:
         """At close: retry what failing sinks kept until the close's deadline; what is still
@@ -189,20 +222,28 @@ class AuditWriter:
                 log.error("audit sink %s: %d record(s) still unwritten at close: dropped", sink.name, len(kept))
                 kept.clear()
 
-    def _take(self, first: Any) -> tuple[list[Mapping[str, Any]], bool]:
-        batch: list[Mapping[str, Any]] = []
-        item = first
-        while True:
-            if item is _STOP:
-                return batch, True
-            if item is not None:
-                batch.append(item)
-            if len(batch) >= MAX_BATCH:
-                return batch, False
+    def _take(self) -> tuple[list[Any], list[_Flush], bool]:
+        """Up to MAX_BATCH records from the queue, the flush markers among them, and whether
+        close's stop came (nothing after it is taken)."""
+        batch: list[Any] = []
+        flushes: list[_Flush] = []
+        stop = False
+        while len(batch) < MAX_BATCH:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, False
+                item = self._queue.popleft()
+            except IndexError:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            if isinstance(item, _Flush):
+                flushes.append(item)
+            else:
+                batch.append(item)
+        if self.when_full == "block" and batch:
+            with self._room:
+                self._room.notify_all()
+        return batch, flushes, stop
 
     def _write(self, batch: Iterable[Mapping[str, Any]]) -> bool:
         """Seal `batch` and write it (after any kept records) to every sink; True when one failed."""
