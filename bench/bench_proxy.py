@@ -10,10 +10,11 @@ direct throughput (a time-per-call ratio of at most 1/0.9).
 
 `--both` compares the proxy with `--metrics both` (ours) against the default proxy
 (base), instead of the proxy against a direct connection; goal: at most +0.1 ms a call.
+`--control` compares two default proxies (A/A): what the method reads when there is nothing to find.
 `--audit` does the same with the audit trail on (`--audit-file`, default options) against
 off; goal (issue 17): at most +0.1 ms per proxied call.
 
-    python -m bench.bench_proxy [--quick] [--http] [--both | --audit]
+    python -m bench.bench_proxy [--quick] [--http] [--both | --audit | --control]
 """
 
 from __future__ import annotations
@@ -137,22 +138,23 @@ def _p99(xs: list[float]) -> float:
 
 
 def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: int = 16, warmup: int = 50,
-        quick: bool = False, both: bool = False, audit: bool = False):
+        quick: bool = False, both: bool = False, audit: bool = False, control: bool = False):
     """Two Results: latency (median of per-round medians) and throughput (time per call under load)."""
     if quick:
         rounds, calls, concurrency, warmup = 2, 5, 4, 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     with tempfile.TemporaryDirectory(prefix="mcp-slo-bench-audit-") as scratch:
-        options = ["--metrics", "both"] if both else ["--audit-file", f"{scratch}/audit.jsonl"] if audit else None
+        options = (["--metrics", "both"] if both else ["--audit-file", f"{scratch}/audit.jsonl"] if audit
+                   else [] if control else None)
         latency, latency_rounds, per_call = anyio.run(_measure, http, rounds, calls, concurrency, warmup, options)
         audited = Path(scratch, "audit.jsonl").read_bytes().count(b"\n") if audit else 0
     transport = "streamable HTTP" if http else "stdio"
     added_p99 = _p99(latency["proxied"]) - _p99(latency["direct"])
-    kind = "-both" if both else "-audit" if audit else ""
+    kind = "-both" if both else "-audit" if audit else "-control" if control else ""
     versus = ("proxy --metrics both vs default proxy" if both else "proxy with --audit-file vs without" if audit
-              else "mcp-slo proxy vs direct")
+              else "default proxy vs default proxy (A/A control)" if control else "mcp-slo proxy vs direct")
     ours_label, base_label = (("--metrics both", "default") if both else ("audit on", "audit off") if audit
-                              else ("proxied", "direct"))
+                              else ("proxy B", "proxy A") if control else ("proxied", "direct"))
     params = {"transport": transport, "both": both, "audit": audit, "rounds": rounds, "calls": calls,
               "concurrency": concurrency}
     extra = [f"{audited} audit records written"] if audit else []
@@ -163,7 +165,7 @@ def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: i
         ours_rounds=latency_rounds["proxied"], base_rounds=latency_rounds["direct"],
         limit=None, per_round=calls, params=params,
         notes=[f"added median {statistics.median(latency['proxied']) * 1e3 - statistics.median(latency['direct']) * 1e3:+.3f} ms"
-               f" (goal: {'at most +0.1 ms' if both or audit else 'over stdio at most +0.5 ms'}); added p99 {added_p99 / 1e3:+.3f} ms"
+               f" (goal: {'at most +0.1 ms' if both or audit or control else 'over stdio at most +0.5 ms'}); added p99 {added_p99 / 1e3:+.3f} ms"
                f" (p99 direct {_p99(latency['direct']) / 1e3:.3f} ms, proxied {_p99(latency['proxied']) / 1e3:.3f} ms)",
                *extra],
     )
@@ -182,6 +184,6 @@ def run(*, http: bool = False, rounds: int = 20, calls: int = 50, concurrency: i
 
 if __name__ == "__main__":
     for result in run(quick="--quick" in sys.argv, http="--http" in sys.argv, both="--both" in sys.argv,
-                      audit="--audit" in sys.argv):
+                      audit="--audit" in sys.argv, control="--control" in sys.argv):
         print(result.report())
         print()
